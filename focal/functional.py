@@ -1,0 +1,334 @@
+r"""Focal loss (Lin et al., 2017), softmax and sigmoid, as TorchScript-compatible functions.
+
+Each public function is a pipeline of private pieces, as in torchmetrics: argument checks
+(Python values), tensor checks (shapes, dtypes, label values, eager only in spirit but
+scriptable), then the computation. :mod:`focal.losses` wraps the same pieces in modules and
+:mod:`focal.statistics` reuses the computation for the evaluation step, so each formula is
+written once.
+
+Numerics: everything is built on ``log_softmax`` / ``logsumexp`` / ``softplus``; the
+modulating factor :math:`(1 - p_t)^\gamma` is formed as :math:`\exp(\gamma \log(1 - p_t))`
+with :math:`\log(1 - p_t)` computed as a log-sum-exp over the other classes, so it stays finite,
+with finite gradients, for every :math:`\gamma \ge 0` even at saturated predictions (where a
+plain ``pow`` gives NaN gradients for :math:`\gamma < 1`). Half-precision inputs are computed
+in float32.
+"""
+
+from typing import Optional, Tuple
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor
+
+from focal._validation import (
+    check_alpha,
+    check_gamma,
+    check_label_smoothing,
+    check_logits,
+    check_normalization,
+    check_reduction,
+    check_target_shape,
+    check_target_values,
+)
+
+
+def softmax_focal_loss(
+    input: Tensor,
+    target: Tensor,
+    alpha: Optional[Tensor] = None,
+    gamma: float = 2.0,
+    ignore_index: int = -100,
+    label_smoothing: float = 0.0,
+    reduction: str = "mean",
+    normalization: str = "weight",
+) -> Tensor:
+    r"""Multi-class focal loss from logits.
+
+    .. math::
+
+        \text{FL}_i = -\sum_k q_{ik}\, \alpha_k\, (1 - p_{ik})^{\gamma} \log p_{ik},
+        \qquad p_i = \operatorname{softmax}(x_i),
+        \qquad q_{ik} = (1 - \varepsilon)\,[k = y_i] + \varepsilon / C
+
+    With no label smoothing (:math:`\varepsilon = 0`) this is
+    :math:`-\alpha_{y_i} (1 - p_{i,y_i})^\gamma \log p_{i,y_i}` (Lin et al., 2017,
+    https://arxiv.org/abs/1708.02002). Label smoothing follows Keras'
+    ``CategoricalFocalCrossentropy``: the focal term is applied per class to the smoothed target.
+    At :math:`\gamma = 0` the loss equals ``F.cross_entropy(input, target, weight=alpha,
+    ignore_index=ignore_index, label_smoothing=label_smoothing, reduction=reduction)``.
+
+    Args:
+        input: logits, float of any precision (float16 / bfloat16 are computed in float32).
+        target: class indices in ``[0, C)``, or ``ignore_index``.
+        alpha: per-class weights ``(C,)`` gathered at each class, or a 0-d tensor that weighs
+            every class alike (Keras' meaning of a scalar alpha; it cancels out of
+            ``reduction="mean"`` with ``normalization="weight"``). ``None`` weighs all by 1.
+        gamma: focusing parameter, ``>= 0``; 0 gives cross entropy.
+        ignore_index: target value whose elements contribute 0 to the loss and its
+            normalisation.
+        label_smoothing: :math:`\varepsilon` in ``[0, 1)``.
+        reduction: ``"none"`` (per-element loss, 0 where ignored), ``"sum"`` or ``"mean"``.
+        normalization: divisor for ``"mean"``: ``"weight"`` (default) divides by
+            :math:`\sum_i \alpha_{y_i}` over non-ignored elements, exactly as ``F.cross_entropy``
+            does (the count of non-ignored elements when ``alpha`` is None); ``"valid"``
+            divides by the count of non-ignored elements whatever ``alpha`` is. With every
+            element ignored the mean is 0, not NaN (``F.cross_entropy`` gives NaN there).
+
+    Returns:
+        The reduced loss (0-d), or per-element losses of ``target``'s shape for ``"none"``.
+
+    Raises:
+        ValueError: an argument or tensor is out of its domain; the message names it.
+
+    Shape:
+        - input: :math:`(N, C)` or :math:`(N, C, d_1, \ldots, d_k)`, :math:`C \ge 2`.
+        - target: :math:`(N)` or :math:`(N, d_1, \ldots, d_k)`, integer.
+        - output: :math:`()`, or target's shape for ``reduction="none"``.
+
+    Example:
+        >>> logits = torch.tensor([[2.0, 0.0, -1.0], [0.0, 0.0, 3.0]])
+        >>> labels = torch.tensor([0, 1])
+        >>> loss = softmax_focal_loss(logits, labels, gamma=2.0)
+        >>> torch.allclose(softmax_focal_loss(logits, labels, gamma=0.0),
+        ...                F.cross_entropy(logits, labels))
+        True
+    """
+    if not torch.jit.is_scripting():  # type: ignore[attr-defined]
+        alpha = _as_tensor_or_none(alpha)
+    _check_softmax_arguments(gamma, label_smoothing, reduction, normalization)
+    _check_softmax_tensors(input, target, alpha, ignore_index)
+    return _softmax_focal_loss(
+        input, target, alpha, gamma, ignore_index, label_smoothing, reduction, normalization
+    )
+
+
+def sigmoid_focal_loss(
+    input: Tensor,
+    target: Tensor,
+    alpha: float = 0.25,
+    gamma: float = 2.0,
+    reduction: str = "none",
+) -> Tensor:
+    r"""Binary / multi-label focal loss from logits, as in the paper and torchvision.
+
+    .. math::
+
+        \text{FL} = \alpha_t\, (1 - p_t)^{\gamma}\, \text{BCE}(x, t), \qquad
+        p = \sigma(x), \quad p_t = p\,t + (1 - p)(1 - t), \quad
+        \alpha_t = \alpha\,t + (1 - \alpha)(1 - t)
+
+    computed as
+    :math:`\text{BCE} = t\,\operatorname{softplus}(-x) + (1 - t)\operatorname{softplus}(x)`
+    and :math:`\log(1 - p_t) = \operatorname{logaddexp}(\log t - \operatorname{softplus}(x),
+    \log(1 - t) - \operatorname{softplus}(-x))`, which stay finite for :math:`|x|` up to the
+    float range, eagerly and after ONNX export (``log(sigmoid(x))`` forms give NaN or inf there).
+    Targets may be soft (any value in ``[0, 1]``). The paper divides the sum by the number of
+    positive anchors: use ``reduction="sum"`` and divide.
+
+    Args:
+        input: logits of any shape, float of any precision (half precision computed in float32).
+        target: same shape, values in ``[0, 1]`` (float, integer or bool).
+        alpha: weight of positives in ``[0, 1]``; negatives get ``1 - alpha``; a negative value
+            turns weighting off (torchvision's convention).
+        gamma: focusing parameter, ``>= 0``.
+        reduction: ``"none"``, ``"mean"`` (over all elements) or ``"sum"``.
+
+    Returns:
+        Per-element losses (``"none"``) or their mean / sum.
+
+    Raises:
+        ValueError: an argument or tensor is out of its domain; the message names it.
+
+    Example:
+        >>> x = torch.tensor([3.0, -2.0, 1e4])
+        >>> t = torch.tensor([1.0, 0.0, 0.0])
+        >>> sigmoid_focal_loss(x, t, reduction="none").isfinite().all().item()
+        True
+    """
+    _check_sigmoid_arguments(alpha, gamma, reduction)
+    _check_sigmoid_tensors(input, target)
+    return _sigmoid_focal_loss(input, target, alpha, gamma, reduction)
+
+
+@torch.jit.unused
+def _as_tensor_or_none(alpha: object) -> Optional[Tensor]:
+    """Eager-mode convenience: accept a Python number or sequence for ``alpha``."""
+    if alpha is None or isinstance(alpha, Tensor):
+        return alpha
+    return torch.as_tensor(alpha, dtype=torch.float32)
+
+
+def _check_softmax_arguments(
+    gamma: float, label_smoothing: float, reduction: str, normalization: str
+) -> None:
+    check_gamma(gamma)
+    check_label_smoothing(label_smoothing)
+    check_reduction(reduction)
+    check_normalization(normalization)
+
+
+def _check_softmax_tensors(
+    input: Tensor, target: Tensor, alpha: Optional[Tensor], ignore_index: int
+) -> None:
+    check_logits(input)
+    check_target_shape(input, target)
+    check_alpha(alpha, input.shape[1], allow_scalar=True)
+    check_target_values(target, input.shape[1], ignore_index)
+
+
+def _check_sigmoid_arguments(alpha: float, gamma: float, reduction: str) -> None:
+    check_gamma(gamma)
+    check_reduction(reduction)
+    if not alpha <= 1.0:
+        raise ValueError(
+            f"Expected argument `alpha` to be <= 1 (negative turns it off), but got {alpha}"
+        )
+
+
+def _check_sigmoid_tensors(input: Tensor, target: Tensor) -> None:
+    if not input.is_floating_point():
+        raise ValueError(
+            f"Expected `input` to be a floating point tensor, but got dtype {input.dtype}"
+        )
+    if target.shape != input.shape:
+        raise ValueError(
+            f"Expected `target` to have the shape of `input` {list(input.shape)}, but got"
+            f" {list(target.shape)}"
+        )
+    if bool(((target < 0) | (target > 1)).any()):
+        raise ValueError("Expected `target` values in [0, 1]")
+
+
+def _softmax_focal_loss(
+    input: Tensor,
+    target: Tensor,
+    alpha: Optional[Tensor],
+    gamma: float,
+    ignore_index: int,
+    label_smoothing: float,
+    reduction: str,
+    normalization: str,
+) -> Tensor:
+    logits = flatten_classes(upcast_half(input))
+    labels = target.reshape(-1)
+    valid = labels != ignore_index
+    safe_labels = torch.where(valid, labels, torch.zeros_like(labels))
+    num_classes = logits.shape[1]
+    weights: Optional[Tensor] = None
+    if alpha is not None:
+        weights = alpha.to(logits.dtype).expand(num_classes)
+    log_probs = F.log_softmax(logits, dim=1)
+
+    if label_smoothing == 0.0:
+        gamma_tensor = torch.tensor(gamma, dtype=torch.float64)
+        _, loss = softmax_focal_terms(log_probs, safe_labels, gamma_tensor)
+        if weights is not None:
+            loss = loss * weights.gather(0, safe_labels)
+    else:
+        per_class = -log_probs
+        if gamma != 0.0:
+            per_class = per_class * torch.exp(gamma * log_one_minus_probs(log_probs))
+        if weights is not None:
+            per_class = per_class * weights
+        smoothed = torch.full_like(logits, label_smoothing / num_classes)
+        smoothed = smoothed.scatter_add(
+            1,
+            safe_labels.unsqueeze(1),
+            torch.full_like(logits[:, :1], 1.0 - label_smoothing),
+        )
+        loss = (smoothed * per_class).sum(1)
+    loss = torch.where(valid, loss, torch.zeros_like(loss))
+
+    if reduction == "none":
+        return loss.reshape(target.shape)
+    if reduction == "sum":
+        return loss.sum()
+    if normalization == "weight" and weights is not None:
+        denominator = torch.where(valid, weights.gather(0, safe_labels), 0.0).sum()
+    else:
+        denominator = valid.sum().to(loss.dtype)
+    # an empty denominator means every term is 0: divide by 1 to give 0 with finite gradients
+    return loss.sum() / torch.where(denominator > 0, denominator, torch.ones_like(denominator))
+
+
+def _sigmoid_focal_loss(
+    input: Tensor, target: Tensor, alpha: float, gamma: float, reduction: str
+) -> Tensor:
+    logits = upcast_half(input)
+    t = target.to(logits.dtype)
+    softplus_pos = F.softplus(logits)  # -log(1 - p)
+    softplus_neg = F.softplus(-logits)  # -log(p)
+    loss = t * softplus_neg + (1.0 - t) * softplus_pos
+    if gamma != 0.0:
+        log_one_minus_pt = _logaddexp(torch.log(t) - softplus_pos, torch.log1p(-t) - softplus_neg)
+        loss = loss * torch.exp(gamma * log_one_minus_pt)
+    if alpha >= 0.0:
+        loss = (alpha * t + (1.0 - alpha) * (1.0 - t)) * loss
+    if reduction == "mean":
+        return loss.mean()
+    if reduction == "sum":
+        return loss.sum()
+    return loss
+
+
+def upcast_half(input: Tensor) -> Tensor:
+    """float16 / bfloat16 to float32; other dtypes unchanged."""
+    if input.dtype == torch.float16 or input.dtype == torch.bfloat16:
+        return input.float()
+    return input
+
+
+def flatten_classes(input: Tensor) -> Tensor:
+    """``(N, C, d1, ..., dk)`` to ``(N * d1 * ... * dk, C)``, class dimension last."""
+    if input.dim() == 2:
+        return input
+    return input.movedim(1, -1).reshape(-1, input.shape[1])
+
+
+def softmax_focal_terms(log_probs: Tensor, labels: Tensor, gamma: Tensor) -> Tuple[Tensor, Tensor]:
+    r"""Per-row cross entropy and unweighted focal loss at hard labels.
+
+    .. math::
+
+        \text{CE}_i = -\log p_{i,y_i}, \qquad
+        \text{FL}_i = \exp(\gamma \log(1 - p_{i,y_i}))\, \text{CE}_i
+
+    Args:
+        log_probs: ``(M, C)`` log-probabilities.
+        labels: ``(M,)`` class indices, all in ``[0, C)`` (ignored rows replaced beforehand).
+        gamma: 0-d focusing parameter (a tensor, so that it can be a graph input).
+
+    Returns:
+        ``(cross_entropy, focal_loss)``, each ``(M,)``.
+    """
+    cross_entropy = -log_probs.gather(1, labels.unsqueeze(1)).squeeze(1)
+    modulating = torch.exp(gamma * log_one_minus_target_prob(log_probs, labels))
+    return cross_entropy, modulating * cross_entropy
+
+
+def log_one_minus_target_prob(log_probs: Tensor, labels: Tensor) -> Tensor:
+    r""":math:`\log(1 - p_{i,y_i}) = \log \sum_{k \ne y_i} p_{ik}`, a log-sum-exp over the others.
+
+    Finite (with finite gradients) even where :math:`p_{i,y_i}` rounds to 1.
+    """
+    classes = torch.arange(log_probs.shape[1], device=log_probs.device)
+    is_label = classes.unsqueeze(0) == labels.unsqueeze(1)
+    return torch.logsumexp(log_probs.masked_fill(is_label, float("-inf")), dim=1)
+
+
+def log_one_minus_probs(log_probs: Tensor) -> Tensor:
+    r""":math:`\log(1 - p_{ik})` for every class.
+
+    For the row's most likely class this is the log-sum-exp over the others; every other class
+    has :math:`p_{ik} \le 1/2`, where ``log1p(-p)`` is accurate.
+    """
+    classes = torch.arange(log_probs.shape[1], device=log_probs.device)
+    is_top = classes.unsqueeze(0) == log_probs.argmax(dim=1, keepdim=True)
+    others = torch.log1p(-log_probs.exp().masked_fill(is_top, 0.0))
+    top = torch.logsumexp(log_probs.masked_fill(is_top, float("-inf")), dim=1, keepdim=True)
+    return torch.where(is_top, top, others)
+
+
+def _logaddexp(a: Tensor, b: Tensor) -> Tensor:
+    """``log(exp(a) + exp(b))`` from elementary ops; ``-inf`` in one argument is exact."""
+    return torch.maximum(a, b) + torch.log1p(torch.exp(-torch.abs(a - b)))

@@ -1,0 +1,75 @@
+"""Tensor-in, tensor-out modules of the evaluation step: what :mod:`export` turns into graphs.
+
+Every parameter is a graph input (so N and C stay dynamic: an ``alpha`` baked in as a buffer
+would fix C), inputs are not validated (a graph cannot raise; callers validate first, as
+:func:`focal.statistics.update` and the service do), and outputs are flat named tuples whose
+field names become the graph's output names.
+"""
+
+from typing import NamedTuple
+
+from torch import Tensor, nn
+
+from focal._validation import check_num_bins
+from focal.metrics import Metrics, _compute
+from focal.statistics import DEFAULT_NUM_BINS, PerSample, Statistics, _update
+
+
+class EvaluationOutputs(NamedTuple):
+    """Everything one batch yields: per-sample values, statistics, metrics."""
+
+    per_sample: PerSample
+    statistics: Statistics
+    metrics: Metrics
+
+
+class EvaluationStep(nn.Module):
+    """``(logits, labels, alpha, gamma, ignore_index) -> EvaluationOutputs``.
+
+    Inputs: logits float ``(N, C)``, labels int64 ``(N,)`` (each in ``[0, C)`` or equal to
+    ``ignore_index``), alpha float ``(C,)``, gamma float ``()``, ignore_index int64 ``()``.
+
+    Args:
+        num_bins: calibration bins, a constant of the graph.
+    """
+
+    def __init__(self, num_bins: int = DEFAULT_NUM_BINS) -> None:
+        super().__init__()
+        check_num_bins(num_bins)
+        self.num_bins = num_bins
+
+    def forward(
+        self, logits: Tensor, labels: Tensor, alpha: Tensor, gamma: Tensor, ignore_index: Tensor
+    ) -> EvaluationOutputs:
+        """One batch to per-sample values, its statistics and their metrics."""
+        per_sample, statistics = _update(logits, labels, alpha, gamma, ignore_index, self.num_bins)
+        return EvaluationOutputs(per_sample, statistics, _compute(statistics))
+
+
+class MetricsFromStatistics(nn.Module):
+    """The eight statistics tensors (in :class:`~focal.statistics.Statistics` order) to metrics."""
+
+    def forward(
+        self,
+        confusion_matrix: Tensor,
+        focal_loss_sum: Tensor,
+        cross_entropy_sum: Tensor,
+        alpha_sum: Tensor,
+        brier_sum: Tensor,
+        bin_count: Tensor,
+        bin_confidence_sum: Tensor,
+        bin_correct: Tensor,
+    ) -> Metrics:
+        """Metrics of (merged) statistics."""
+        return _compute(
+            Statistics(
+                confusion_matrix,
+                focal_loss_sum,
+                cross_entropy_sum,
+                alpha_sum,
+                brier_sum,
+                bin_count,
+                bin_confidence_sum,
+                bin_correct,
+            )
+        )

@@ -1,0 +1,1 @@
+"""service: the focal-eval scoring server (FastAPI + onnxruntime, no torch)."""

@@ -1,0 +1,146 @@
+"""Every public function and module compiles with torch.jit.script and equals eager."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+import pytest
+import torch
+
+import focal
+from focal import (
+    EvaluationStep,
+    FocalLoss,
+    MetricsFromStatistics,
+    SigmoidFocalLoss,
+    class_balanced_weights,
+    compute,
+    inverse_frequency_weights,
+    merge,
+    sigmoid_focal_loss,
+    softmax_focal_loss,
+    update,
+)
+
+IGNORE = -100
+
+
+def cases() -> list[tuple[torch.Tensor, torch.Tensor]]:
+    generator = torch.Generator().manual_seed(0)
+    out = []
+    for n, c, scale in [(1, 2, 1.0), (17, 3, 30.0), (64, 10, 1e4), (33, 100, 3.0)]:
+        logits = torch.randn(n, c, generator=generator) * scale
+        labels = torch.randint(0, c, (n,), generator=generator)
+        labels[::4] = IGNORE
+        out.append((logits, labels))
+    out.append((torch.zeros(5, 4), torch.tensor([0, 1, 2, 3, 0])))  # equal rows
+    return out
+
+
+def assert_same(a: Any, b: Any) -> None:
+    if isinstance(a, torch.Tensor):
+        torch.testing.assert_close(a, b, rtol=0, atol=0, equal_nan=True)
+    else:
+        assert len(a) == len(b)
+        for x, y in zip(a, b, strict=True):
+            assert_same(x, y)
+
+
+@pytest.mark.parametrize("gamma", [0.0, 0.5, 2.0, 5.0])
+@pytest.mark.parametrize(
+    "kwargs",
+    [
+        pytest.param({}, id="defaults"),
+        pytest.param({"reduction": "none"}, id="none"),
+        pytest.param({"reduction": "sum", "label_smoothing": 0.1}, id="sum-smoothing"),
+        pytest.param({"normalization": "valid"}, id="valid"),
+    ],
+)
+def test_scripted_softmax_focal_loss_matches_eager(gamma: float, kwargs: dict[str, Any]) -> None:
+    scripted = torch.jit.script(softmax_focal_loss)
+    for logits, labels in cases():
+        alpha = torch.rand(logits.shape[1])
+        eager = softmax_focal_loss(logits, labels, alpha, gamma, IGNORE, **kwargs)
+        assert_same(scripted(logits, labels, alpha, gamma, IGNORE, **kwargs), eager)
+
+
+@pytest.mark.parametrize("gamma", [0.0, 0.5, 2.0])
+def test_scripted_modules_match_eager(gamma: float) -> None:
+    for logits, labels in cases():
+        c = logits.shape[1]
+        module = FocalLoss(alpha=torch.rand(c), gamma=gamma, label_smoothing=0.05)
+        assert_same(torch.jit.script(module)(logits, labels), module(logits, labels))
+        targets = (torch.rand_like(logits) < 0.3).float()
+        sigmoid = SigmoidFocalLoss(gamma=gamma, reduction="mean")
+        assert_same(torch.jit.script(sigmoid)(logits, targets), sigmoid(logits, targets))
+        assert_same(
+            torch.jit.script(sigmoid_focal_loss)(logits, targets, 0.25, gamma, "none"),
+            sigmoid_focal_loss(logits, targets, 0.25, gamma, "none"),
+        )
+
+
+def test_scripted_evaluation_step_matches_eager() -> None:
+    step = EvaluationStep()
+    scripted_step = torch.jit.script(step)
+    scripted_update = torch.jit.script(update)
+    scripted_compute = torch.jit.script(compute)
+    scripted_merge = torch.jit.script(merge)
+    scripted_metrics = torch.jit.script(MetricsFromStatistics())
+    for logits, labels in cases():
+        c = logits.shape[1]
+        alpha = torch.rand(c)
+        inputs = (logits, labels, alpha, torch.tensor(2.0), torch.tensor(IGNORE))
+        eager = step(*inputs)
+        assert_same(scripted_step(*inputs), eager)
+        per_sample, stats = update(logits, labels, alpha, 2.0, IGNORE)
+        assert_same(scripted_update(logits, labels, alpha, 2.0, IGNORE), (per_sample, stats))
+        assert_same(scripted_compute(stats), compute(stats))
+        assert_same(scripted_merge(stats, stats), merge(stats, stats))
+        assert_same(scripted_metrics(*stats), eager.metrics)
+
+
+def test_scripted_weights_match_eager() -> None:
+    counts = torch.tensor([100, 7, 0, 1])
+    # float32 results of a float64 computation: TorchScript may round the last bit differently
+    torch.testing.assert_close(
+        torch.jit.script(class_balanced_weights)(counts, 0.99), class_balanced_weights(counts, 0.99)
+    )
+    torch.testing.assert_close(
+        torch.jit.script(inverse_frequency_weights)(counts), inverse_frequency_weights(counts)
+    )
+
+
+def test_scripted_functions_raise_the_eager_messages() -> None:
+    scripted = torch.jit.script(softmax_focal_loss)
+    with pytest.raises(
+        torch.jit.Error, match="ValueError: Expected argument `gamma` to be a finite"
+    ):
+        scripted(torch.randn(2, 3), torch.tensor([0, 1]), None, -1.0)
+    with pytest.raises(torch.jit.Error, match=r"Expected `target` values in \[0, 3\)"):
+        scripted(torch.randn(2, 3), torch.tensor([0, 3]))
+
+
+PUBLIC_CALLABLES: list[Callable[..., Any]] = [
+    getattr(focal, name) for name in focal.__all__ if callable(getattr(focal, name))
+]
+
+
+def test_every_public_function_is_covered() -> None:
+    scriptable_types = {"Evaluator", "Metrics", "PerSample", "Statistics", "EvaluationOutputs"}
+    covered = {
+        "EvaluationStep",
+        "FocalLoss",
+        "MetricsFromStatistics",
+        "SigmoidFocalLoss",
+        "class_balanced_weights",
+        "compute",
+        "inverse_frequency_weights",
+        "merge",
+        "sigmoid_focal_loss",
+        "softmax_focal_loss",
+        "update",
+        "empty_statistics",
+    }
+    assert set(focal.__all__) == covered | scriptable_types
+    torch.jit.script(focal.empty_statistics)

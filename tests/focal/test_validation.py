@@ -1,0 +1,197 @@
+"""Every ValueError path, with its message."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+import pytest
+import torch
+
+from focal import (
+    EvaluationStep,
+    Evaluator,
+    FocalLoss,
+    SigmoidFocalLoss,
+    class_balanced_weights,
+    compute,
+    empty_statistics,
+    inverse_frequency_weights,
+    merge,
+    sigmoid_focal_loss,
+    softmax_focal_loss,
+    update,
+)
+
+X = torch.randn(4, 3)
+Y = torch.tensor([0, 1, 2, -100])
+
+
+def bad_stats() -> Any:
+    stats = empty_statistics(3)
+    return stats._replace(focal_loss_sum=torch.zeros(4, dtype=torch.float64))
+
+
+CASES: list[Any] = [
+    (
+        lambda: softmax_focal_loss(X, Y, gamma=-1.0),
+        r"Expected argument `gamma` to be a finite float >= 0, but got -1.0",
+    ),
+    (
+        lambda: softmax_focal_loss(X, Y, gamma=float("nan")),
+        r"`gamma` to be a finite float >= 0, but got nan",
+    ),
+    (
+        lambda: softmax_focal_loss(X, Y, label_smoothing=1.0),
+        r"Expected argument `label_smoothing` to be a float in \[0, 1\), but got 1.0",
+    ),
+    (
+        lambda: softmax_focal_loss(X, Y, reduction="avg"),
+        r"Expected argument `reduction` to be one of \['none', 'mean', 'sum'\], but got 'avg'",
+    ),
+    (
+        lambda: softmax_focal_loss(X, Y, normalization="n"),
+        r"Expected argument `normalization` to be one of \['weight', 'valid'\], but got 'n'",
+    ),
+    (
+        lambda: softmax_focal_loss(X, Y, torch.ones(4)),
+        r"Expected argument `alpha` to have shape \(3,\), but got shape \[4\]",
+    ),
+    (
+        lambda: softmax_focal_loss(X, Y, torch.ones(1, 3)),
+        r"Expected argument `alpha` to have shape \(3,\), but got shape \[1, 3\]",
+    ),
+    (
+        lambda: softmax_focal_loss(X, Y, torch.tensor([1.0, -1.0, 1.0])),
+        r"Expected argument `alpha` to hold finite values >= 0",
+    ),
+    (
+        lambda: softmax_focal_loss(X, Y, torch.tensor([1.0, float("inf"), 1.0])),
+        r"Expected argument `alpha` to hold finite values >= 0",
+    ),
+    (
+        lambda: softmax_focal_loss(X, Y, torch.tensor([1, 2, 3])),
+        r"Expected argument `alpha` to be a floating point tensor, but got dtype torch.int64",
+    ),
+    (
+        lambda: softmax_focal_loss(X.long(), Y),
+        r"Expected `input` to be a floating point tensor, but got dtype torch.int64",
+    ),
+    (
+        lambda: softmax_focal_loss(torch.randn(4), Y),
+        r"Expected `input` to have shape \(N, C\) or \(N, C, d1, ..., dk\), but got shape \[4\]",
+    ),
+    (
+        lambda: softmax_focal_loss(torch.randn(4, 1), Y),
+        r"Expected `input` to have at least 2 classes \(dimension 1\), but got 1",
+    ),
+    (
+        lambda: softmax_focal_loss(X, Y.float()),
+        r"Expected `target` to be an integer tensor, but got dtype torch.float32",
+    ),
+    (
+        lambda: softmax_focal_loss(X, Y[:3]),
+        r"Expected `target` to have shape \[4\], but got shape \[3\]",
+    ),
+    (
+        lambda: softmax_focal_loss(X, torch.tensor([0, 1, 3, 0])),
+        r"Expected `target` values in \[0, 3\) or equal to ignore_index \(-100\), but found 3",
+    ),
+    (
+        lambda: softmax_focal_loss(X, torch.tensor([0, -1, 2, 0])),
+        r"Expected `target` values in \[0, 3\) or equal to ignore_index \(-100\), but found -1",
+    ),
+    (
+        lambda: FocalLoss(gamma=-0.5),
+        r"Expected argument `gamma` to be a finite float >= 0, but got -0.5",
+    ),
+    (
+        lambda: FocalLoss(alpha=[1.0, 2.0])(X, Y),
+        r"Expected argument `alpha` to have shape \(3,\), but got shape \[2\]",
+    ),
+    (
+        lambda: sigmoid_focal_loss(X, X, alpha=1.5),
+        r"Expected argument `alpha` to be <= 1 \(negative turns it off\), but got 1.5",
+    ),
+    (
+        lambda: sigmoid_focal_loss(X, X.abs(), gamma=-2.0),
+        r"Expected argument `gamma` to be a finite float >= 0, but got -2.0",
+    ),
+    (
+        lambda: sigmoid_focal_loss(X, X[:2].clamp(0, 1)),
+        r"Expected `target` to have the shape of `input` \[4, 3\], but got \[2, 3\]",
+    ),
+    (lambda: sigmoid_focal_loss(X, X * 0 + 2), r"Expected `target` values in \[0, 1\]"),
+    (
+        lambda: sigmoid_focal_loss(X.long(), X),
+        r"Expected `input` to be a floating point tensor, but got dtype torch.int64",
+    ),
+    (lambda: SigmoidFocalLoss(reduction="x"), r"Expected argument `reduction` to be one of"),
+    (
+        lambda: update(X, Y, num_bins=0),
+        r"Expected argument `num_bins` to be an integer >= 1, but got 0",
+    ),
+    (
+        lambda: update(torch.randn(2, 3, 4), torch.zeros(2, 4, dtype=torch.long)),
+        r"Expected `logits` to have shape \(N, C\), but got \[2, 3, 4\]",
+    ),
+    (
+        lambda: update(torch.tensor([[0.0, float("nan"), 1.0]]), torch.tensor([0])),
+        r"Expected `logits` to hold only finite values, but found NaN or inf",
+    ),
+    (
+        lambda: update(X, Y, torch.ones(3, 1)),
+        r"Expected argument `alpha` to have shape \(3,\), but got shape \[3, 1\]",
+    ),
+    (
+        lambda: update(X, Y, torch.tensor(1.0)),
+        r"Expected argument `alpha` to have shape \(3,\), but got shape \[\]",
+    ),
+    (
+        lambda: merge(empty_statistics(3), empty_statistics(4)),
+        r"Expected statistics of the same shape, but got \[3, 3\] classes x \[15\] bins and \[4, 4\] x \[15\]",
+    ),
+    (
+        lambda: compute(bad_stats()),
+        r"Expected `focal_loss_sum` to have shape \(3,\), but got \[4\]",
+    ),
+    (
+        lambda: compute(empty_statistics(3)._replace(confusion_matrix=torch.zeros(3, 2))),
+        r"Expected `confusion_matrix` to have shape \(C, C\), but got \[3, 2\]",
+    ),
+    (
+        lambda: compute(empty_statistics(3)._replace(bin_correct=torch.zeros(3))),
+        r"Expected `bin_count`, `bin_confidence_sum`, `bin_correct` of shape \(B,\)",
+    ),
+    (lambda: Evaluator(1), r"Expected argument `num_classes` to be an integer >= 2, but got 1"),
+    (
+        lambda: Evaluator(3).update(torch.randn(2, 4), torch.tensor([0, 1])),
+        r"Expected `logits` with 3 classes, but got 4",
+    ),
+    (
+        lambda: EvaluationStep(num_bins=0),
+        r"Expected argument `num_bins` to be an integer >= 1, but got 0",
+    ),
+    (
+        lambda: class_balanced_weights(torch.tensor([1, 2]), beta=1.0),
+        r"Expected argument `beta` to be a float in \[0, 1\), but got 1.0",
+    ),
+    (
+        lambda: class_balanced_weights(torch.ones(2, 2)),
+        r"Expected argument `counts` to be a 1-D tensor, but got shape \[2, 2\]",
+    ),
+    (
+        lambda: inverse_frequency_weights(torch.tensor([1.0, -1.0])),
+        r"Expected argument `counts` to hold finite values >= 0",
+    ),
+    (
+        lambda: inverse_frequency_weights(torch.zeros(3)),
+        r"Expected argument `counts` to have at least one positive count",
+    ),
+]
+
+
+@pytest.mark.parametrize(("call", "message"), [pytest.param(c, m, id=m[:60]) for c, m in CASES])
+def test_bad_argument_raises_value_error_naming_it(call: Callable[[], Any], message: str) -> None:
+    with pytest.raises(ValueError, match=message):
+        call()
