@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 INSTALLED := $(VENV)/.installed-dev
 
-.PHONY: test lint
+.PHONY: test lint artifacts
 
 $(INSTALLED): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -19,3 +19,7 @@ lint: $(INSTALLED)
 
 test: lint
 	$(BIN)/pytest
+
+# regenerate the default graphs shipped in the package (tests prove they equal a fresh export)
+artifacts: $(INSTALLED)
+	$(BIN)/python -m export --out service/artifacts --formats onnx

@@ -313,7 +313,7 @@ def log_one_minus_target_prob(log_probs: Tensor, labels: Tensor) -> Tensor:
     """
     classes = torch.arange(log_probs.shape[1], device=log_probs.device)
     is_label = classes.unsqueeze(0) == labels.unsqueeze(1)
-    return torch.logsumexp(log_probs.masked_fill(is_label, float("-inf")), dim=1)
+    return shifted_logsumexp(log_probs.masked_fill(is_label, float("-inf")), dim=1)
 
 
 def log_one_minus_probs(log_probs: Tensor) -> Tensor:
@@ -325,8 +325,21 @@ def log_one_minus_probs(log_probs: Tensor) -> Tensor:
     classes = torch.arange(log_probs.shape[1], device=log_probs.device)
     is_top = classes.unsqueeze(0) == log_probs.argmax(dim=1, keepdim=True)
     others = torch.log1p(-log_probs.exp().masked_fill(is_top, 0.0))
-    top = torch.logsumexp(log_probs.masked_fill(is_top, float("-inf")), dim=1, keepdim=True)
+    top = shifted_logsumexp(log_probs.masked_fill(is_top, float("-inf")), dim=1).unsqueeze(1)
     return torch.where(is_top, top, others)
+
+
+def shifted_logsumexp(x: Tensor, dim: int) -> Tensor:
+    r""":math:`m + \log \sum_k \exp(x_k - m)`, :math:`m = \max_k x_k`, from elementary ops.
+
+    ``torch.logsumexp`` exports to ONNX ``ReduceLogSumExp``, which onnxruntime evaluates without
+    the shift: ``exp`` underflows below about -87 (float32), so a row of log-probabilities
+    beyond that gives ``-inf`` (then NaN at gamma = 0) or loses digits in denormals. Rows that
+    are all ``-inf`` give ``-inf``.
+    """
+    peak = x.amax(dim=dim, keepdim=True)
+    peak = torch.where(torch.isfinite(peak), peak, torch.zeros_like(peak))
+    return (peak + torch.log(torch.exp(x - peak).sum(dim=dim, keepdim=True))).squeeze(dim)
 
 
 def _logaddexp(a: Tensor, b: Tensor) -> Tensor:

@@ -1,0 +1,161 @@
+"""Artifact loading for the server: find by manifest, verify sha256, open in onnxruntime.
+
+The server reads artifacts and their manifests (``<file>.manifest.json``, written by
+``focal export``), never Python objects from focal/. The package ships a default evaluation
+graph and metrics graph in ``service/artifacts/``.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import onnxruntime
+
+MANIFEST_SUFFIX = ".manifest.json"
+SUPPORTED_FORMAT_VERSION = 1
+_REQUIRED_FIELDS = ("format_version", "kind", "format", "file", "sha256", "inputs", "outputs")
+
+
+class ArtifactError(Exception):
+    """An artifact that cannot be used: missing, corrupt, or not what its manifest says."""
+
+
+@dataclass(frozen=True)
+class Artifact:
+    """An artifact file whose bytes match its manifest's sha256."""
+
+    path: Path
+    manifest: dict[str, Any]
+    content: bytes
+
+    @property
+    def sha256(self) -> str:
+        """Hex digest of the file (also the model id the server reports)."""
+        return str(self.manifest["sha256"])
+
+    @property
+    def kind(self) -> str:
+        """``evaluation``, ``metrics`` or ``sigmoid_focal_loss``."""
+        return str(self.manifest["kind"])
+
+    @property
+    def input_names(self) -> list[str]:
+        """Graph inputs in order."""
+        return [entry["name"] for entry in self.manifest["inputs"]]
+
+    @property
+    def output_names(self) -> list[str]:
+        """Graph outputs in order."""
+        return [entry["name"] for entry in self.manifest["outputs"]]
+
+    @property
+    def defaults(self) -> dict[str, Any]:
+        """Defaults recorded at export (gamma, ignore_index, num_bins, alpha)."""
+        return dict(self.manifest.get("defaults", {}))
+
+
+def default_artifact_dir() -> Path:
+    """The directory of the artifacts shipped inside the package."""
+    return Path(__file__).parent / "artifacts"
+
+
+def find_artifact(directory: Path, kind: str, format: str = "onnx") -> Artifact:
+    """The one artifact of ``kind`` and ``format`` in ``directory``, loaded and verified.
+
+    Raises:
+        ArtifactError: the directory is missing, holds none or several such manifests, or the
+            artifact fails :func:`load_artifact`.
+    """
+    if not directory.is_dir():
+        raise ArtifactError(f"artifact directory {directory} does not exist")
+    matches = []
+    for manifest_file in sorted(directory.glob(f"*{MANIFEST_SUFFIX}")):
+        manifest = _read_manifest(manifest_file)
+        if manifest["kind"] == kind and manifest["format"] == format:
+            matches.append(manifest_file)
+    if len(matches) != 1:
+        found = ", ".join(m.name for m in matches) or "none"
+        raise ArtifactError(
+            f"expected one {format} artifact of kind {kind!r} in {directory}, found {found}"
+        )
+    return load_artifact(matches[0].with_name(matches[0].name.removesuffix(MANIFEST_SUFFIX)))
+
+
+def load_artifact(path: Path) -> Artifact:
+    """Read ``path`` and its manifest, and verify the file's sha256 and export-time parity.
+
+    Raises:
+        ArtifactError: missing file or manifest, malformed manifest, unsupported format
+            version, sha256 mismatch (a corrupt or replaced file), or failed parity.
+    """
+    manifest_file = path.with_name(path.name + MANIFEST_SUFFIX)
+    if not manifest_file.is_file():
+        raise ArtifactError(f"{path}: manifest {manifest_file.name} is missing")
+    manifest = _read_manifest(manifest_file)
+    if manifest["file"] != path.name:
+        raise ArtifactError(f"{manifest_file}: describes {manifest['file']!r}, not {path.name!r}")
+    try:
+        content = path.read_bytes()
+    except OSError as error:
+        raise ArtifactError(f"{path}: cannot read the artifact ({error.strerror})") from error
+    actual = hashlib.sha256(content).hexdigest()
+    if actual != manifest["sha256"]:
+        raise ArtifactError(
+            f"{path}: sha256 {actual} does not match its manifest ({manifest['sha256']});"
+            " the file is corrupt or was replaced: re-run `focal export`"
+        )
+    parity = manifest.get("parity", {})
+    if parity.get("passed") is False:
+        raise ArtifactError(f"{path}: failed its parity check at export ({parity.get('failures')})")
+    return Artifact(path, manifest, content)
+
+
+def open_session(artifact: Artifact, intra_op_threads: int) -> onnxruntime.InferenceSession:
+    """An onnxruntime CPU session over the verified bytes, checked against the manifest.
+
+    The CPU memory arena is off: with it, memory grows with every new input shape.
+
+    Raises:
+        ArtifactError: onnxruntime cannot load the bytes, or the graph's inputs / outputs are
+            not the manifest's.
+    """
+    options = onnxruntime.SessionOptions()
+    options.intra_op_num_threads = intra_op_threads
+    options.inter_op_num_threads = 1
+    options.enable_cpu_mem_arena = False
+    try:
+        session = onnxruntime.InferenceSession(
+            artifact.content, options, providers=["CPUExecutionProvider"]
+        )
+    except Exception as error:  # onnxruntime raises its own unexported exception types
+        raise ArtifactError(f"{artifact.path}: onnxruntime cannot load it ({error})") from error
+    inputs = [i.name for i in session.get_inputs()]
+    outputs = [o.name for o in session.get_outputs()]
+    if inputs != artifact.input_names or outputs != artifact.output_names:
+        raise ArtifactError(
+            f"{artifact.path}: the graph's inputs {inputs} / outputs {outputs} are not the"
+            f" manifest's {artifact.input_names} / {artifact.output_names}"
+        )
+    return session
+
+
+def _read_manifest(manifest_file: Path) -> dict[str, Any]:
+    try:
+        manifest = json.loads(manifest_file.read_text())
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as error:
+        raise ArtifactError(f"{manifest_file}: not a readable JSON manifest ({error})") from error
+    if not isinstance(manifest, dict):
+        raise ArtifactError(f"{manifest_file}: expected a JSON object")
+    missing = [field for field in _REQUIRED_FIELDS if field not in manifest]
+    if missing:
+        raise ArtifactError(f"{manifest_file}: missing fields {missing}")
+    if manifest["format_version"] != SUPPORTED_FORMAT_VERSION:
+        raise ArtifactError(
+            f"{manifest_file}: format_version {manifest['format_version']!r} is not supported"
+            f" (this server reads version {SUPPORTED_FORMAT_VERSION})"
+        )
+    return manifest
