@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 INSTALLED := $(VENV)/.installed-dev
 
-.PHONY: test lint artifacts
+.PHONY: test lint serve artifacts
 
 $(INSTALLED): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -19,6 +19,10 @@ lint: $(INSTALLED)
 
 test: lint
 	$(BIN)/pytest
+
+# serve the shipped evaluation graph on 127.0.0.1:8000 (FOCAL_* variables change settings)
+serve: $(INSTALLED)
+	$(BIN)/focal serve
 
 # regenerate the default graphs shipped in the package (tests prove they equal a fresh export)
 artifacts: $(INSTALLED)

@@ -1,13 +1,21 @@
-"""The ``focal`` command: ``focal export ...`` (needs the export extra)."""
+"""The ``focal`` command: ``focal serve`` (no torch needed) and ``focal export`` (export extra)."""
 
 from __future__ import annotations
 
+import argparse
 import sys
 from collections.abc import Sequence
+
+from pydantic import ValidationError
+
+from service.server import serve
+from service.settings import Settings
 
 USAGE = """usage: focal <command> [options]
 
 commands:
+  serve     serve the evaluation graph over HTTP (settings: FOCAL_* variables, or flags;
+            see `focal serve --help`)
   export    write the evaluation graph as ONNX / TorchScript / torch.export artifacts
             (needs torch: pip install 'focal-eval[export]'); see `focal export --help`
 """
@@ -22,6 +30,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     command, rest = args[0], args[1:]
     if command == "export":
         return _export(rest)
+    if command == "serve":
+        return _serve(rest)
     print(f"focal: unknown command {command!r}\n\n{USAGE}", end="", file=sys.stderr)
     return 2
 
@@ -37,3 +47,21 @@ def _export(argv: Sequence[str]) -> int:
         )
         return 2
     return export_main(argv)
+
+
+def _serve(argv: Sequence[str]) -> int:
+    parser = argparse.ArgumentParser(
+        prog="focal serve",
+        description="Serve the evaluation graph (POST /score, the v2 protocol, health). Every"
+        " setting is also read from FOCAL_<NAME> environment variables; flags win.",
+    )
+    parser.add_argument("--host", help="interface (FOCAL_HOST, default 127.0.0.1)")
+    parser.add_argument("--port", type=int, help="port (FOCAL_PORT, default 8000)")
+    parser.add_argument("--artifact-dir", help="artifacts (FOCAL_ARTIFACT_DIR, default: shipped)")
+    args = parser.parse_args(argv)
+    overrides = {key: value for key, value in vars(args).items() if value is not None}
+    try:
+        settings = Settings(**overrides)
+    except ValidationError as error:
+        parser.error(str(error))
+    return serve(settings)

@@ -2,6 +2,15 @@
 
 from __future__ import annotations
 
+import logging
+
+from fastapi import FastAPI, Request, Response
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse
+from starlette.exceptions import HTTPException as StarletteHTTPException
+
+logger = logging.getLogger(__name__)
+
 
 class RequestError(Exception):
     """A client error, answered as ``status_code`` with the JSON body ``{"error": message}``.
@@ -9,11 +18,45 @@ class RequestError(Exception):
     Messages start with the field at fault, then say what was wrong and what was expected,
     e.g. ``"labels: expected integers, but got float64"``. Statuses: 400 malformed body
     (syntax, encoding, truncated data), 413 body over the limit, 415 unsupported content type
-    or encoding, 422 well-formed but invalid values (shape, dtype, label range, non-finite),
-    503 saturated or not ready.
+    or encoding, 401 missing bearer token, 422 well-formed but invalid values (shape, dtype,
+    label range, non-finite), 503 saturated or not ready (with ``Retry-After``).
     """
 
-    def __init__(self, status_code: int, message: str) -> None:
+    def __init__(
+        self, status_code: int, message: str, headers: dict[str, str] | None = None
+    ) -> None:
         super().__init__(message)
         self.status_code = status_code
         self.message = message
+        self.headers = headers
+
+
+def install_error_handlers(app: FastAPI) -> None:
+    """Every error answered as ``{"error": message}``; unexpected ones as a plain 500.
+
+    Expected failures keep their status and message; anything else is logged with its
+    traceback and answered ``500 Internal server error``, so internals never leak.
+    """
+
+    async def request_error(request: Request, error: Exception) -> Response:
+        assert isinstance(error, RequestError)
+        return JSONResponse({"error": error.message}, error.status_code, headers=error.headers)
+
+    async def http_error(request: Request, error: Exception) -> Response:
+        assert isinstance(error, StarletteHTTPException)
+        return JSONResponse({"error": str(error.detail)}, error.status_code, headers=error.headers)
+
+    async def validation_error(request: Request, error: Exception) -> Response:
+        assert isinstance(error, RequestValidationError)
+        first = error.errors()[0]
+        where = ".".join(str(part) for part in first["loc"])
+        return JSONResponse({"error": f"{where}: {first['msg']}"}, 422)
+
+    async def unexpected(request: Request, error: Exception) -> Response:
+        logger.error("unexpected error on %s %s", request.method, request.url.path, exc_info=error)
+        return JSONResponse({"error": "Internal server error"}, 500)
+
+    app.add_exception_handler(RequestError, request_error)
+    app.add_exception_handler(StarletteHTTPException, http_error)
+    app.add_exception_handler(RequestValidationError, validation_error)
+    app.add_exception_handler(Exception, unexpected)

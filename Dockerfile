@@ -1,0 +1,43 @@
+# focal-eval as a scoring service / model-monitoring sidecar: no torch, the default graph
+# baked in, non-root, healthy once the graph has scored its warm-up batch.
+
+# --- build: install the service package and trim what it never loads --------------------
+FROM python:3.11-slim AS build
+ENV PIP_NO_CACHE_DIR=1 PIP_DISABLE_PIP_VERSION_CHECK=1
+WORKDIR /src
+# only the service package: focal/ and export/ need torch, which the image must not carry
+COPY pyproject.toml README.md ./
+COPY service ./service
+# Trimmed: test suites; onnxruntime's optional tooling (transformers, quantization, tools)
+# and its C-API library libonnxruntime.so, which the Python module does not link. (No
+# `strip`: it breaks the auditwheel-patched libraries in numpy.libs.) The container tests
+# score through the result.
+RUN pip install --target /install . \
+    && cd /install \
+    && find . -depth -type d \( -name tests -o -name __pycache__ \) -exec rm -rf {} + \
+    && rm -rf numpy/f2py numpy/distutils onnxruntime/transformers onnxruntime/quantization \
+              onnxruntime/tools onnxruntime/capi/libonnxruntime.so*
+
+# --- runtime ------------------------------------------------------------------------------
+FROM python:3.11-slim
+ENV PYTHONDONTWRITEBYTECODE=1 \
+    PYTHONUNBUFFERED=1 \
+    PYTHONPATH=/opt/focal-eval \
+    PATH=/opt/focal-eval/bin:$PATH
+COPY --from=build /install /opt/focal-eval
+RUN useradd --uid 10001 --user-group --no-create-home --shell /usr/sbin/nologin focal \
+    && mkdir /artifacts && chown focal:focal /artifacts
+
+# settings are FOCAL_* variables; mount a custom export at /artifacts and set
+# FOCAL_ARTIFACT_DIR=/artifacts to serve it instead of the shipped graph
+ENV FOCAL_HOST=0.0.0.0 \
+    FOCAL_PORT=8000
+EXPOSE 8000
+USER 10001:10001
+
+# slim images have no curl: ask /healthz with the standard library
+HEALTHCHECK --interval=10s --timeout=3s --start-period=15s --retries=3 \
+    CMD ["python", "-c", "import os, urllib.request; urllib.request.urlopen('http://127.0.0.1:' + os.environ.get('FOCAL_PORT', '8000') + '/healthz', timeout=2)"]
+
+STOPSIGNAL SIGTERM
+CMD ["python", "-m", "service", "serve"]

@@ -1,0 +1,214 @@
+"""``.npz`` request bodies: checked from the zip directory and .npy headers before loading.
+
+Nothing is decompressed or allocated until the archive has passed every cheap check: total
+declared size (zip-bomb safe, since zipfile never yields more than a member's declared size),
+member names, compression method, and each member's .npy header (dtype and data size).
+"""
+
+from __future__ import annotations
+
+import io
+import logging
+import math
+import zipfile
+import zlib
+from collections.abc import Iterable
+from typing import IO, Any
+
+import numpy as np
+import numpy.typing as npt
+from numpy.lib import format as npy_format
+
+from service.errors import RequestError
+
+__all__ = ["load_npz"]
+
+logger = logging.getLogger(__name__)
+
+_NPY_MAGIC = b"\x93NUMPY"
+_NPY_SUFFIX = ".npy"
+_METHODS = frozenset({zipfile.ZIP_STORED, zipfile.ZIP_DEFLATED})
+# What a damaged archive or member can raise from zipfile and zlib while being read.
+_ZIP_ERRORS = (zipfile.BadZipFile, zlib.error, EOFError, OSError, ValueError, NotImplementedError)
+_SHOWN_NAMES = 5
+_REASON_CHARS = 200
+
+
+def load_npz(
+    body: bytes, required: tuple[str, ...], optional: tuple[str, ...], limit: int
+) -> dict[str, npt.NDArray[Any]]:
+    """Load the arrays of an ``.npz`` body (``np.savez`` or ``np.savez_compressed``).
+
+    Checks run in this order, and all of them before any array data is read: the archive
+    opens (400), its members' declared sizes sum to at most ``limit`` (413), every name is
+    accepted and every required name present (422), every member is stored or deflated
+    (415), and every member has a valid .npy header (400), no object dtype (422) and room for
+    the data its header declares (400). Pickles are never loaded. Loading then costs one copy
+    of the payload: each array is read into a fresh ndarray.
+
+    Args:
+        body: The (already Content-Decoded) request body.
+        required: Array names that must be present.
+        optional: Array names that may be present.
+        limit: The largest total uncompressed size of the members, in bytes.
+
+    Returns:
+        The arrays by name (without the ``.npy`` suffix), with the dtypes they were saved in.
+
+    Raises:
+        RequestError: 400, 413, 415 or 422 as above, with a message naming the body or the
+            array at fault.
+
+    Example:
+        >>> buffer = io.BytesIO()
+        >>> np.savez(buffer, logits=np.zeros((2, 3)), labels=np.array([0, 2]))
+        >>> arrays = load_npz(buffer.getvalue(), ("logits", "labels"), ("weights",), 10**6)
+        >>> sorted(arrays), arrays["logits"].shape
+        (['labels', 'logits'], (2, 3))
+    """
+    if body.startswith(_NPY_MAGIC):
+        raise RequestError(
+            400,
+            "body: got a single .npy array; send an .npz archive with arrays named "
+            + " and ".join(required),
+        )
+    with _open_archive(body) as archive:
+        members = _members(archive)
+        _check_size(members, limit)
+        _check_names(members, required, optional)
+        _check_methods(members)
+        for name, info in members.items():
+            _check_header(archive, name, info)
+        return {name: _read_member(archive, name, info) for name, info in members.items()}
+
+
+def _invalid(reason: object) -> RequestError:
+    """The 400 error for a body that is not a readable .npz archive."""
+    return RequestError(400, f"body: not a valid .npz archive ({_shorten(reason)})")
+
+
+def _shorten(reason: object) -> str:
+    """A library's error text, cut to ``_REASON_CHARS`` (it may quote client data)."""
+    text = str(reason) or type(reason).__name__
+    return text if len(text) <= _REASON_CHARS else text[:_REASON_CHARS] + "..."
+
+
+def _open_archive(body: bytes) -> zipfile.ZipFile:
+    """Open ``body`` as a zip archive without copying it."""
+    try:
+        return zipfile.ZipFile(io.BytesIO(body))
+    except _ZIP_ERRORS as error:
+        raise _invalid(error) from None
+
+
+def _members(archive: zipfile.ZipFile) -> dict[str, zipfile.ZipInfo]:
+    """Map array names (member names less ``.npy``) to members; reject duplicates."""
+    members: dict[str, zipfile.ZipInfo] = {}
+    for info in archive.infolist():
+        name = info.filename.removesuffix(_NPY_SUFFIX)
+        if name in members:
+            raise _invalid(f"array {name[:64]!r} appears more than once")
+        if info.flag_bits & 0x1:
+            raise _invalid(f"member {info.filename[:64]!r} is encrypted")
+        members[name] = info
+    return members
+
+
+def _check_methods(members: dict[str, zipfile.ZipInfo]) -> None:
+    """Accept only what numpy writes: stored and deflated members (others can zip-bomb)."""
+    for name, info in members.items():
+        if info.compress_type not in _METHODS:
+            raise RequestError(
+                415,
+                f"{name}: zip compression method {info.compress_type} is not supported "
+                "(use np.savez or np.savez_compressed)",
+            )
+
+
+def _check_size(members: dict[str, zipfile.ZipInfo], limit: int) -> None:
+    """Refuse archives whose members declare more than ``limit`` bytes in all."""
+    declared = sum(info.file_size for info in members.values())
+    if declared > limit:
+        raise RequestError(
+            413, f"body: the .npz members hold {declared} bytes, over the limit of {limit} bytes"
+        )
+
+
+def _check_names(
+    members: Iterable[str], required: tuple[str, ...], optional: tuple[str, ...]
+) -> None:
+    """Refuse unknown array names first, then missing required ones."""
+    names = set(members)
+    accepted = (*required, *optional)
+    unknown = sorted(names.difference(accepted))
+    if unknown:
+        noun = "array" if len(unknown) == 1 else "arrays"
+        raise RequestError(
+            422,
+            f"{_quoted(unknown)}: unexpected {noun} in the .npz body "
+            f"(accepted: {', '.join(accepted)})",
+        )
+    missing = [name for name in required if name not in names]
+    if missing:
+        raise RequestError(422, f"{', '.join(missing)}: missing from the .npz body")
+
+
+def _quoted(names: list[str]) -> str:
+    """Client-chosen names, quoted and shortened so that a message stays short and printable."""
+    shown = ", ".join(repr(name[:64]) for name in names[:_SHOWN_NAMES])
+    hidden = len(names) - _SHOWN_NAMES
+    return f"{shown} and {hidden} more" if hidden > 0 else shown
+
+
+def _check_header(archive: zipfile.ZipFile, name: str, info: zipfile.ZipInfo) -> None:
+    """Read one member's .npy header; refuse object dtypes and data longer than the member."""
+    try:
+        with archive.open(info) as member:
+            shape, dtype = _read_header(member, name)
+            header_size = member.tell()
+    except _ZIP_ERRORS as error:
+        raise _invalid(f"{info.filename}: {_shorten(error)}") from None
+    if dtype.hasobject:
+        raise RequestError(422, f"{name}: object arrays are not accepted")
+    data_size = math.prod(shape) * dtype.itemsize
+    if header_size + data_size > info.file_size:
+        raise RequestError(
+            400,
+            f"{name}: truncated .npy member (its header declares {data_size} bytes of data, "
+            f"the member holds {info.file_size - header_size})",
+        )
+
+
+def _read_header(member: IO[bytes], name: str) -> tuple[tuple[int, ...], np.dtype[Any]]:
+    """Parse a .npy header (version 1, 2 or 3) into shape and dtype, or raise 400.
+
+    Versions 2 and 3 share a layout and differ only in how the header text is decoded
+    (latin-1 versus utf-8), which can only change structured field names, never the shape,
+    item size or presence of objects checked here; ``read_array`` decodes it properly later.
+    """
+    try:
+        major, _ = npy_format.read_magic(member)
+        if major == 1:
+            shape, _, dtype = npy_format.read_array_header_1_0(member)
+        elif major in (2, 3):
+            shape, _, dtype = npy_format.read_array_header_2_0(member)
+        else:
+            raise ValueError(f"unsupported .npy format version {major}")
+    except ValueError as error:
+        raise RequestError(400, f"{name}: not a valid .npy array ({_shorten(error)})") from None
+    if any(size < 0 for size in shape):
+        raise RequestError(400, f"{name}: not a valid .npy array (negative shape {shape})")
+    return shape, dtype
+
+
+def _read_member(archive: zipfile.ZipFile, name: str, info: zipfile.ZipInfo) -> npt.NDArray[Any]:
+    """Read one checked member into a fresh ndarray."""
+    try:
+        with archive.open(info) as member:
+            array: npt.NDArray[Any] = npy_format.read_array(member, allow_pickle=False)
+    except (zipfile.BadZipFile, zlib.error, EOFError, OSError, NotImplementedError) as error:
+        raise _invalid(f"{info.filename}: {_shorten(error)}") from None
+    except ValueError as error:
+        raise RequestError(400, f"{name}: truncated .npy member ({_shorten(error)})") from None
+    logger.debug("loaded %s: %s %s", name, array.dtype, array.shape)
+    return array

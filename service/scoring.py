@@ -1,0 +1,165 @@
+"""The scorer: the evaluation and metrics graphs in onnxruntime, checked, warmed up, shared.
+
+One ``InferenceSession`` per graph serves every request (``run`` is thread-safe and releases
+the GIL); callers run it off the event loop.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import numpy.typing as npt
+
+from service.artifacts import Artifact, ArtifactError, find_artifact, open_session
+from service.settings import Settings
+from service.validation import (
+    Batch,
+    check_gamma,
+    check_ignore_index,
+    invalid,
+    make_batch,
+)
+
+logger = logging.getLogger(__name__)
+
+Outputs = dict[str, npt.NDArray[Any]]
+
+
+@dataclass(frozen=True)
+class Defaults:
+    """Parameters a request may omit: from settings, else from the evaluation manifest."""
+
+    gamma: float
+    ignore_index: int
+    alpha: npt.NDArray[np.float32] | None
+
+    def batch(
+        self,
+        logits: npt.NDArray[Any],
+        labels: npt.NDArray[Any],
+        alpha: npt.NDArray[Any] | None,
+        gamma: Any,
+        ignore_index: Any,
+    ) -> Batch:
+        """A validated batch from request values, each None replaced by its default.
+
+        Raises:
+            RequestError: 422 for any value out of its domain (see :func:`make_batch`).
+        """
+        return make_batch(
+            logits,
+            labels,
+            alpha,
+            self.gamma if gamma is None else check_gamma(gamma),
+            self.ignore_index if ignore_index is None else check_ignore_index(ignore_index),
+            self.alpha,
+        )
+
+
+class Scorer:
+    """Scores validated batches with the evaluation graph; metrics from merged statistics."""
+
+    def __init__(self, evaluation: Artifact, metrics: Artifact, settings: Settings) -> None:
+        self.evaluation = evaluation
+        self.metrics_artifact = metrics
+        self._evaluation = open_session(evaluation, settings.threads)
+        self._metrics = open_session(metrics, settings.threads)
+        manifest_defaults = evaluation.defaults
+        self.num_bins = int(manifest_defaults["num_bins"])
+        if int(metrics.defaults.get("num_bins", -1)) != self.num_bins:
+            raise ArtifactError(
+                f"{metrics.path}: its num_bins {metrics.defaults.get('num_bins')} is not the"
+                f" evaluation graph's {self.num_bins}: export them together"
+            )
+        self.defaults = Defaults(
+            gamma=settings.gamma
+            if settings.gamma is not None
+            else float(manifest_defaults["gamma"]),
+            ignore_index=(
+                settings.ignore_index
+                if settings.ignore_index is not None
+                else int(manifest_defaults["ignore_index"])
+            ),
+            alpha=None if settings.alpha is None else np.asarray(settings.alpha, np.float32),
+        )
+        self.groups = {e["name"]: e["group"] for e in evaluation.manifest["outputs"]}
+        self.statistics_names = [n for n, g in self.groups.items() if g == "statistics"]
+
+    @classmethod
+    def load(cls, settings: Settings) -> Scorer:
+        """Find, verify and open the two graphs in ``settings.artifact_dir``.
+
+        Raises:
+            ArtifactError: either graph is missing, corrupt, or they do not belong together.
+        """
+        evaluation = find_artifact(settings.artifact_dir, "evaluation")
+        metrics = find_artifact(settings.artifact_dir, "metrics")
+        scorer = cls(evaluation, metrics, settings)
+        logger.info(
+            "loaded evaluation graph %s (sha256 %s) from %s",
+            evaluation.path.name,
+            evaluation.sha256[:12],
+            settings.artifact_dir,
+        )
+        return scorer
+
+    @property
+    def model_id(self) -> str:
+        """The evaluation graph's sha256."""
+        return self.evaluation.sha256
+
+    def score(self, batch: Batch) -> Outputs:
+        """Every output of the evaluation graph for a validated batch, by name.
+
+        Raises:
+            RequestError: 422 when finite logits still give an infinite loss (a float32
+                overflow: logits more than the float32 range apart).
+        """
+        feeds = {
+            "logits": batch.logits,
+            "labels": batch.labels,
+            "alpha": batch.alpha,
+            "gamma": np.asarray(batch.gamma, dtype=np.float32),
+            "ignore_index": np.asarray(batch.ignore_index, dtype=np.int64),
+        }
+        values = self._evaluation.run(None, feeds)
+        outputs = dict(zip(self.evaluation.output_names, values, strict=True))
+        for name in ("cross_entropy", "focal_loss"):
+            finite = np.isfinite(outputs[name])
+            if not finite.all():
+                raise invalid(
+                    f"logits: the {name.replace('_', ' ')} of row {int(np.argmin(finite))}"
+                    " overflows float32 (logits spanning more than the float32 range, or alpha"
+                    " too large); scale them down"
+                )
+        return outputs
+
+    def compute_metrics(self, statistics: Mapping[str, npt.NDArray[Any]]) -> Outputs:
+        """Metrics of (merged) statistics through the metrics graph, by name."""
+        feeds = {name: statistics[name] for name in self.metrics_artifact.input_names}
+        values = self._metrics.run(None, feeds)
+        return dict(zip(self.metrics_artifact.output_names, values, strict=True))
+
+    def warm_up(self) -> None:
+        """Score a small batch through both graphs and check the counts add up.
+
+        Raises:
+            ArtifactError: the graphs run but give inconsistent results.
+        """
+        rng = np.random.default_rng(0)
+        batch = make_batch(
+            rng.standard_normal((16, 3)).astype(np.float32),
+            np.arange(16) % 3,
+            None,
+            self.defaults.gamma,
+            self.defaults.ignore_index,
+        )
+        outputs = self.score(batch)
+        metrics = self.compute_metrics(outputs)
+        valid = int(np.count_nonzero(batch.labels != batch.ignore_index))
+        if int(outputs["confusion_matrix"].sum()) != valid or not 0 <= metrics["accuracy"] <= 1:
+            raise ArtifactError(f"{self.evaluation.path}: warm-up batch gave inconsistent counts")

@@ -1,0 +1,108 @@
+"""Service metrics: requests, errors, latency, body sizes, in-flight, samples scored.
+
+A pure ASGI middleware records every HTTP request under its route template (``/score``,
+``/v2/models/{name}/infer``; ``unmatched`` for 404s), in the app's own registry.
+"""
+
+from __future__ import annotations
+
+import time
+from typing import Any
+
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from service.monitoring import PREFIX
+
+DURATION_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30)
+SIZE_BUCKETS = tuple(float(4**k) for k in range(5, 16))  # 1 KiB .. 1 GiB
+
+
+class Telemetry:
+    """The service's own metrics, in ``registry``."""
+
+    def __init__(self, registry: CollectorRegistry) -> None:
+        self.registry = registry
+        self.requests = Counter(
+            f"{PREFIX}_requests", "HTTP requests", ["route", "method", "status"], registry=registry
+        )
+        self.errors = Counter(
+            f"{PREFIX}_request_errors",
+            "HTTP requests answered 4xx or 5xx",
+            ["route", "status"],
+            registry=registry,
+        )
+        self.duration = Histogram(
+            f"{PREFIX}_request_duration_seconds",
+            "time to answer",
+            ["route"],
+            buckets=DURATION_BUCKETS,
+            registry=registry,
+        )
+        self.body_size = Histogram(
+            f"{PREFIX}_request_body_bytes",
+            "request body size as received",
+            ["route"],
+            buckets=SIZE_BUCKETS,
+            registry=registry,
+        )
+        self.in_flight = Gauge(
+            f"{PREFIX}_requests_in_flight", "HTTP requests being answered", registry=registry
+        )
+        self.samples_scored = Counter(
+            f"{PREFIX}_samples_scored",
+            "rows scored, monitored or not",
+            ["route"],
+            registry=registry,
+        )
+        self.build_info = Gauge(
+            f"{PREFIX}_build_info",
+            "the evaluation graph served (value 1)",
+            ["version", "model_id", "kind", "gamma"],
+            registry=registry,
+        )
+
+
+class TelemetryMiddleware:
+    """Times and counts every HTTP request."""
+
+    def __init__(self, app: ASGIApp, telemetry: Telemetry) -> None:
+        self.app = app
+        self.telemetry = telemetry
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        """Record the request around the wrapped app."""
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        status = 500
+        received = 0
+        start = time.perf_counter()
+
+        async def counting_receive() -> Message:
+            nonlocal received
+            message = await receive()
+            received += len(message.get("body", b""))
+            return message
+
+        async def status_send(message: Message) -> None:
+            nonlocal status
+            if message["type"] == "http.response.start":
+                status = message["status"]
+            await send(message)
+
+        self.telemetry.in_flight.inc()
+        try:
+            await self.app(scope, counting_receive, status_send)
+        finally:
+            self.telemetry.in_flight.dec()
+            self._record(scope, status, received, time.perf_counter() - start)
+
+    def _record(self, scope: Scope, status: int, received: int, seconds: float) -> None:
+        route: Any = scope.get("route")
+        path = getattr(route, "path", "unmatched")
+        self.telemetry.requests.labels(path, scope["method"], str(status)).inc()
+        if status >= 400:
+            self.telemetry.errors.labels(path, str(status)).inc()
+        self.telemetry.duration.labels(path).observe(seconds)
+        self.telemetry.body_size.labels(path).observe(received)

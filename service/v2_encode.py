@@ -1,0 +1,82 @@
+"""Open Inference Protocol (KServe v2) inference responses, JSON or binary.
+
+Encoding notes: JSON outputs are flat lists. orjson writes NaN and infinities as ``null``
+(valid JSON; tritonclient reads ``null`` back as NaN), so ask for binary outputs when
+non-finite values matter.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+import numpy.typing as npt
+import orjson
+
+from service.v2_decode import RequestedOutput
+from service.v2_tensors import HEADER_LENGTH, datatype_of, fail, short
+
+
+def encode_infer_response(
+    model_name: str,
+    model_version: str | None,
+    request_id: str | None,
+    outputs: dict[str, npt.NDArray[Any]],
+    requested: tuple[RequestedOutput, ...] | None,
+    binary_default: bool,
+) -> tuple[bytes, dict[str, str]]:
+    """Encode a v2 inference response, JSON or JSON followed by binary tensor data.
+
+    Args:
+        model_name: Echoed as ``model_name``.
+        model_version: Echoed as ``model_version``; omitted when None.
+        request_id: The request ``id``; omitted when None.
+        outputs: Every output the model produced, in graph order.
+        requested: The outputs the client asked for, in the order to return them; None for all
+            of them.
+        binary_default: Whether outputs are binary when ``requested`` is None.
+
+    Returns:
+        The body and the extra response headers: ``Content-Type`` (``application/json``, or
+        ``application/octet-stream`` when any output is binary, with
+        ``Inference-Header-Content-Length`` then giving the JSON length).
+
+    Raises:
+        RequestError: 400 when a requested output is not among ``outputs``.
+    """
+    if requested is None:
+        chosen = [(name, array, binary_default) for name, array in outputs.items()]
+    else:
+        chosen = []
+        for j, want in enumerate(requested):
+            if want.name not in outputs:
+                label, known = f"outputs[{j}] ({short(want.name)})", ", ".join(map(repr, outputs))
+                fail(f"{label}: no such output; the model produces {known}")
+            chosen.append((want.name, outputs[want.name], want.binary))
+    entries: list[dict[str, object]] = []
+    blobs: list[memoryview] = []
+    for name, array, binary in chosen:
+        entry: dict[str, object] = {
+            "name": name,
+            "datatype": datatype_of(array),
+            "shape": list(array.shape),
+        }
+        if binary:
+            little = np.ascontiguousarray(array, dtype=array.dtype.newbyteorder("<"))
+            blobs.append(little.reshape(-1).view(np.uint8).data)
+            entry["parameters"] = {"binary_data_size": little.nbytes}
+        else:  # orjson serializes C-contiguous native-endian arrays without Python lists
+            native = np.ascontiguousarray(array, dtype=array.dtype.newbyteorder("="))
+            entry["data"] = native.reshape(-1)
+        entries.append(entry)
+    doc: dict[str, object] = {"model_name": model_name}
+    if model_version is not None:
+        doc["model_version"] = model_version
+    if request_id is not None:
+        doc["id"] = request_id
+    doc["outputs"] = entries
+    header = orjson.dumps(doc, option=orjson.OPT_SERIALIZE_NUMPY)
+    if not blobs:
+        return header, {"Content-Type": "application/json"}
+    headers = {"Content-Type": "application/octet-stream", HEADER_LENGTH: str(len(header))}
+    return b"".join([header, *blobs]), headers

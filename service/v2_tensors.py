@@ -1,0 +1,89 @@
+"""Open Inference Protocol (KServe v2) datatypes, and the helpers its codec shares.
+
+The codec is :mod:`service.v2_decode` (requests) and :mod:`service.v2_encode` (responses): pure
+functions from HTTP bodies to numpy arrays and back, so that ``tritonclient.http`` works
+unchanged against the service. A body is a JSON object, optionally followed by raw tensor
+bytes; the ``Inference-Header-Content-Length`` header gives the length of the JSON part and
+each binary tensor carries ``parameters.binary_data_size``. Binary blobs follow the JSON in
+tensor order, little-endian, row-major, BOOL as one byte 0 or 1. Every protocol problem is a
+400 whose message starts with the field at fault.
+"""
+
+from __future__ import annotations
+
+import re
+from typing import Any, NoReturn
+
+import numpy as np
+import numpy.typing as npt
+import orjson
+
+from service.errors import RequestError
+
+HEADER_LENGTH = "Inference-Header-Content-Length"
+
+DTYPES: dict[str, np.dtype[Any]] = {
+    name: np.dtype(code)
+    for name, code in (
+        ("BOOL", "?"),
+        ("UINT8", "<u1"),
+        ("UINT16", "<u2"),
+        ("UINT32", "<u4"),
+        ("UINT64", "<u8"),
+        ("INT8", "<i1"),
+        ("INT16", "<i2"),
+        ("INT32", "<i4"),
+        ("INT64", "<i8"),
+        ("FP16", "<f2"),
+        ("FP32", "<f4"),
+        ("FP64", "<f8"),
+    )
+}
+DATATYPES = {(dtype.kind, dtype.itemsize): name for name, dtype in DTYPES.items()}
+UNSUPPORTED = {
+    "BYTES": "BYTES tensors are not supported by this model",
+    "BF16": "BF16 is not supported; send FP32 or FP16",
+}
+KINDS = {"b": "booleans", "i": "integers", "u": "integers", "f": "floats", "U": "strings"}
+DIGITS = re.compile(r"[0-9]{1,20}")
+
+
+def fail(message: str) -> NoReturn:
+    """Raise the protocol's 400 with ``message``."""
+    raise RequestError(400, message)
+
+
+def show(value: object) -> str:
+    """A short JSON rendering of a client value, for error messages."""
+    try:
+        text = orjson.dumps(value).decode()
+    except orjson.JSONEncodeError:  # not from JSON (e.g. an integer over 64 bits)
+        text = repr(value)
+    return text if len(text) <= 60 else text[:57] + "..."
+
+
+def short(name: str) -> str:
+    """A client-chosen name, cut short for error messages."""
+    return name if len(name) <= 60 else name[:57] + "..."
+
+
+def datatype_of(array: npt.NDArray[Any]) -> str:
+    """The v2 datatype of a numpy array, whatever its byte order.
+
+    Args:
+        array: A model output.
+
+    Returns:
+        The datatype name, e.g. ``"FP32"``, ``"INT64"`` or ``"BOOL"``.
+
+    Raises:
+        ValueError: The dtype has no v2 datatype this codec encodes (a server-side error).
+
+    Example:
+        >>> datatype_of(np.zeros(3, dtype=np.float32))
+        'FP32'
+    """
+    name = DATATYPES.get((array.dtype.kind, array.dtype.itemsize))
+    if name is None:
+        raise ValueError(f"dtype {array.dtype} has no supported Open Inference Protocol datatype")
+    return name

@@ -1,0 +1,202 @@
+"""Checks on decoded arrays, shared by every route, before anything reaches the graph.
+
+The graph cannot raise: onnxruntime would wrap a label of -1 to class C - 1 and propagate NaN
+without a word, so every value the graph would misread is refused here with a 422 that names
+the field.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import numpy.typing as npt
+
+from service.errors import RequestError
+
+FloatArray = npt.NDArray[np.float32]
+IntArray = npt.NDArray[np.int64]
+_FLOAT32_MAX = float(np.finfo(np.float32).max)
+
+
+@dataclass(frozen=True)
+class Batch:
+    """A validated batch, in the evaluation graph's dtypes and shapes."""
+
+    logits: FloatArray  # (N, C)
+    labels: IntArray  # (N,)
+    alpha: FloatArray  # (C,)
+    gamma: float
+    ignore_index: int
+    shape: tuple[int, ...]  # the labels' shape as sent: (N,) or (N, d1, ..., dk)
+
+    @property
+    def num_classes(self) -> int:
+        """C."""
+        return int(self.logits.shape[1])
+
+
+def invalid(message: str) -> RequestError:
+    """A 422 for a well-formed request with a value out of its domain."""
+    return RequestError(422, message)
+
+
+def make_batch(
+    logits: npt.NDArray[Any],
+    labels: npt.NDArray[Any],
+    alpha: npt.NDArray[Any] | None,
+    gamma: float,
+    ignore_index: int,
+    default_alpha: npt.NDArray[np.float32] | None = None,
+) -> Batch:
+    """Check and convert decoded arrays into a :class:`Batch`.
+
+    ``alpha`` None means ``default_alpha`` (the server's setting), or all ones without one.
+
+    ``logits`` is ``(N, C)`` or segmentation-shaped ``(N, C, d1, ..., dk)``, which is flattened
+    to ``(N * d1 * ... * dk, C)`` with the class dimension last (per-sample outputs then follow
+    the labels' row-major order). float16 / float64 logits become float32 (float64 beyond the
+    float32 range is refused as non-finite); any integer label dtype becomes int64.
+
+    Raises:
+        RequestError: 422 naming the field: dtype, shape, label range, non-finite values.
+    """
+    logits = _float_array("logits", logits)
+    if logits.ndim >= 1 and logits.shape[0] == 0:
+        raise invalid("logits: expected at least one row, got an empty batch")
+    if logits.ndim < 2:
+        raise invalid(f"logits: expected shape (N, C) or (N, C, d1, ...), got {list(logits.shape)}")
+    n, c = logits.shape[0], logits.shape[1]
+    if c < 2:
+        raise invalid(f"logits: expected at least 2 classes (dimension 1), got {c}")
+    if logits.size == 0:
+        raise invalid(
+            f"logits: expected at least one row, got shape {list(logits.shape)} (a spatial"
+            " dimension of 0)"
+        )
+    labels = _label_array(labels)
+    expected = (n, *logits.shape[2:])
+    if labels.shape != expected:
+        raise invalid(
+            f"labels: expected shape {list(expected)} to match logits {list(logits.shape)},"
+            f" got {list(labels.shape)}"
+        )
+    if logits.ndim > 2:
+        logits = np.moveaxis(logits, 1, -1).reshape(-1, c)
+    flat_labels = labels.reshape(-1)
+    _check_finite(logits)
+    _check_label_range(flat_labels, c, ignore_index)
+    if alpha is None and default_alpha is not None:
+        if len(default_alpha) != c:
+            raise invalid(
+                f"alpha: the server's default alpha (FOCAL_ALPHA) has {len(default_alpha)}"
+                f" values, but the batch has {c} classes; send alpha with the request"
+            )
+        alpha = default_alpha
+    return Batch(
+        np.ascontiguousarray(logits),
+        flat_labels,
+        check_alpha(alpha, c),
+        check_gamma(gamma),
+        ignore_index,
+        tuple(labels.shape),
+    )
+
+
+def check_gamma(gamma: Any) -> float:
+    """``gamma`` is a finite real number >= 0."""
+    if isinstance(gamma, bool) or not isinstance(gamma, int | float | np.floating | np.integer):
+        raise invalid(f"gamma: expected a number, got {_show(gamma)}")
+    if not (math.isfinite(gamma) and gamma >= 0):
+        raise invalid(f"gamma: expected a finite number >= 0, got {gamma}")
+    if gamma > _FLOAT32_MAX:  # the graph takes gamma as float32: it would become inf
+        raise invalid(f"gamma: {gamma} is beyond the float32 range the graph computes in")
+    return float(gamma)
+
+
+def check_ignore_index(ignore_index: Any) -> int:
+    """``ignore_index`` is an integer (JSON number without a fraction)."""
+    if isinstance(ignore_index, float) and not -(2**63) <= ignore_index < 2**63:  # huge JSON int
+        raise invalid(f"ignore_index: {ignore_index:.0f} is outside the int64 range")
+    if isinstance(ignore_index, bool) or not isinstance(ignore_index, int | np.integer):
+        raise invalid(f"ignore_index: expected an integer, got {_show(ignore_index)}")
+    if not -(2**63) <= int(ignore_index) < 2**63:
+        raise invalid(f"ignore_index: {ignore_index} is outside the int64 range")
+    return int(ignore_index)
+
+
+def check_bool(name: str, value: Any) -> bool:
+    """A JSON ``true`` / ``false``."""
+    if not isinstance(value, bool):
+        raise invalid(f"{name}: expected true or false, got {_show(value)}")
+    return value
+
+
+def check_source_type(source: Any) -> str | None:
+    """A monitoring source tag is a string (which ones are allowed is a server setting)."""
+    if source is not None and not isinstance(source, str):
+        raise invalid(f"source: expected a string, got {_show(source)}")
+    return source
+
+
+def check_alpha(alpha: npt.NDArray[Any] | None, num_classes: int) -> FloatArray:
+    """``alpha``: None (all ones) or ``(C,)`` finite values >= 0."""
+    if alpha is None:
+        return np.ones(num_classes, dtype=np.float32)
+    values = _float_array("alpha", alpha)
+    if values.shape != (num_classes,):
+        raise invalid(
+            f"alpha: expected {num_classes} values (one per class), got shape {list(values.shape)}"
+        )
+    if not np.isfinite(values).all() or (values < 0).any():
+        raise invalid("alpha: expected finite values >= 0")
+    return values
+
+
+def _float_array(name: str, values: npt.NDArray[Any]) -> FloatArray:
+    if values.dtype == np.float32:
+        return values
+    if values.dtype.kind not in "fiu" or values.dtype.kind == "b":
+        raise invalid(f"{name}: expected numbers, got {values.dtype} values")
+    with np.errstate(over="ignore"):
+        return values.astype(np.float32)
+
+
+def _label_array(labels: npt.NDArray[Any]) -> IntArray:
+    if labels.dtype.kind not in "iu":
+        # JSON integers beyond 64 bits arrive as floats: say what is wrong with them
+        if labels.dtype.kind == "f" and labels.size and np.abs(labels).max() >= 2**63:
+            raise invalid("labels: values beyond the int64 range")
+        kind = "floats" if labels.dtype.kind == "f" else f"{labels.dtype} values"
+        raise invalid(f"labels: expected integers, got {kind}")
+    if labels.dtype.kind == "u" and labels.size and labels.max() >= 2**63:
+        raise invalid("labels: values beyond the int64 range")
+    return labels.astype(np.int64, copy=False)
+
+
+def _check_finite(logits: FloatArray) -> None:
+    finite = np.isfinite(logits)
+    if not finite.all():
+        bad = int(np.count_nonzero(~finite))
+        row = int(np.argwhere(~finite)[0][0])
+        raise invalid(
+            f"logits: {bad} values are NaN or infinite (first in row {row}); a float64 value"
+            " beyond the float32 range counts as infinite"
+        )
+
+
+def _check_label_range(labels: IntArray, num_classes: int, ignore_index: int) -> None:
+    bad = (labels != ignore_index) & ((labels < 0) | (labels >= num_classes))
+    if bad.any():
+        first = int(np.argmax(bad))
+        raise invalid(
+            f"labels: {int(bad.sum())} values outside [0, {num_classes}) that are not"
+            f" ignore_index ({ignore_index}); first {int(labels[first])} at index {first}"
+        )
+
+
+def _show(value: Any) -> str:
+    text = repr(value)
+    return text if len(text) <= 40 else text[:37] + "..."

@@ -1,0 +1,398 @@
+from __future__ import annotations
+
+import asyncio
+import gzip
+import os
+import tracemalloc
+import warnings
+import zlib
+from collections.abc import Iterator
+
+import numpy as np
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+from starlette.applications import Starlette
+from starlette.requests import Request
+from starlette.responses import JSONResponse
+from starlette.routing import Route
+from starlette.types import Message
+
+from service.body import decode_content_encoding, read_body
+from service.errors import RequestError
+
+with warnings.catch_warnings():
+    # starlette 1.10 asks for httpx2 instead of httpx; nothing here depends on the difference.
+    warnings.filterwarnings("ignore", message="Using `httpx` with `starlette.testclient`")
+    from fastapi.testclient import TestClient
+
+LIMIT = 1024
+
+
+def _raw_deflate(data: bytes) -> bytes:
+    compressor = zlib.compressobj(wbits=-zlib.MAX_WBITS)
+    return compressor.compress(data) + compressor.flush()
+
+
+def _gzip_bomb(size: int) -> bytes:
+    """A gzip body of zeros that inflates to ``size`` bytes, built without holding them."""
+    compressor = zlib.compressobj(9, zlib.DEFLATED, 16 + zlib.MAX_WBITS)
+    zeros = bytes(1 << 20)
+    parts = [compressor.compress(zeros) for _ in range(size // len(zeros))]
+    return b"".join([*parts, compressor.flush()])
+
+
+# --- read_body through an app ---------------------------------------------------------------
+
+
+async def _echo_length(request: Request) -> JSONResponse:
+    body = await read_body(request, LIMIT)
+    return JSONResponse(
+        {"length": len(body), "content_length": request.headers.get("content-length")}
+    )
+
+
+async def _request_error(request: Request, exc: Exception) -> JSONResponse:
+    assert isinstance(exc, RequestError)
+    return JSONResponse({"error": exc.message}, status_code=exc.status_code)
+
+
+@pytest.fixture
+def client() -> Iterator[TestClient]:
+    app = Starlette(
+        routes=[Route("/body", _echo_length, methods=["POST"])],
+        exception_handlers={RequestError: _request_error},
+    )
+    with TestClient(app) as client:
+        yield client
+
+
+def _chunks(total: int, size: int = 100) -> Iterator[bytes]:
+    for start in range(0, total, size):
+        yield b"x" * min(size, total - start)
+
+
+@pytest.mark.parametrize(
+    "size",
+    [
+        pytest.param(0, id="empty"),
+        pytest.param(10, id="small"),
+        pytest.param(LIMIT, id="exactly-the-limit"),
+    ],
+)
+def test_body_within_limit_is_read_whole(client: TestClient, size: int) -> None:
+    response = client.post("/body", content=b"x" * size)
+    assert response.status_code == 200
+    assert response.json() == {"length": size, "content_length": str(size)}
+
+
+@pytest.mark.parametrize(
+    "size",
+    [pytest.param(950, id="several-chunks"), pytest.param(LIMIT, id="exactly-the-limit")],
+)
+def test_streamed_body_without_content_length_is_read_whole(client: TestClient, size: int) -> None:
+    response = client.post("/body", content=_chunks(size))
+    assert response.status_code == 200
+    assert response.json() == {"length": size, "content_length": None}
+
+
+def test_content_length_over_limit_is_413(client: TestClient) -> None:
+    response = client.post("/body", content=b"x" * (LIMIT + 1))
+    assert response.status_code == 413
+    assert response.json() == {"error": f"body: {LIMIT + 1} bytes exceeds the limit of 1024 bytes"}
+
+
+@pytest.mark.parametrize(
+    ("declared", "shown"),
+    [
+        pytest.param("0001025", "1025", id="leading-zeros"),
+        pytest.param("9" * 5000, "9" * 20 + "...", id="more-digits-than-int-parses"),
+    ],
+)
+def test_huge_or_padded_content_length_is_413(
+    client: TestClient, declared: str, shown: str
+) -> None:
+    response = client.post("/body", content=b"x", headers={"Content-Length": declared})
+    assert response.status_code == 413
+    assert response.json() == {"error": f"body: {shown} bytes exceeds the limit of 1024 bytes"}
+
+
+def test_zero_padded_content_length_within_limit_is_read(client: TestClient) -> None:
+    response = client.post("/body", content=b"x" * 5, headers={"Content-Length": "0005"})
+    assert response.status_code == 200
+    assert response.json()["length"] == 5
+
+
+def test_streamed_body_over_limit_is_413(client: TestClient) -> None:
+    response = client.post("/body", content=_chunks(LIMIT + 1))
+    assert response.status_code == 413
+    assert response.json()["error"].startswith("body: exceeds the limit of 1024 bytes")
+
+
+@pytest.mark.parametrize(
+    "declared",
+    [pytest.param("10", id="smaller-than-sent"), pytest.param("0", id="zero")],
+)
+def test_lying_content_length_does_not_bypass_the_limit(client: TestClient, declared: str) -> None:
+    response = client.post(
+        "/body", content=b"x" * (10 * LIMIT), headers={"Content-Length": declared}
+    )
+    assert response.status_code == 413
+    assert response.json()["error"].startswith("body: exceeds the limit of 1024 bytes")
+
+
+@pytest.mark.parametrize(
+    "declared",
+    [
+        pytest.param("abc", id="not-a-number"),
+        pytest.param("-1", id="negative"),
+        pytest.param("1.5", id="fraction"),
+        pytest.param("+5", id="signed"),
+        pytest.param("1_0", id="underscore"),
+        pytest.param("", id="empty"),
+    ],
+)
+def test_malformed_content_length_is_400(client: TestClient, declared: str) -> None:
+    response = client.post("/body", content=b"x" * 5, headers={"Content-Length": declared})
+    assert response.status_code == 400
+    assert response.json() == {
+        "error": f"Content-Length: expected a non-negative integer, got {declared!r}"
+    }
+
+
+# --- read_body against a raw ASGI receive, to observe what is pulled -------------------------
+
+
+class _CountingReceive:
+    """An ASGI receive that sends ``chunks`` chunks of ``size`` bytes and counts the pulls."""
+
+    def __init__(self, chunks: int, size: int = 100) -> None:
+        self.chunks = chunks
+        self.size = size
+        self.pulled = 0
+
+    async def __call__(self) -> Message:
+        self.pulled += 1
+        more = self.pulled < self.chunks
+        return {"type": "http.request", "body": b"x" * self.size, "more_body": more}
+
+
+def _request(receive: _CountingReceive, headers: list[tuple[bytes, bytes]]) -> Request:
+    scope = {"type": "http", "method": "POST", "path": "/", "headers": headers}
+    return Request(scope, receive)
+
+
+def test_content_length_over_limit_is_413_before_reading() -> None:
+    receive = _CountingReceive(chunks=1_000)
+    request = _request(receive, [(b"content-length", b"100000")])
+    with pytest.raises(RequestError) as caught:
+        asyncio.run(read_body(request, LIMIT))
+    assert caught.value.status_code == 413
+    assert caught.value.message == "body: 100000 bytes exceeds the limit of 1024 bytes"
+    assert receive.pulled == 0
+
+
+def test_streamed_body_over_limit_stops_reading_at_the_limit() -> None:
+    receive = _CountingReceive(chunks=1_000)
+    with pytest.raises(RequestError) as caught:
+        asyncio.run(read_body(_request(receive, []), LIMIT))
+    assert caught.value.status_code == 413
+    assert caught.value.message == "body: exceeds the limit of 1024 bytes (stopped after 1100)"
+    assert receive.pulled == LIMIT // 100 + 1
+
+
+def test_streamed_chunks_are_joined_in_order() -> None:
+    receive = _CountingReceive(chunks=7, size=3)
+    body = asyncio.run(read_body(_request(receive, []), LIMIT))
+    assert body == b"x" * 21
+    assert receive.pulled == 7
+
+
+# --- decode_content_encoding ----------------------------------------------------------------
+
+PAYLOAD = b"focal loss " * 50
+
+
+@pytest.mark.parametrize(
+    ("encoded", "encoding"),
+    [
+        pytest.param(PAYLOAD, None, id="absent"),
+        pytest.param(PAYLOAD, "", id="empty"),
+        pytest.param(PAYLOAD, "identity", id="identity"),
+        pytest.param(gzip.compress(PAYLOAD), "gzip", id="gzip"),
+        pytest.param(gzip.compress(PAYLOAD), "x-gzip", id="x-gzip"),
+        pytest.param(gzip.compress(PAYLOAD), " GZip ", id="gzip-case-and-space"),
+        pytest.param(zlib.compress(PAYLOAD), "deflate", id="deflate-zlib"),
+        pytest.param(_raw_deflate(PAYLOAD), "deflate", id="deflate-raw"),
+        pytest.param(zlib.compress(PAYLOAD, 0), "deflate", id="deflate-zlib-stored"),
+        pytest.param(
+            zlib.compress(gzip.compress(PAYLOAD)), "gzip, deflate", id="gzip-then-deflate"
+        ),
+        pytest.param(gzip.compress(PAYLOAD), "identity, gzip", id="identity-in-list"),
+    ],
+)
+def test_supported_encodings_round_trip(encoded: bytes, encoding: str | None) -> None:
+    assert decode_content_encoding(encoded, encoding, LIMIT) == PAYLOAD
+
+
+@pytest.mark.parametrize(
+    ("encoded", "encoding"),
+    [
+        pytest.param(gzip.compress(b""), "gzip", id="gzip"),
+        pytest.param(zlib.compress(b""), "deflate", id="deflate-zlib"),
+        pytest.param(_raw_deflate(b""), "deflate", id="deflate-raw"),
+    ],
+)
+def test_compressed_empty_body_decodes_to_empty(encoded: bytes, encoding: str) -> None:
+    assert decode_content_encoding(encoded, encoding, LIMIT) == b""
+
+
+def test_concatenated_gzip_members_decode_as_one_body() -> None:
+    encoded = gzip.compress(b"focal ") + gzip.compress(b"loss")
+    assert decode_content_encoding(encoded, "gzip", LIMIT) == b"focal loss"
+
+
+@given(data=st.binary(max_size=2 * LIMIT), coding=st.sampled_from(["gzip", "deflate"]))
+@settings(max_examples=200, deadline=None)
+def test_tritonclient_style_compression_round_trips(data: bytes, coding: str) -> None:
+    # tritonclient.http sends gzip.compress(body) or zlib.compress(body) (see _client.py).
+    encoded = gzip.compress(data) if coding == "gzip" else zlib.compress(data)
+    assert decode_content_encoding(encoded, coding, 2 * LIMIT) == data
+
+
+@pytest.mark.parametrize("algorithm", ["gzip", "deflate"])
+def test_tritonclient_request_body_decodes_to_its_uncompressed_form(algorithm: str) -> None:
+    http = pytest.importorskip("tritonclient.http")
+
+    class CapturedError(Exception):
+        pass
+
+    sent: dict[str, object] = {}
+
+    def capture(request_uri: str, request_body: bytes, headers: dict[str, str], **_: object):
+        sent.update(body=request_body, headers=headers)
+        raise CapturedError
+
+    logits = np.arange(12, dtype=np.float32).reshape(3, 4)
+    infer_input = http.InferInput("logits", list(logits.shape), "FP32")
+    infer_input.set_data_from_numpy(logits, binary_data=True)
+    client = http.InferenceServerClient("localhost:1")
+    try:
+        client._post = capture
+        with pytest.raises(CapturedError):
+            client.infer("focal", [infer_input], request_compression_algorithm=algorithm)
+    finally:
+        client.close()
+    headers = sent["headers"]
+    assert isinstance(headers, dict)
+    assert headers["Content-Encoding"] == algorithm
+    encoded = sent["body"]
+    assert isinstance(encoded, bytes)
+    body = decode_content_encoding(encoded, headers["Content-Encoding"], LIMIT)
+    json_size = int(headers["Inference-Header-Content-Length"])
+    assert body[:json_size].startswith(b'{"inputs":')
+    np.testing.assert_array_equal(np.frombuffer(body[json_size:], np.float32), logits.ravel())
+
+
+@pytest.mark.parametrize(
+    "encoding",
+    [
+        pytest.param("br", id="brotli"),
+        pytest.param("zstd", id="zstd"),
+        pytest.param("compress", id="compress"),
+        pytest.param("gzip, br", id="one-of-several"),
+    ],
+)
+def test_unsupported_encoding_is_415(encoding: str) -> None:
+    with pytest.raises(RequestError) as caught:
+        decode_content_encoding(gzip.compress(PAYLOAD), encoding, LIMIT)
+    assert caught.value.status_code == 415
+    coding = encoding.split(", ")[-1]
+    assert caught.value.message == (
+        f"Content-Encoding: {coding!r} is not supported (use gzip or deflate)"
+    )
+
+
+_GZIPPED = gzip.compress(PAYLOAD)
+_ZLIBBED = zlib.compress(PAYLOAD)
+
+
+@pytest.mark.parametrize(
+    ("encoded", "encoding", "reason"),
+    [
+        pytest.param(b"", "gzip", "body: invalid gzip data (truncated stream)", id="gzip-empty"),
+        pytest.param(_GZIPPED[:-10], "gzip", "truncated stream", id="gzip-truncated"),
+        pytest.param(b"not gzip at all", "gzip", "body: invalid gzip data (", id="gzip-garbage"),
+        pytest.param(
+            _GZIPPED[:20] + bytes([_GZIPPED[20] ^ 0xFF]) + _GZIPPED[21:],
+            "gzip",
+            "body: invalid gzip data (",
+            id="gzip-corrupt",
+        ),
+        pytest.param(_GZIPPED + b"junk", "gzip", "body: invalid gzip data (", id="gzip-trailing"),
+        pytest.param(_ZLIBBED[:-3], "deflate", "truncated stream", id="deflate-truncated"),
+        pytest.param(
+            _ZLIBBED + b"junk", "deflate", "trailing bytes after the stream", id="deflate-trailing"
+        ),
+        pytest.param(b"\xff" * 16, "deflate", "body: invalid deflate data (", id="deflate-garbage"),
+        pytest.param(b"", "deflate", "body: invalid deflate data (", id="deflate-empty"),
+    ],
+)
+def test_corrupt_compressed_body_is_400(encoded: bytes, encoding: str, reason: str) -> None:
+    with pytest.raises(RequestError) as caught:
+        decode_content_encoding(encoded, encoding, LIMIT)
+    assert caught.value.status_code == 400
+    assert caught.value.message.startswith(f"body: invalid {encoding} data (")
+    assert reason in caught.value.message
+
+
+@given(data=st.binary(max_size=200), coding=st.sampled_from(["gzip", "deflate"]))
+@settings(max_examples=300, deadline=None)
+def test_arbitrary_bytes_decode_or_fail_with_a_request_error(data: bytes, coding: str) -> None:
+    try:
+        decoded = decode_content_encoding(data, coding, LIMIT)
+    except RequestError as error:
+        status = error.status_code
+    else:
+        status = 200 if len(decoded) <= LIMIT else 500
+    assert status in (200, 400, 413)
+
+
+@pytest.mark.parametrize(
+    ("size", "status"),
+    [pytest.param(LIMIT, 200, id="exactly-the-limit"), pytest.param(LIMIT + 1, 413, id="one-over")],
+)
+def test_decoded_size_limit_is_exact(size: int, status: int) -> None:
+    data = os.urandom(size)
+    for encoded, coding in ((gzip.compress(data), "gzip"), (zlib.compress(data), "deflate")):
+        if status == 200:
+            assert decode_content_encoding(encoded, coding, LIMIT) == data
+            continue
+        with pytest.raises(RequestError) as caught:
+            decode_content_encoding(encoded, coding, LIMIT)
+        assert caught.value.status_code == 413
+        assert caught.value.message == "body: decoded size exceeds the limit of 1024 bytes"
+
+
+@pytest.mark.parametrize("encoding", ["gzip", "gzip, identity"])
+def test_gzip_bomb_is_413_without_inflating_it(encoding: str) -> None:
+    bomb = _gzip_bomb(64 << 20)
+    limit = 1 << 20
+    assert len(bomb) < 100_000
+    tracemalloc.start()
+    try:
+        with pytest.raises(RequestError) as caught:
+            decode_content_encoding(bomb, encoding, limit)
+        _, peak = tracemalloc.get_traced_memory()
+    finally:
+        tracemalloc.stop()
+    assert caught.value.status_code == 413
+    assert caught.value.message == f"body: decoded size exceeds the limit of {limit} bytes"
+    assert peak < 4 * limit
+
+
+def test_nested_encodings_are_each_bounded_by_the_limit() -> None:
+    inner = _gzip_bomb(16 << 20)
+    with pytest.raises(RequestError) as caught:
+        decode_content_encoding(zlib.compress(inner), "gzip, deflate", 1 << 20)
+    assert caught.value.status_code == 413

@@ -1,0 +1,56 @@
+"""SIGTERM: stop accepting, finish the request in flight, exit 0."""
+
+from __future__ import annotations
+
+import signal
+import threading
+from collections.abc import Iterator
+
+import httpx
+import numpy as np
+import orjson
+
+from tests.service.server import running_server
+
+
+def test_sigterm_lets_the_request_in_flight_finish_and_exits_zero() -> None:
+    rng = np.random.default_rng(0)
+    document = {
+        "logits": rng.standard_normal((2000, 10)).astype(np.float32),
+        "labels": np.arange(2000) % 10,
+    }
+    body = orjson.dumps(document, option=orjson.OPT_SERIALIZE_NUMPY)
+    half_sent, terminated = threading.Event(), threading.Event()
+
+    def slowly() -> Iterator[bytes]:
+        yield body[: len(body) // 2]
+        half_sent.set()
+        assert terminated.wait(timeout=10)
+        yield body[len(body) // 2 :]
+
+    with running_server({"FOCAL_THREADS": "1", "FOCAL_SHUTDOWN_TIMEOUT_S": "20"}) as (url, process):
+        outcome: dict[str, httpx.Response] = {}
+
+        def send() -> None:
+            outcome["response"] = httpx.post(
+                f"{url}/score",
+                content=slowly(),
+                headers={"content-type": "application/json"},
+                timeout=30,
+            )
+
+        client = threading.Thread(target=send)
+        client.start()
+        assert half_sent.wait(timeout=10)
+        process.send_signal(signal.SIGTERM)
+        try:
+            process.wait(timeout=1)  # must not exit while the request is in flight
+            exited_early = True
+        except Exception:
+            exited_early = False
+        terminated.set()
+        client.join(timeout=30)
+        assert not exited_early
+        assert outcome["response"].status_code == 200
+        assert outcome["response"].json()["n"] == 2000
+        assert process.wait(timeout=20) == 0
