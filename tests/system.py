@@ -1,8 +1,8 @@
 """Tests that need programs from outside PyPI (Prometheus, podman): found, or skipped/failed.
 
-On a developer machine without them these tests skip with the reason; CI (``.ci/run``)
-installs them and sets ``FOCAL_SYSTEM_TESTS=required``, which turns a missing program into a
-failure, so nothing is skipped there.
+On a developer machine without them these tests skip with the reason. CI (``.ci/run``)
+installs them and lists them in ``FOCAL_REQUIRED_SYSTEM_TESTS`` (e.g. ``prometheus,container``),
+which turns a missing program into a failure, so nothing listed is skipped there.
 """
 
 from __future__ import annotations
@@ -13,12 +13,22 @@ import shutil
 import pytest
 
 
-def require(program: str, how: str) -> str:
-    """The path of ``program``, or skip (fail under FOCAL_SYSTEM_TESTS=required)."""
+def required(feature: str) -> bool:
+    """Whether CI demands the ``feature`` tests run."""
+    return feature in os.environ.get("FOCAL_REQUIRED_SYSTEM_TESTS", "").split(",")
+
+
+def unavailable(feature: str, message: str) -> None:
+    """Skip the test, or fail it where CI requires ``feature``."""
+    if required(feature):
+        pytest.fail(message)
+    pytest.skip(message)
+
+
+def require(program: str, feature: str, how: str) -> str:
+    """The path of ``program``, or skip / fail as :func:`unavailable`."""
     path = shutil.which(program)
     if path is None:
-        message = f"{program} is not installed ({how})"
-        if os.environ.get("FOCAL_SYSTEM_TESTS") == "required":
-            pytest.fail(message)
-        pytest.skip(message)
+        unavailable(feature, f"{program} is not installed ({how})")
+        raise AssertionError("unreachable")
     return path

@@ -25,7 +25,7 @@ import torch
 from focal import compute, update
 from service.artifacts import default_artifact_dir
 from tests.service.server import free_port
-from tests.system import require
+from tests.system import require, unavailable
 
 ROOT = Path(__file__).resolve().parents[2]
 BASE = "docker.io/library/python:3.11-slim"
@@ -33,12 +33,15 @@ TAG = "localhost/focal-eval:test"
 
 
 def docker_cli() -> str:
-    """The podman shim (this machine runs no Docker engine); FOCAL_DOCKER overrides."""
+    """The podman shim (this machine runs no Docker engine): FOCAL_DOCKER, else beside the repo."""
     for candidate in (os.environ.get("FOCAL_DOCKER"), str(ROOT.parent / "shared/container/docker")):
         if candidate and Path(candidate).is_file():
-            require("podman", "run ../shared/container/make-base-image")
+            require("podman", "container", "run ../shared/container/make-base-image")
             return candidate
-    return require("focal-docker-shim", "expected ../shared/container/docker beside the repo")
+    unavailable(
+        "container", "the docker shim is not found: set FOCAL_DOCKER or put shared/ beside the repo"
+    )
+    raise AssertionError("unreachable")
 
 
 def docker(
@@ -58,10 +61,7 @@ def docker(
 @pytest.fixture(scope="module")
 def image() -> str:
     if docker("image", "exists", BASE, check=False).returncode != 0:
-        message = f"{BASE} is missing: run ../shared/container/make-base-image"
-        if os.environ.get("FOCAL_SYSTEM_TESTS") == "required":
-            pytest.fail(message)
-        pytest.skip(message)
+        unavailable("container", f"{BASE} is missing: run ../shared/container/make-base-image")
     docker("build", "-t", TAG, str(ROOT), timeout=900)
     size = int(docker("image", "inspect", TAG, "--format", "{{.Size}}").stdout)
     base = int(docker("image", "inspect", BASE, "--format", "{{.Size}}").stdout)

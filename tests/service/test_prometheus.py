@@ -53,7 +53,7 @@ def prometheus(
     scored: tuple[str, np.ndarray, np.ndarray], tmp_path_factory: pytest.TempPathFactory
 ) -> Iterator[str]:
     """Prometheus on 127.0.0.1 scraping the server every second, with its own config and data."""
-    binary = require("prometheus", "apt-get install prometheus")
+    binary = require("prometheus", "prometheus", "apt-get install prometheus")
     target = scored[0].removeprefix("http://")
     directory = tmp_path_factory.mktemp("prometheus")
     config = directory / "prometheus.yml"
