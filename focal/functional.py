@@ -6,9 +6,9 @@ scriptable), then the computation. :mod:`focal.losses` wraps the same pieces in 
 :mod:`focal.statistics` reuses the computation for the evaluation step, so each formula is
 written once.
 
-Numerics: everything is built on ``log_softmax`` / ``logsumexp`` / ``softplus``; the
-modulating factor :math:`(1 - p_t)^\gamma` is formed as :math:`\exp(\gamma \log(1 - p_t))`
-with :math:`\log(1 - p_t)` computed as a log-sum-exp over the other classes, so it stays finite,
+Numerics: everything is built on ``log_softmax`` / ``softplus``; the modulating factor
+:math:`(1 - p_t)^\gamma` is formed as :math:`\exp(\gamma \log(1 - p_t))` with
+:math:`1 - p_t` summed over the other classes (never subtracted from 1), so it stays finite,
 with finite gradients, for every :math:`\gamma \ge 0` even at saturated predictions (where a
 plain ``pow`` gives NaN gradients for :math:`\gamma < 1`). Half-precision inputs are computed
 in float32.
@@ -221,7 +221,7 @@ def _softmax_focal_loss(
 
     if label_smoothing == 0.0:
         gamma_tensor = torch.tensor(gamma, dtype=torch.float64)
-        _, loss = softmax_focal_terms(log_probs, safe_labels, gamma_tensor)
+        _, loss = softmax_focal_terms(log_probs, log_probs.exp(), safe_labels, gamma_tensor)
         if weights is not None:
             loss = loss * weights.gather(0, safe_labels)
     else:
@@ -285,7 +285,9 @@ def flatten_classes(input: Tensor) -> Tensor:
     return input.movedim(1, -1).reshape(-1, input.shape[1])
 
 
-def softmax_focal_terms(log_probs: Tensor, labels: Tensor, gamma: Tensor) -> Tuple[Tensor, Tensor]:
+def softmax_focal_terms(
+    log_probs: Tensor, probs: Tensor, labels: Tensor, gamma: Tensor
+) -> Tuple[Tensor, Tensor]:
     r"""Per-row cross entropy and unweighted focal loss at hard labels.
 
     .. math::
@@ -295,6 +297,7 @@ def softmax_focal_terms(log_probs: Tensor, labels: Tensor, gamma: Tensor) -> Tup
 
     Args:
         log_probs: ``(M, C)`` log-probabilities.
+        probs: ``(M, C)`` their exponentials (callers reuse them, e.g. for the Brier score).
         labels: ``(M,)`` class indices, all in ``[0, C)`` (ignored rows replaced beforehand).
         gamma: 0-d focusing parameter (a tensor, so that it can be a graph input).
 
@@ -302,18 +305,21 @@ def softmax_focal_terms(log_probs: Tensor, labels: Tensor, gamma: Tensor) -> Tup
         ``(cross_entropy, focal_loss)``, each ``(M,)``.
     """
     cross_entropy = -log_probs.gather(1, labels.unsqueeze(1)).squeeze(1)
-    modulating = torch.exp(gamma * log_one_minus_target_prob(log_probs, labels))
+    modulating = torch.exp(gamma * log_one_minus_target_prob(probs, labels))
     return cross_entropy, modulating * cross_entropy
 
 
-def log_one_minus_target_prob(log_probs: Tensor, labels: Tensor) -> Tensor:
-    r""":math:`\log(1 - p_{i,y_i}) = \log \sum_{k \ne y_i} p_{ik}`, a log-sum-exp over the others.
+def log_one_minus_target_prob(probs: Tensor, labels: Tensor) -> Tensor:
+    r""":math:`\log(1 - p_{i,y_i}) = \log \sum_{k \ne y_i} p_{ik}`, the others summed directly.
 
-    Finite (with finite gradients) even where :math:`p_{i,y_i}` rounds to 1.
+    :math:`1 - p` is never formed by subtraction, so there is no cancellation where
+    :math:`p_{i,y_i}` nears 1, and no log-sum-exp (which onnxruntime evaluates unshifted). The
+    sum is floored at the smallest normal float: below it the cross entropy rounds to 0, so
+    the focal term is 0 either way, and the floor keeps the log and its gradient finite.
     """
-    classes = torch.arange(log_probs.shape[1], device=log_probs.device)
-    is_label = classes.unsqueeze(0) == labels.unsqueeze(1)
-    return shifted_logsumexp(log_probs.masked_fill(is_label, float("-inf")), dim=1)
+    others = probs.scatter(1, labels.unsqueeze(1), 0.0).sum(1)
+    tiny = 2.2250738585072014e-308 if probs.dtype == torch.float64 else 1.1754943508222875e-38
+    return torch.log(others.clamp_min(tiny))
 
 
 def log_one_minus_probs(log_probs: Tensor) -> Tensor:

@@ -181,15 +181,18 @@ def _update(
     zero = torch.zeros_like(x[:, 0])
 
     log_probs = F.log_softmax(x, dim=1)
-    cross_entropy, focal = softmax_focal_terms(log_probs, safe_labels, gamma)
+    probs = torch.exp(log_probs)
+    cross_entropy, focal = softmax_focal_terms(log_probs, probs, safe_labels, gamma)
     alpha_true = alpha.to(x.dtype).gather(0, safe_labels)
     focal = torch.where(valid, alpha_true * focal, zero)
     cross_entropy = torch.where(valid, cross_entropy, zero)
     p_true = torch.where(valid, torch.exp(-cross_entropy), zero)
     prediction = x.argmax(dim=1)
     confidence = torch.exp(log_probs.gather(1, prediction.unsqueeze(1)).squeeze(1))
-    # sum_k (p_k - [k = y])^2 = sum_k p_k^2 - 2 p_y + 1
-    brier = (torch.exp(2.0 * log_probs).sum(1) - 2.0 * p_true + 1.0).clamp_min(0.0)
+    # sum_k (p_k - [k = y])^2 = sum_k p_k^2 - 2 p_y + 1; the squared norm exports to one
+    # ReduceL2 pass (p * p then a sum is two passes over (N, C))
+    squares = torch.linalg.vector_norm(probs, 2.0, dim=1).square()
+    brier = (squares - 2.0 * p_true + 1.0).clamp_min(0.0)
 
     valid_count = valid.long()
     correct = ((prediction == labels) & valid).long()
