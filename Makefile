@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 INSTALLED := $(VENV)/.installed-dev
 
-.PHONY: test lint serve artifacts
+.PHONY: test lint serve artifacts bench profile
 
 $(INSTALLED): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -27,3 +27,12 @@ serve: $(INSTALLED)
 # regenerate the default graphs shipped in the package (tests prove they equal a fresh export)
 artifacts: $(INSTALLED)
 	$(BIN)/python -m export --out service/artifacts --formats onnx
+
+# side-by-side benchmarks: paired ratios against their targets, never pass / fail
+# (about 9 minutes; `make bench BENCH_ARGS=--quick` takes under one)
+bench: $(INSTALLED)
+	$(BIN)/python -m bench $(BENCH_ARGS)
+
+# where time and memory go: py-spy on a live server (needs ptrace), stage timings, graph nodes
+profile: $(INSTALLED)
+	$(BIN)/python -m bench.profile

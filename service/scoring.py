@@ -60,6 +60,17 @@ class Defaults:
         )
 
 
+CHUNK_ELEMENTS = 2**21
+
+
+def chunk_rows(num_classes: int) -> int:
+    """Rows per graph run: about 2M logits (8 MB).
+
+    At least 8 C rows, since every run also builds a C x C confusion matrix.
+    """
+    return max(CHUNK_ELEMENTS // num_classes, 8 * num_classes)
+
+
 class Scorer:
     """Scores validated batches with the evaluation graph; metrics from merged statistics."""
 
@@ -113,26 +124,54 @@ class Scorer:
         return self.evaluation.sha256
 
     def score(self, batch: Batch) -> Outputs:
-        """Every output of the evaluation graph for a validated batch, by name.
+        """Every output of the evaluation graph for a validated batch, by name, in graph order.
+
+        Large batches run in chunks of rows (:func:`chunk_rows`): per-sample outputs are
+        filled in place, statistics summed, and the metrics computed once by the metrics graph
+        from the sums (they are additive by design), so the graph's intermediates stay the size
+        of a chunk, not of the batch.
 
         Raises:
             RequestError: 422 when finite logits still give an infinite loss (a float32
                 overflow: logits more than the float32 range apart).
         """
+        n, rows = len(batch.labels), chunk_rows(batch.num_classes)
+        if n <= rows:
+            return self._checked(self._run(batch, slice(None)), 0)
+        per_sample: Outputs = {}
+        statistics: Outputs = {}
+        for start in range(0, n, rows):
+            part = self._checked(self._run(batch, slice(start, start + rows)), start)
+            for name, group in self.groups.items():
+                if group == "per_sample":
+                    if name not in per_sample:
+                        per_sample[name] = np.empty(n, dtype=part[name].dtype)
+                    per_sample[name][start : start + rows] = part[name]
+                elif group == "statistics":
+                    earlier = statistics.get(name)
+                    statistics[name] = part[name] if earlier is None else earlier + part[name]
+        merged = {**per_sample, **statistics, **self.compute_metrics(statistics)}
+        return {name: merged[name] for name in self.evaluation.output_names}
+
+    def _run(self, batch: Batch, rows: slice) -> Outputs:
         feeds = {
-            "logits": batch.logits,
-            "labels": batch.labels,
+            "logits": batch.logits[rows],
+            "labels": batch.labels[rows],
             "alpha": batch.alpha,
             "gamma": np.asarray(batch.gamma, dtype=np.float32),
             "ignore_index": np.asarray(batch.ignore_index, dtype=np.int64),
         }
         values = self._evaluation.run(None, feeds)
-        outputs = dict(zip(self.evaluation.output_names, values, strict=True))
+        return dict(zip(self.evaluation.output_names, values, strict=True))
+
+    @staticmethod
+    def _checked(outputs: Outputs, first_row: int) -> Outputs:
         for name in ("cross_entropy", "focal_loss"):
             finite = np.isfinite(outputs[name])
             if not finite.all():
+                row = first_row + int(np.argmin(finite))
                 raise invalid(
-                    f"logits: the {name.replace('_', ' ')} of row {int(np.argmin(finite))}"
+                    f"logits: the {name.replace('_', ' ')} of row {row}"
                     " overflows float32 (logits spanning more than the float32 range, or alpha"
                     " too large); scale them down"
                 )

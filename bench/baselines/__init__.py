@@ -1,0 +1,1 @@
+"""What users would write instead of the service: the baselines it is compared with."""

@@ -1,0 +1,152 @@
+"""Servers under test as subprocesses on 127.0.0.1: started on a free port, always stopped.
+
+``focal serve`` (ours) and the naive FastAPI baseline each run in their own process, as in
+production, so that the benchmark's client never shares an interpreter (or a GIL) with them.
+Servers started together boot in parallel.
+"""
+
+from __future__ import annotations
+
+import os
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Iterator, Mapping
+from contextlib import ExitStack, contextmanager
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import IO
+
+import httpx
+
+REPO = Path(__file__).resolve().parent.parent
+HOST = "127.0.0.1"
+THREADS = 2
+READY_TIMEOUT_S = 60.0
+STOP_TIMEOUT_S = 15.0
+
+
+@dataclass(frozen=True)
+class Server:
+    """A running server: its base URL and process id (for RSS sampling and profiling)."""
+
+    url: str
+    pid: int
+
+    @property
+    def address(self) -> str:
+        """``host:port``, as tritonclient wants it."""
+        return self.url.removeprefix("http://")
+
+
+@dataclass(frozen=True)
+class Spec:
+    """How to start a server and how to tell that it is ready."""
+
+    command: list[str]
+    port: int
+    ready_path: str
+    env: Mapping[str, str] = field(default_factory=dict)
+
+    @property
+    def url(self) -> str:
+        """The base URL."""
+        return f"http://{HOST}:{self.port}"
+
+
+def free_port() -> int:
+    """A TCP port free on 127.0.0.1 right now."""
+    with socket.socket() as probe:
+        probe.bind((HOST, 0))
+        port: int = probe.getsockname()[1]
+        return port
+
+
+def focal_spec(env: Mapping[str, str] | None = None) -> Spec:
+    """``focal serve`` with ``FOCAL_THREADS=2`` and warnings-only logging (plus ``env``)."""
+    port = free_port()
+    settings = {
+        "FOCAL_HOST": HOST,
+        "FOCAL_PORT": str(port),
+        "FOCAL_THREADS": str(THREADS),
+        "FOCAL_LOG_LEVEL": "warning",
+        **(env or {}),
+    }
+    return Spec([sys.executable, "-m", "service", "serve"], port, "/v2/health/ready", settings)
+
+
+def naive_spec() -> Spec:
+    """The naive baseline (:mod:`bench.baselines.naive_service`) under plain uvicorn."""
+    port = free_port()
+    command = [sys.executable, "-m", "uvicorn", "bench.baselines.naive_service:app"]
+    command += ["--host", HOST, "--port", str(port), "--log-level", "warning", "--no-access-log"]
+    return Spec(command, port, "/healthz")
+
+
+@contextmanager
+def serve(*specs: Spec) -> Iterator[list[Server]]:
+    """Start every server at once, wait until all are ready, stop them all on exit."""
+    with ExitStack() as stack:
+        started = [(spec, stack.enter_context(_process(spec))) for spec in specs]
+        deadline = time.monotonic() + READY_TIMEOUT_S
+        for spec, (process, log) in started:
+            _wait_ready(process, spec.url + spec.ready_path, deadline, log)
+        yield [Server(spec.url, process.pid) for spec, (process, _) in started]
+
+
+@contextmanager
+def focal_server(env: Mapping[str, str] | None = None) -> Iterator[Server]:
+    """One ``focal serve`` (see :func:`focal_spec`)."""
+    with serve(focal_spec(env)) as (server,):
+        yield server
+
+
+@contextmanager
+def _process(spec: Spec) -> Iterator[tuple[subprocess.Popen[bytes], IO[bytes]]]:
+    """Run ``spec.command`` until the block exits, output in a temporary file; then stop it."""
+    with tempfile.TemporaryFile() as log:
+        process = subprocess.Popen(
+            spec.command,
+            cwd=REPO,
+            env={**os.environ, **spec.env},
+            stdin=subprocess.DEVNULL,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+        )
+        try:
+            yield process, log
+        finally:
+            _stop(process)
+
+
+def _wait_ready(
+    process: subprocess.Popen[bytes], ready_url: str, deadline: float, log: IO[bytes]
+) -> None:
+    while True:
+        if process.poll() is not None:
+            raise RuntimeError(f"{process.args!r} exited with {process.returncode}:\n{_tail(log)}")
+        try:
+            if httpx.get(ready_url, timeout=1.0).status_code == 200:
+                return
+        except httpx.TransportError:
+            pass
+        if time.monotonic() > deadline:
+            raise RuntimeError(f"{ready_url} not ready within {READY_TIMEOUT_S:g} s:\n{_tail(log)}")
+        time.sleep(0.05)
+
+
+def _tail(log: IO[bytes], size: int = 4000) -> str:
+    log.seek(0)
+    return log.read()[-size:].decode(errors="replace")
+
+
+def _stop(process: subprocess.Popen[bytes]) -> None:
+    if process.poll() is None:
+        process.terminate()
+        try:
+            process.wait(timeout=STOP_TIMEOUT_S)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait()
