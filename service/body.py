@@ -27,13 +27,13 @@ _GZIP = frozenset({"gzip", "x-gzip"})
 _CHUNK = 1 << 20
 
 
-async def read_body(request: Request, limit: int) -> bytes:
+async def read_body(request: Request, limit: int) -> bytes | bytearray:
     """Read the whole request body, refusing it once it exceeds ``limit`` bytes.
 
-    A declared Content-Length over the limit is refused before anything is read. Otherwise
-    the stream is read chunk by chunk and refused as soon as the running count passes the
-    limit, so at most about ``limit`` bytes (plus one chunk) are ever held. The framing
-    itself (a body shorter or longer than its Content-Length) is the server's to enforce.
+    A declared Content-Length over the limit is refused before anything is read; under it,
+    the body is received into one buffer of that size (no second copy to join chunks).
+    Without one, the stream is read chunk by chunk and refused as soon as the running count
+    passes the limit, so at most about ``limit`` bytes (plus one chunk) are ever held.
 
     Args:
         request: The incoming request; its stream must not have been consumed yet.
@@ -43,10 +43,12 @@ async def read_body(request: Request, limit: int) -> bytes:
         The body as received (still Content-Encoded, if it was).
 
     Raises:
-        RequestError: 400 for a Content-Length that is not a non-negative integer, 413 for a
-            body (declared or received) longer than ``limit``.
+        RequestError: 400 for a Content-Length that is not a non-negative integer or that the
+            body does not match, 413 for a body (declared or received) longer than ``limit``.
     """
-    _check_content_length(request.headers.get("content-length"), limit)
+    declared = _check_content_length(request.headers.get("content-length"), limit)
+    if declared is not None:
+        return await _read_declared(request, declared)
     chunks: list[bytes] = []
     received = 0
     async with contextlib.aclosing(request.stream()) as stream:
@@ -60,10 +62,27 @@ async def read_body(request: Request, limit: int) -> bytes:
     return b"".join(chunks)
 
 
-def _check_content_length(value: str | None, limit: int) -> None:
-    """Refuse a Content-Length that is malformed (400) or over ``limit`` (413); None passes."""
+async def _read_declared(request: Request, length: int) -> bytearray:
+    """Receive a body of a declared ``length`` into one preallocated buffer."""
+    buffer = bytearray(length)
+    filled = 0
+    with memoryview(buffer) as view:
+        async with contextlib.aclosing(request.stream()) as stream:
+            async for chunk in stream:
+                end = filled + len(chunk)
+                if end > length:
+                    raise RequestError(400, f"body: longer than its Content-Length ({length})")
+                view[filled:end] = chunk
+                filled = end
+    if filled != length:
+        raise RequestError(400, f"body: {filled} bytes, short of its Content-Length ({length})")
+    return buffer
+
+
+def _check_content_length(value: str | None, limit: int) -> int | None:
+    """The declared length; refuse one malformed (400) or over ``limit`` (413)."""
     if value is None:
-        return
+        return None
     text = value.strip()
     if not (text.isascii() and text.isdigit()):
         raise RequestError(400, f"Content-Length: expected a non-negative integer, got {value!r}")
@@ -72,9 +91,12 @@ def _check_content_length(value: str | None, limit: int) -> None:
     if len(digits) > len(str(limit)) or int(digits) > limit:
         shown = digits if len(digits) <= 20 else f"{digits[:20]}..."
         raise RequestError(413, f"body: {shown} bytes exceeds the limit of {limit} bytes")
+    return int(digits)
 
 
-def decode_content_encoding(body: bytes, encoding: str | None, limit: int) -> bytes:
+def decode_content_encoding(
+    body: bytes | bytearray, encoding: str | None, limit: int
+) -> bytes | bytearray:
     """Undo the Content-Encoding of a request body, never producing more than ``limit`` bytes.
 
     Accepted codings (case-insensitive): ``identity`` (or none), ``gzip`` / ``x-gzip``, and
@@ -113,7 +135,7 @@ def _parse_codings(encoding: str | None) -> list[str]:
     return [coding for coding in codings if coding not in _IDENTITY]
 
 
-def _decode_one(body: bytes, coding: str, limit: int) -> bytes:
+def _decode_one(body: bytes | bytearray, coding: str, limit: int) -> bytes:
     """Undo a single coding, or raise 415 for one that is not supported."""
     if coding in _GZIP:
         return _inflate(body, _GZIP_WBITS, "gzip", limit)
@@ -122,7 +144,7 @@ def _decode_one(body: bytes, coding: str, limit: int) -> bytes:
     raise RequestError(415, f"Content-Encoding: {coding!r} is not supported (use gzip or deflate)")
 
 
-def _inflate_deflate(body: bytes, limit: int) -> bytes:
+def _inflate_deflate(body: bytes | bytearray, limit: int) -> bytes:
     """Inflate HTTP deflate: zlib-wrapped when it starts with a zlib header, else raw."""
     if _has_zlib_header(body):
         return _inflate(body, _ZLIB_WBITS, "deflate", limit)
@@ -130,7 +152,7 @@ def _inflate_deflate(body: bytes, limit: int) -> bytes:
     return _inflate(body, _RAW_DEFLATE_WBITS, "deflate", limit)
 
 
-def _has_zlib_header(body: bytes) -> bool:
+def _has_zlib_header(body: bytes | bytearray) -> bool:
     """Whether ``body`` starts with a zlib (RFC 1950) header.
 
     Raw deflate from a real encoder never does: its first byte has a block type in bits 1-2
@@ -142,7 +164,7 @@ def _has_zlib_header(body: bytes) -> bool:
     return method == 8 and window <= 7 and ((body[0] << 8) | body[1]) % 31 == 0
 
 
-def _inflate(body: bytes, wbits: int, name: str, limit: int) -> bytes:
+def _inflate(body: bytes | bytearray, wbits: int, name: str, limit: int) -> bytes:
     """Inflate one complete stream (or several gzip members) into at most ``limit`` bytes.
 
     Output is produced in chunks of at most ``_CHUNK`` bytes, so a bomb is stopped once it
@@ -170,7 +192,7 @@ def _inflate(body: bytes, wbits: int, name: str, limit: int) -> bytes:
             raise RequestError(400, f"body: invalid {name} data (trailing bytes after the stream)")
 
 
-def _inflate_chunk(inflater: zlib._Decompress, data: bytes, name: str) -> bytes:
+def _inflate_chunk(inflater: zlib._Decompress, data: bytes | bytearray, name: str) -> bytes:
     """Inflate at most ``_CHUNK`` bytes of ``data``, mapping zlib errors to 400."""
     try:
         return inflater.decompress(data, _CHUNK)

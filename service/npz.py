@@ -3,6 +3,7 @@
 Nothing is decompressed or allocated until the archive has passed every cheap check: total
 declared size (zip-bomb safe, since zipfile never yields more than a member's declared size),
 member names, compression method, and each member's .npy header (dtype and data size).
+Stored members (``np.savez``) are then read without a copy, as views of the body.
 """
 
 from __future__ import annotations
@@ -10,6 +11,7 @@ from __future__ import annotations
 import io
 import logging
 import math
+import struct
 import zipfile
 import zlib
 from collections.abc import Iterable
@@ -35,7 +37,7 @@ _REASON_CHARS = 200
 
 
 def load_npz(
-    body: bytes, required: tuple[str, ...], optional: tuple[str, ...], limit: int
+    body: bytes | bytearray, required: tuple[str, ...], optional: tuple[str, ...], limit: int
 ) -> dict[str, npt.NDArray[Any]]:
     """Load the arrays of an ``.npz`` body (``np.savez`` or ``np.savez_compressed``).
 
@@ -43,8 +45,9 @@ def load_npz(
     opens (400), its members' declared sizes sum to at most ``limit`` (413), every name is
     accepted and every required name present (422), every member is stored or deflated
     (415), and every member has a valid .npy header (400), no object dtype (422) and room for
-    the data its header declares (400). Pickles are never loaded. Loading then costs one copy
-    of the payload: each array is read into a fresh ndarray.
+    the data its header declares (400). Pickles are never loaded. Stored members
+    (``np.savez``) become read-only views of ``body`` after their CRC is checked, without a
+    copy; deflated ones (``np.savez_compressed``) are inflated into fresh arrays.
 
     Args:
         body: The (already Content-Decoded) request body.
@@ -77,9 +80,14 @@ def load_npz(
         _check_size(members, limit)
         _check_names(members, required, optional)
         _check_methods(members)
-        for name, info in members.items():
-            _check_header(archive, name, info)
-        return {name: _read_member(archive, name, info) for name, info in members.items()}
+        headers = {name: _check_header(archive, name, info) for name, info in members.items()}
+        return {
+            # structured dtypes keep numpy's own reader: it decodes v3 (utf-8) field names
+            name: _stored_view(body, name, info, headers[name])
+            if info.compress_type == zipfile.ZIP_STORED and headers[name][2].names is None
+            else _read_member(archive, name, info)
+            for name, info in members.items()
+        }
 
 
 def _invalid(reason: object) -> RequestError:
@@ -93,7 +101,7 @@ def _shorten(reason: object) -> str:
     return text if len(text) <= _REASON_CHARS else text[:_REASON_CHARS] + "..."
 
 
-def _open_archive(body: bytes) -> zipfile.ZipFile:
+def _open_archive(body: bytes | bytearray) -> zipfile.ZipFile:
     """Open ``body`` as a zip archive without copying it."""
     try:
         return zipfile.ZipFile(io.BytesIO(body))
@@ -160,11 +168,14 @@ def _quoted(names: list[str]) -> str:
     return f"{shown} and {hidden} more" if hidden > 0 else shown
 
 
-def _check_header(archive: zipfile.ZipFile, name: str, info: zipfile.ZipInfo) -> None:
+_Header = tuple[tuple[int, ...], bool, np.dtype[Any], int]  # shape, fortran order, dtype, size
+
+
+def _check_header(archive: zipfile.ZipFile, name: str, info: zipfile.ZipInfo) -> _Header:
     """Read one member's .npy header; refuse object dtypes and data longer than the member."""
     try:
         with archive.open(info) as member:
-            shape, dtype = _read_header(member, name)
+            shape, fortran_order, dtype = _read_header(member, name)
             header_size = member.tell()
     except _ZIP_ERRORS as error:
         raise _invalid(f"{info.filename}: {_shorten(error)}") from None
@@ -177,9 +188,10 @@ def _check_header(archive: zipfile.ZipFile, name: str, info: zipfile.ZipInfo) ->
             f"{name}: truncated .npy member (its header declares {data_size} bytes of data, "
             f"the member holds {info.file_size - header_size})",
         )
+    return shape, fortran_order, dtype, header_size
 
 
-def _read_header(member: IO[bytes], name: str) -> tuple[tuple[int, ...], np.dtype[Any]]:
+def _read_header(member: IO[bytes], name: str) -> tuple[tuple[int, ...], bool, np.dtype[Any]]:
     """Parse a .npy header (version 1, 2 or 3) into shape and dtype, or raise 400.
 
     Versions 2 and 3 share a layout and differ only in how the header text is decoded
@@ -189,16 +201,16 @@ def _read_header(member: IO[bytes], name: str) -> tuple[tuple[int, ...], np.dtyp
     try:
         major, _ = npy_format.read_magic(member)
         if major == 1:
-            shape, _, dtype = npy_format.read_array_header_1_0(member)
+            shape, fortran_order, dtype = npy_format.read_array_header_1_0(member)
         elif major in (2, 3):
-            shape, _, dtype = npy_format.read_array_header_2_0(member)
+            shape, fortran_order, dtype = npy_format.read_array_header_2_0(member)
         else:
             raise ValueError(f"unsupported .npy format version {major}")
     except ValueError as error:
         raise RequestError(400, f"{name}: not a valid .npy array ({_shorten(error)})") from None
     if any(size < 0 for size in shape):
         raise RequestError(400, f"{name}: not a valid .npy array (negative shape {shape})")
-    return shape, dtype
+    return shape, fortran_order, dtype
 
 
 def _read_member(archive: zipfile.ZipFile, name: str, info: zipfile.ZipInfo) -> npt.NDArray[Any]:
@@ -212,3 +224,29 @@ def _read_member(archive: zipfile.ZipFile, name: str, info: zipfile.ZipInfo) -> 
         raise RequestError(400, f"{name}: truncated .npy member ({_shorten(error)})") from None
     logger.debug("loaded %s: %s %s", name, array.dtype, array.shape)
     return array
+
+
+def _stored_view(
+    body: bytes | bytearray, name: str, info: zipfile.ZipInfo, header: _Header
+) -> npt.NDArray[Any]:
+    """A stored member's array as a view of ``body``, after checking its CRC-32.
+
+    The member's data starts after its local file header: 30 bytes, then the file name and
+    the extra field, whose lengths the local header gives (they may differ from the central
+    directory's).
+    """
+    shape, fortran_order, dtype, header_size = header
+    start = info.header_offset
+    if body[start : start + 4] != b"PK\x03\x04":
+        raise _invalid(f"{info.filename}: no local file header at offset {start}")
+    name_length, extra_length = struct.unpack_from("<HH", body, start + 26)
+    begin = start + 30 + name_length + extra_length
+    data = memoryview(body)[begin : begin + info.compress_size]
+    if len(data) != info.compress_size or zlib.crc32(data) != info.CRC:
+        raise _invalid(f"{info.filename}: Bad CRC-32 for file {info.filename!r}")
+    count = math.prod(shape)
+    array = np.frombuffer(data, dtype=dtype, count=count, offset=header_size)
+    if fortran_order:
+        return array.reshape(shape[::-1]).transpose()
+    logger.debug("viewed %s: %s %s", name, array.dtype, array.shape)
+    return array.reshape(shape)

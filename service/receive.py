@@ -10,7 +10,7 @@ from service.errors import RequestError
 from service.settings import Settings
 
 
-async def receive(request: Request, settings: Settings) -> bytes:
+async def receive(request: Request, settings: Settings) -> bytes | bytearray:
     """The decoded body, at most ``max_body_bytes`` before and after decompression.
 
     Raises:

@@ -65,7 +65,7 @@ class ScoreRequest:
     source: str | None  # None: the first of FOCAL_MONITOR_SOURCES
 
 
-def decode_json(body: bytes, defaults: Defaults) -> ScoreRequest:
+def decode_json(body: bytes | bytearray, defaults: Defaults) -> ScoreRequest:
     """Parse and validate a JSON body.
 
     Raises:
@@ -99,7 +99,7 @@ def decode_json(body: bytes, defaults: Defaults) -> ScoreRequest:
 
 
 def decode_npz(
-    body: bytes, query: Mapping[str, str], defaults: Defaults, limit: int
+    body: bytes | bytearray, query: Mapping[str, str], defaults: Defaults, limit: int
 ) -> ScoreRequest:
     """Parse and validate an ``.npz`` body with parameters in the query string.
 

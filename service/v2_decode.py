@@ -253,7 +253,7 @@ def _requested_outputs(doc: dict[str, Any], default: bool) -> tuple[RequestedOut
     return tuple(requested) or None
 
 
-def decode_infer_request(body: bytes, header_length: int | None) -> InferRequest:
+def decode_infer_request(body: bytes | bytearray, header_length: int | None) -> InferRequest:
     """Decode a v2 inference request body, JSON or JSON followed by binary tensor data.
 
     Args:

@@ -80,7 +80,9 @@ async def score(request: Request, runtime: Annotated[Runtime, Depends(get_runtim
     return Response(content, media_type="application/json")
 
 
-def _score(runtime: Runtime, content_type: str, body: bytes, query: Mapping[str, str]) -> bytes:
+def _score(
+    runtime: Runtime, content_type: str, body: bytes | bytearray, query: Mapping[str, str]
+) -> bytes:
     """Decode, score and encode: the blocking part, run in a worker thread."""
     scorer = runtime.ready_scorer()
     if content_type in JSON_TYPES:

@@ -95,7 +95,7 @@ async def infer(name: str, request: Request, runtime: Runtimes, version: str = V
 
 
 def _infer(
-    runtime: Runtime, body: bytes, header_length: int | None
+    runtime: Runtime, body: bytes | bytearray, header_length: int | None
 ) -> tuple[bytes, dict[str, str]]:
     scorer = runtime.ready_scorer()
     request = decode_infer_request(body, header_length)

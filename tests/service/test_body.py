@@ -134,11 +134,18 @@ def test_streamed_body_over_limit_is_413(client: TestClient) -> None:
     [pytest.param("10", id="smaller-than-sent"), pytest.param("0", id="zero")],
 )
 def test_lying_content_length_does_not_bypass_the_limit(client: TestClient, declared: str) -> None:
+    """Nothing past the declared length is kept: a longer body is a framing error (400)."""
     response = client.post(
         "/body", content=b"x" * (10 * LIMIT), headers={"Content-Length": declared}
     )
-    assert response.status_code == 413
-    assert response.json()["error"].startswith("body: exceeds the limit of 1024 bytes")
+    assert response.status_code == 400
+    assert response.json() == {"error": f"body: longer than its Content-Length ({declared})"}
+
+
+def test_body_shorter_than_its_content_length_is_400(client: TestClient) -> None:
+    response = client.post("/body", content=b"x" * 5, headers={"Content-Length": "10"})
+    assert response.status_code == 400
+    assert response.json() == {"error": "body: 5 bytes, short of its Content-Length (10)"}
 
 
 @pytest.mark.parametrize(
