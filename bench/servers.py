@@ -1,5 +1,7 @@
 """Servers under test as subprocesses on 127.0.0.1: started on a free port, always stopped.
 
+The end-to-end tests (tests/service, tests/container) start their servers with these too.
+
 ``focal serve`` (ours) and the naive FastAPI baseline each run in their own process, as in
 production, so that the benchmark's client never shares an interpreter (or a GIL) with them.
 Servers started together boot in parallel.
@@ -30,10 +32,15 @@ STOP_TIMEOUT_S = 15.0
 
 @dataclass(frozen=True)
 class Server:
-    """A running server: its base URL and process id (for RSS sampling and profiling)."""
+    """A running server: its base URL and process (for RSS sampling, profiling, signals)."""
 
     url: str
-    pid: int
+    process: subprocess.Popen[bytes]
+
+    @property
+    def pid(self) -> int:
+        """The server's process id."""
+        return self.process.pid
 
     @property
     def address(self) -> str:
@@ -93,7 +100,7 @@ def serve(*specs: Spec) -> Iterator[list[Server]]:
         deadline = time.monotonic() + READY_TIMEOUT_S
         for spec, (process, log) in started:
             _wait_ready(process, spec.url + spec.ready_path, deadline, log)
-        yield [Server(spec.url, process.pid) for spec, (process, _) in started]
+        yield [Server(spec.url, process) for spec, (process, _) in started]
 
 
 @contextmanager

@@ -46,6 +46,7 @@ class _Source:
     class_totals: npt.NDArray[np.float64] | None = (
         None  # (5, C): samples, correct, predicted, fl, ce
     )
+    # cumulative: samples with focal loss <= each of LOSS_BUCKETS, then all of them (+Inf)
     loss_buckets: npt.NDArray[np.int64] = field(
         default_factory=lambda: np.zeros(len(LOSS_BUCKETS) + 1, dtype=np.int64)
     )
@@ -79,10 +80,10 @@ class Monitor(Collector):
         statistics = {name: outputs[name] for name in self._statistics_names}
         confusion = statistics["confusion_matrix"]
         samples = int(confusion.sum())
-        valid = batch.labels != batch.ignore_index
-        buckets = np.bincount(
-            np.searchsorted(LOSS_BUCKETS, outputs["focal_loss"][valid], side="left"),
-            minlength=len(LOSS_BUCKETS) + 1,
+        loss = outputs["focal_loss"]
+        ignored = len(loss) - samples  # their loss is exactly 0: below every bound
+        buckets = np.array(
+            [np.count_nonzero(loss <= bound) - ignored for bound in LOSS_BUCKETS] + [samples]
         )
         per_class = np.stack(
             [
@@ -223,11 +224,10 @@ def _counter_families(sources: Mapping[str, Any]) -> Iterator[Any]:
             for family, row in zip(per_class, by_class, strict=True):
                 for index, value in enumerate(row):
                     family.add_metric([source, str(index)], float(value))
-        cumulative = np.cumsum(buckets)
         bounds = [*(f"{b:g}" for b in LOSS_BUCKETS), "+Inf"]
         histogram.add_metric(
             [source],
-            list(zip(bounds, cumulative.astype(float).tolist(), strict=True)),
+            list(zip(bounds, buckets.astype(float).tolist(), strict=True)),
             float(summed[2]),
         )
     yield from totals

@@ -22,9 +22,9 @@ import orjson
 import pytest
 import torch
 
+from bench.servers import free_port
 from focal import compute, update
 from service.artifacts import default_artifact_dir
-from tests.service.server import free_port
 from tests.system import require, unavailable
 
 ROOT = Path(__file__).resolve().parents[2]

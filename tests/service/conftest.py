@@ -6,9 +6,9 @@ import pytest
 from fastapi import FastAPI
 from fastapi.testclient import TestClient
 
+from bench.servers import focal_server
 from service.app import create_app
 from service.settings import Settings
-from tests.service.server import running_server
 
 
 @pytest.fixture
@@ -32,5 +32,5 @@ def client(app: FastAPI) -> Iterator[TestClient]:
 @pytest.fixture(scope="session")
 def server_url() -> Iterator[str]:
     """A real ``focal serve`` process on 127.0.0.1, shared by the session's tests."""
-    with running_server({"FOCAL_THREADS": "1"}) as (url, _):
-        yield url
+    with focal_server({"FOCAL_THREADS": "1"}) as server:
+        yield server.url

@@ -13,8 +13,8 @@ import orjson
 import pytest
 import torch
 
+from bench.servers import focal_server, free_port
 from focal import compute, update
-from tests.service.server import free_port, running_server
 from tests.system import require
 
 C = 5
@@ -35,7 +35,8 @@ def scored() -> Iterator[tuple[str, np.ndarray, np.ndarray]]:
     logits = (rng.standard_normal((900, C)) * 2).astype(np.float32)
     labels = rng.integers(0, C, 900)
     labels[labels == 4] = 3  # class 4 has no support: PromQL must skip it, as focal/ does
-    with running_server({"FOCAL_THREADS": "1"}) as (url, _):
+    with focal_server({"FOCAL_THREADS": "1"}) as server:
+        url = server.url
         for rows in (slice(0, 300), slice(300, 700), slice(700, 900)):
             body = {"logits": logits[rows], "labels": labels[rows], "per_sample": False}
             response = httpx.post(

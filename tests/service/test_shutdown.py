@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import signal
+import subprocess
 import threading
 from collections.abc import Iterator
 
@@ -10,7 +11,7 @@ import httpx
 import numpy as np
 import orjson
 
-from tests.service.server import running_server
+from bench.servers import focal_server
 
 
 def test_sigterm_lets_the_request_in_flight_finish_and_exits_zero() -> None:
@@ -28,7 +29,8 @@ def test_sigterm_lets_the_request_in_flight_finish_and_exits_zero() -> None:
         assert terminated.wait(timeout=10)
         yield body[len(body) // 2 :]
 
-    with running_server({"FOCAL_THREADS": "1", "FOCAL_SHUTDOWN_TIMEOUT_S": "20"}) as (url, process):
+    with focal_server({"FOCAL_THREADS": "1", "FOCAL_SHUTDOWN_TIMEOUT_S": "20"}) as server:
+        url, process = server.url, server.process
         outcome: dict[str, httpx.Response] = {}
 
         def send() -> None:
@@ -46,7 +48,7 @@ def test_sigterm_lets_the_request_in_flight_finish_and_exits_zero() -> None:
         try:
             process.wait(timeout=1)  # must not exit while the request is in flight
             exited_early = True
-        except Exception:
+        except subprocess.TimeoutExpired:
             exited_early = False
         terminated.set()
         client.join(timeout=30)
