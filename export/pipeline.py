@@ -68,8 +68,14 @@ def export_all(
     reference = torch_runner(FlatEvaluationStep(num_bins))
     inputs, outputs = evaluation_signature(num_bins)
 
-    def finish(path: Path, kind: str, fmt: str, parity: Parity, **extra: Any) -> None:
-        signature = extra.pop("signature", (inputs, outputs))
+    def finish(
+        path: Path,
+        kind: str,
+        fmt: str,
+        parity: Parity,
+        opset: int | None = None,
+        signature: tuple[list[dict[str, Any]], list[dict[str, Any]]] = (inputs, outputs),
+    ) -> None:
         write_manifest(
             path,
             kind=kind,
@@ -78,7 +84,7 @@ def export_all(
             outputs=signature[1],
             defaults=defaults,
             parity=parity.as_dict(),
-            **extra,
+            opset=opset,
         )
         reports.append(ArtifactReport(path, kind, fmt, parity))
 

@@ -69,13 +69,12 @@ class Monitor(Collector):
         self._window = (window_samples, window_seconds)
         self._sources: dict[str, _Source] = {}
         self._lock = threading.Lock()
-        self.skipped = 0
 
     def observe(self, source: str, batch: Batch, outputs: Mapping[str, npt.NDArray[Any]]) -> bool:
         """Add a scored batch to ``source``'s counters, window and lifetime summary.
 
-        Returns False, and counts the batch as skipped, when its class count differs from the
-        one this source has been monitoring.
+        Returns False (the batch is left out) when its class count differs from the one this
+        source has been monitoring.
         """
         statistics = {name: outputs[name] for name in self._statistics_names}
         confusion = statistics["confusion_matrix"]
@@ -100,7 +99,6 @@ class Monitor(Collector):
                 state = self._new_source(batch.num_classes)
                 self._sources[source] = state
             if state.num_classes != batch.num_classes:
-                self.skipped += 1
                 return False
             state.window.push(statistics, samples)
             state.lifetime = (

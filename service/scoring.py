@@ -80,11 +80,11 @@ class Scorer:
         self._evaluation = open_session(evaluation, settings.threads)
         self._metrics = open_session(metrics, settings.threads)
         manifest_defaults = evaluation.defaults
-        self.num_bins = int(manifest_defaults["num_bins"])
-        if int(metrics.defaults.get("num_bins", -1)) != self.num_bins:
+        num_bins = int(manifest_defaults["num_bins"])
+        if int(metrics.defaults.get("num_bins", -1)) != num_bins:
             raise ArtifactError(
                 f"{metrics.path}: its num_bins {metrics.defaults.get('num_bins')} is not the"
-                f" evaluation graph's {self.num_bins}: export them together"
+                f" evaluation graph's {num_bins}: export them together"
             )
         self.defaults = Defaults(
             gamma=settings.gamma
