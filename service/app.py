@@ -10,6 +10,8 @@ from contextlib import asynccontextmanager
 from fastapi import FastAPI
 
 from service.errors import install_error_handlers
+from service.memory_budget import MemoryBudget, mib
+from service.memory_limit import Budget, request_budget
 from service.monitoring import Monitor
 from service.routes import health, monitoring, score, v2
 from service.scoring import Scorer
@@ -20,32 +22,47 @@ from service.telemetry import TelemetryMiddleware
 logger = logging.getLogger(__name__)
 
 
-def create_app(settings: Settings | None = None) -> FastAPI:
+def create_app(
+    settings: Settings | None = None, scorer: Scorer | None = None, budget: Budget | None = None
+) -> FastAPI:
     """A scoring app for ``settings`` (default: from the environment).
 
-    The lifespan loads and verifies the artifacts, then scores a warm-up batch before the
-    server reports ready; a missing or corrupt artifact fails start-up with its error.
+    The lifespan loads and verifies the artifacts and scores a warm-up batch (unless given
+    a ``scorer`` that has), derives the memory budget (unless given one), then reports
+    ready; a missing or corrupt artifact fails start-up with its error.
     """
     runtime = Runtime(settings or get_settings())
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         settings = runtime.settings
-        scorer = runtime.scorer = Scorer.load(settings)
-        scorer.warm_up()
+        loaded = scorer
+        if loaded is None:
+            loaded = Scorer.load(settings)
+            loaded.warm_up()
+        derived = budget or request_budget(settings, loaded.statistics_bytes)
+        runtime.scorer = loaded
+        runtime.budget = MemoryBudget(derived.bytes)
         runtime.monitor = Monitor(
-            scorer.compute_metrics,
-            scorer.statistics_names,
+            loaded.compute_metrics,
+            loaded.statistics_names,
             settings.monitor_max_classes,
             settings.window_samples,
             settings.window_seconds,
+            settings.window_buckets,
         )
         runtime.registry.register(runtime.monitor)
-        runtime.telemetry.build_info.labels(
-            app.version, scorer.model_id, scorer.evaluation.kind, f"{scorer.defaults.gamma:g}"
+        telemetry = runtime.telemetry
+        telemetry.memory_budget.set(derived.bytes)
+        telemetry.memory_reserved.set_function(
+            lambda: runtime.budget.reserved if runtime.budget else 0
+        )
+        telemetry.build_info.labels(
+            app.version, loaded.model_id, loaded.evaluation.kind, f"{loaded.defaults.gamma:g}"
         ).set(1)
         runtime.ready = True
-        logger.info("ready: model %s", runtime.scorer.model_id[:12])
+        logger.info("memory budget for requests: %s (%s)", mib(derived.bytes), derived.origin)
+        logger.info("ready: model %s", loaded.model_id[:12])
         try:
             yield
         finally:

@@ -10,12 +10,13 @@ from __future__ import annotations
 import contextlib
 import logging
 import zlib
+from collections.abc import Callable
 
 from starlette.requests import Request
 
 from service.errors import RequestError
 
-__all__ = ["decode_content_encoding", "read_body"]
+__all__ = ["content_length", "decode_content_encoding", "read_body"]
 
 logger = logging.getLogger(__name__)
 
@@ -26,18 +27,21 @@ _IDENTITY = frozenset({"", "identity"})
 _GZIP = frozenset({"gzip", "x-gzip"})
 _CHUNK = 1 << 20
 
+Charge = Callable[[int], None]
 
-async def read_body(request: Request, limit: int) -> bytes | bytearray:
+
+async def read_body(request: Request, limit: int, charge: Charge) -> bytearray:
     """Read the whole request body, refusing it once it exceeds ``limit`` bytes.
 
-    A declared Content-Length over the limit is refused before anything is read; under it,
-    the body is received into one buffer of that size (no second copy to join chunks).
-    Without one, the stream is read chunk by chunk and refused as soon as the running count
-    passes the limit, so at most about ``limit`` bytes (plus one chunk) are ever held.
+    A declared Content-Length over the limit is refused before anything is read. The body is
+    received into one buffer that grows as bytes arrive, each chunk passed to ``charge``
+    first: memory follows what the client has sent, never what it declared, so a client that
+    declares a large body and stalls holds nothing.
 
     Args:
         request: The incoming request; its stream must not have been consumed yet.
         limit: The largest body accepted, in bytes.
+        charge: Called with each chunk's size before it is kept (it may refuse with 503).
 
     Returns:
         The body as received (still Content-Encoded, if it was).
@@ -45,41 +49,32 @@ async def read_body(request: Request, limit: int) -> bytes | bytearray:
     Raises:
         RequestError: 400 for a Content-Length that is not a non-negative integer or that the
             body does not match, 413 for a body (declared or received) longer than ``limit``.
+        starlette.requests.ClientDisconnect: the client went away before the end of the body.
     """
-    declared = _check_content_length(request.headers.get("content-length"), limit)
-    if declared is not None:
-        return await _read_declared(request, declared)
-    chunks: list[bytes] = []
-    received = 0
+    declared = content_length(request.headers.get("content-length"), limit)
+    allowed = limit if declared is None else declared
+    buffer = bytearray()
     async with contextlib.aclosing(request.stream()) as stream:
         async for chunk in stream:
-            received += len(chunk)
-            if received > limit:
+            if not chunk:
+                continue
+            if len(buffer) + len(chunk) > allowed:
+                received = len(buffer) + len(chunk)
+                if declared is not None:
+                    raise RequestError(400, f"body: longer than its Content-Length ({declared})")
                 raise RequestError(
                     413, f"body: exceeds the limit of {limit} bytes (stopped after {received})"
                 )
-            chunks.append(chunk)
-    return b"".join(chunks)
-
-
-async def _read_declared(request: Request, length: int) -> bytearray:
-    """Receive a body of a declared ``length`` into one preallocated buffer."""
-    buffer = bytearray(length)
-    filled = 0
-    with memoryview(buffer) as view:
-        async with contextlib.aclosing(request.stream()) as stream:
-            async for chunk in stream:
-                end = filled + len(chunk)
-                if end > length:
-                    raise RequestError(400, f"body: longer than its Content-Length ({length})")
-                view[filled:end] = chunk
-                filled = end
-    if filled != length:
-        raise RequestError(400, f"body: {filled} bytes, short of its Content-Length ({length})")
+            charge(len(chunk))
+            buffer += chunk
+    if declared is not None and len(buffer) != declared:
+        raise RequestError(
+            400, f"body: {len(buffer)} bytes, short of its Content-Length ({declared})"
+        )
     return buffer
 
 
-def _check_content_length(value: str | None, limit: int) -> int | None:
+def content_length(value: str | None, limit: int) -> int | None:
     """The declared length; refuse one malformed (400) or over ``limit`` (413)."""
     if value is None:
         return None
@@ -95,7 +90,7 @@ def _check_content_length(value: str | None, limit: int) -> int | None:
 
 
 def decode_content_encoding(
-    body: bytes | bytearray, encoding: str | None, limit: int
+    body: bytes | bytearray, encoding: str | None, limit: int, charge: Charge = lambda n: None
 ) -> bytes | bytearray:
     """Undo the Content-Encoding of a request body, never producing more than ``limit`` bytes.
 
@@ -109,6 +104,7 @@ def decode_content_encoding(
         body: The body as received.
         encoding: The Content-Encoding header, or None when absent.
         limit: The largest decoded body accepted, in bytes.
+        charge: Called with the size of each piece of output before it is kept.
 
     Returns:
         The decoded body (``body`` itself when there is nothing to undo).
@@ -123,7 +119,7 @@ def decode_content_encoding(
         b'focal'
     """
     for coding in reversed(_parse_codings(encoding)):
-        body = _decode_one(body, coding, limit)
+        body = _decode_one(body, coding, limit, charge)
     return body
 
 
@@ -135,21 +131,21 @@ def _parse_codings(encoding: str | None) -> list[str]:
     return [coding for coding in codings if coding not in _IDENTITY]
 
 
-def _decode_one(body: bytes | bytearray, coding: str, limit: int) -> bytes:
+def _decode_one(body: bytes | bytearray, coding: str, limit: int, charge: Charge) -> bytearray:
     """Undo a single coding, or raise 415 for one that is not supported."""
     if coding in _GZIP:
-        return _inflate(body, _GZIP_WBITS, "gzip", limit)
+        return _inflate(body, _GZIP_WBITS, "gzip", limit, charge)
     if coding == "deflate":
-        return _inflate_deflate(body, limit)
+        return _inflate_deflate(body, limit, charge)
     raise RequestError(415, f"Content-Encoding: {coding!r} is not supported (use gzip or deflate)")
 
 
-def _inflate_deflate(body: bytes | bytearray, limit: int) -> bytes:
+def _inflate_deflate(body: bytes | bytearray, limit: int, charge: Charge) -> bytearray:
     """Inflate HTTP deflate: zlib-wrapped when it starts with a zlib header, else raw."""
     if _has_zlib_header(body):
-        return _inflate(body, _ZLIB_WBITS, "deflate", limit)
+        return _inflate(body, _ZLIB_WBITS, "deflate", limit, charge)
     logger.debug("deflate body has no zlib header; inflating it as raw deflate")
-    return _inflate(body, _RAW_DEFLATE_WBITS, "deflate", limit)
+    return _inflate(body, _RAW_DEFLATE_WBITS, "deflate", limit, charge)
 
 
 def _has_zlib_header(body: bytes | bytearray) -> bool:
@@ -164,37 +160,43 @@ def _has_zlib_header(body: bytes | bytearray) -> bool:
     return method == 8 and window <= 7 and ((body[0] << 8) | body[1]) % 31 == 0
 
 
-def _inflate(body: bytes | bytearray, wbits: int, name: str, limit: int) -> bytes:
+def _inflate(
+    body: bytes | bytearray, wbits: int, name: str, limit: int, charge: Charge
+) -> bytearray:
     """Inflate one complete stream (or several gzip members) into at most ``limit`` bytes.
 
-    Output is produced in chunks of at most ``_CHUNK`` bytes, so a bomb is stopped once it
-    passes the limit, holding about ``limit`` bytes; a legitimate body costs its size twice
-    for a moment (the chunks, then their join).
+    Output is produced in chunks of at most ``_CHUNK`` bytes (and never past ``limit + 1``),
+    each charged and appended to one growing buffer, so a bomb is stopped as soon as it passes
+    the limit, holding about ``limit`` bytes, and a legitimate body costs its decoded size
+    (plus the buffer's growth slack), never twice that.
     """
-    parts: list[bytes] = []
+    output = bytearray()
     produced = 0
     data = body
     while True:
         inflater = zlib.decompressobj(wbits)
         while not inflater.eof:
-            part = _inflate_chunk(inflater, data, name)
+            part = _inflate_chunk(inflater, data, name, min(_CHUNK, limit + 1 - produced))
             if not part and len(inflater.unconsumed_tail) == len(data):
                 raise RequestError(400, f"body: invalid {name} data (truncated stream)")
             produced += len(part)
             if produced > limit:
                 raise RequestError(413, f"body: decoded size exceeds the limit of {limit} bytes")
-            parts.append(part)
+            charge(len(part))
+            output += part
             data = inflater.unconsumed_tail
         data = inflater.unused_data
         if not data:
-            return b"".join(parts)
+            return output
         if wbits != _GZIP_WBITS:
             raise RequestError(400, f"body: invalid {name} data (trailing bytes after the stream)")
 
 
-def _inflate_chunk(inflater: zlib._Decompress, data: bytes | bytearray, name: str) -> bytes:
-    """Inflate at most ``_CHUNK`` bytes of ``data``, mapping zlib errors to 400."""
+def _inflate_chunk(
+    inflater: zlib._Decompress, data: bytes | bytearray, name: str, most: int
+) -> bytes:
+    """Inflate at most ``most`` bytes of ``data``, mapping zlib errors to 400."""
     try:
-        return inflater.decompress(data, _CHUNK)
+        return inflater.decompress(data, most)
     except zlib.error as error:
         raise RequestError(400, f"body: invalid {name} data ({error})") from None

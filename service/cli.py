@@ -7,9 +7,10 @@ import sys
 from collections.abc import Sequence
 
 from pydantic import ValidationError
+from pydantic_settings import SettingsError
 
 from service.server import serve
-from service.settings import Settings
+from service.settings import Settings, describe_error
 
 USAGE = """usage: focal <command> [options]
 
@@ -50,6 +51,7 @@ def _export(argv: Sequence[str]) -> int:
 
 
 def _serve(argv: Sequence[str]) -> int:
+    """``focal serve``: 0 after a graceful stop, 1 if start-up fails, 2 for a bad setting."""
     parser = argparse.ArgumentParser(
         prog="focal serve",
         description="Serve the evaluation graph (POST /score, the v2 protocol, health). Every"
@@ -62,6 +64,7 @@ def _serve(argv: Sequence[str]) -> int:
     overrides = {key: value for key, value in vars(args).items() if value is not None}
     try:
         settings = Settings(**overrides)
-    except ValidationError as error:
-        parser.error(str(error))
+    except (ValidationError, SettingsError) as error:
+        print(f"focal serve: {describe_error(error)}", file=sys.stderr)
+        return 2
     return serve(settings)

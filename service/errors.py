@@ -8,8 +8,11 @@ from fastapi import FastAPI, Request, Response
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.requests import ClientDisconnect
 
 logger = logging.getLogger(__name__)
+
+CLIENT_CLOSED = 499  # nginx's "client closed request": recorded, never sent, never a 5xx
 
 
 class RequestError(Exception):
@@ -34,8 +37,10 @@ class RequestError(Exception):
 def install_error_handlers(app: FastAPI) -> None:
     """Every error answered as ``{"error": message}``; unexpected ones as a plain 500.
 
-    Expected failures keep their status and message; anything else is logged with its
-    traceback and answered ``500 Internal server error``, so internals never leak.
+    Expected failures keep their status and message; a client that hung up mid-body is
+    recorded as 499 (there is no one left to answer) and logged without a traceback; anything
+    else is logged with its traceback and answered ``500 Internal server error``, so internals
+    never leak.
     """
 
     async def request_error(request: Request, error: Exception) -> Response:
@@ -52,6 +57,10 @@ def install_error_handlers(app: FastAPI) -> None:
         where = ".".join(str(part) for part in first["loc"])
         return JSONResponse({"error": f"{where}: {first['msg']}"}, 422)
 
+    async def client_gone(request: Request, error: Exception) -> Response:
+        logger.info("client hung up during %s %s", request.method, request.url.path)
+        return Response(status_code=CLIENT_CLOSED)
+
     async def unexpected(request: Request, error: Exception) -> Response:
         logger.error("unexpected error on %s %s", request.method, request.url.path, exc_info=error)
         return JSONResponse({"error": "Internal server error"}, 500)
@@ -59,4 +68,5 @@ def install_error_handlers(app: FastAPI) -> None:
     app.add_exception_handler(RequestError, request_error)
     app.add_exception_handler(StarletteHTTPException, http_error)
     app.add_exception_handler(RequestValidationError, validation_error)
+    app.add_exception_handler(ClientDisconnect, client_gone)
     app.add_exception_handler(Exception, unexpected)

@@ -2,13 +2,28 @@
 
 Everything here is built from the evaluation graph's additive statistics and per-sample
 focal loss; every metric is computed by the exported metrics graph (``compute``), never by a
-formula written here. Counters only grow (``/reset`` clears windows and the summary, never a
-counter: Prometheus' ``rate()`` relies on that).
+formula written here.
+
+Per source tag, two kinds of state:
+
+- counters (:class:`_Counters`), which only grow: ``/reset`` never touches them, Prometheus'
+  ``rate()`` relies on that. Per class they are arrays of at most ``max_classes`` values.
+- the window and lifetime summary (:class:`_Summary`), pinned to the class count of the
+  source's first batch and released by ``/reset``.
+
+A batch is monitored only if its class count is at most ``max_classes`` and equals its
+source's pinned count. Any other batch is scored but not fed: it is counted in
+``focal_eval_unmonitored_batches_total{source, reason}`` (``too_many_classes`` /
+``class_count``), logged (at most once a minute per source and reason), and its response
+says ``"monitored": false`` with the reason. Memory is therefore bounded by the settings,
+never by the traffic (:meth:`Monitor.max_bytes`).
 """
 
 from __future__ import annotations
 
+import logging
 import threading
+import time
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
 from typing import Any
@@ -18,8 +33,9 @@ import numpy.typing as npt
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, HistogramMetricFamily
 from prometheus_client.registry import Collector
 
-from service.validation import Batch
-from service.window import Statistics, Window, add
+from service.window import Statistics, Window, max_buckets
+
+logger = logging.getLogger(__name__)
 
 PREFIX = "focal_eval"
 LOSS_BUCKETS = (0.001, 0.003, 0.01, 0.03, 0.1, 0.3, 1.0, 3.0, 10.0, 30.0)
@@ -30,26 +46,77 @@ WINDOW_GAUGES = (
     "class_balanced_focal_loss",
     "expected_calibration_error",
 )
+TOTALS = {
+    "samples": "valid samples monitored",
+    "correct": "monitored samples predicted correctly",
+    "focal_loss": "sum of per-sample focal loss",
+    "cross_entropy": "sum of per-sample cross entropy",
+}
+PER_CLASS = {
+    "samples": "monitored samples by true class",
+    "correct": "correct predictions by true class",
+    "predicted": "predictions by predicted class",
+    "focal_loss": "sum of focal loss by true class",
+    "cross_entropy": "sum of cross entropy by true class",
+}
+TOO_MANY_CLASSES = "too_many_classes"
+CLASS_COUNT = "class_count"
+LOG_EVERY_S = 60.0
+
 Compute = Callable[[Mapping[str, npt.NDArray[Any]]], dict[str, npt.NDArray[Any]]]
+StatisticsBytes = Callable[[int], int]
 
 
 @dataclass
-class _Source:
-    """Everything monitored for one source tag."""
+class _Counters:
+    """What one source has fed since start; never reset."""
 
-    num_classes: int
-    window: Window
-    lifetime: Statistics | None = None
-    lifetime_samples: int = 0
-    # counters since start: [samples, correct, focal loss, cross entropy]
-    totals: npt.NDArray[np.float64] = field(default_factory=lambda: np.zeros(4))
-    class_totals: npt.NDArray[np.float64] | None = (
-        None  # (5, C): samples, correct, predicted, fl, ce
+    totals: dict[str, float] = field(default_factory=lambda: dict.fromkeys(TOTALS, 0.0))
+    per_class: dict[str, npt.NDArray[np.float64]] = field(
+        default_factory=lambda: {name: np.zeros(0) for name in PER_CLASS}
     )
     # cumulative: samples with focal loss <= each of LOSS_BUCKETS, then all of them (+Inf)
     loss_buckets: npt.NDArray[np.int64] = field(
         default_factory=lambda: np.zeros(len(LOSS_BUCKETS) + 1, dtype=np.int64)
     )
+
+    def add(self, totals: Mapping[str, float], per_class: Mapping[str, npt.NDArray[Any]]) -> None:
+        for name, value in totals.items():
+            self.totals[name] += value
+        for name, values in per_class.items():
+            held = self.per_class[name]
+            if len(held) < len(values):
+                held = self.per_class[name] = np.concatenate(
+                    [held, np.zeros(len(values) - len(held))]
+                )
+            held[: len(values)] += values
+
+
+@dataclass
+class _Summary:
+    """One source's window and lifetime statistics, for its pinned class count."""
+
+    num_classes: int
+    window: Window
+    lifetime: Statistics
+    lifetime_samples: int = 0
+
+
+@dataclass(frozen=True)
+class Refusal:
+    """Why a batch is not monitored: a reason label and a sentence for people."""
+
+    reason: str
+    message: str
+
+
+@dataclass
+class _Skipped:
+    """Unmonitored batches of one (source, reason): counted, and logged now and then."""
+
+    count: int = 0
+    logged_count: int = 0
+    logged_at: float = -LOG_EVERY_S
 
 
 class Monitor(Collector):
@@ -62,61 +129,101 @@ class Monitor(Collector):
         max_classes: int,
         window_samples: int,
         window_seconds: float,
+        window_buckets: int,
+        clock: Callable[[], float] = time.monotonic,
     ) -> None:
         self._compute = compute
         self._statistics_names = statistics_names
         self._max_classes = max_classes
-        self._window = (window_samples, window_seconds)
-        self._sources: dict[str, _Source] = {}
+        self._window = (window_samples, window_seconds, window_buckets)
+        self._counters: dict[str, _Counters] = {}
+        self._summaries: dict[str, _Summary] = {}
+        self._skipped: dict[tuple[str, str], _Skipped] = {}
+        self._clock = clock
         self._lock = threading.Lock()
 
-    def observe(self, source: str, batch: Batch, outputs: Mapping[str, npt.NDArray[Any]]) -> bool:
-        """Add a scored batch to ``source``'s counters, window and lifetime summary.
+    @staticmethod
+    def max_bytes(
+        sources: int, max_classes: int, window_buckets: int, statistics_bytes: StatisticsBytes
+    ) -> int:
+        """The most the monitor holds: per source, its buckets, lifetime, a sum being made.
 
-        Returns False (the batch is left out) when its class count differs from the one this
-        source has been monitoring.
+        ``statistics_bytes(C)`` is the size of one batch's statistics at C classes; the
+        per-class counters add 5 float64 per class per source.
         """
+        per_source = (max_buckets(window_buckets) + 2) * statistics_bytes(max_classes)
+        return sources * (per_source + len(PER_CLASS) * 8 * max_classes)
+
+    def refusal(self, source: str, num_classes: int) -> Refusal | None:
+        """Why a batch of ``num_classes`` for ``source`` would not be monitored, or None."""
+        if num_classes > self._max_classes:
+            return Refusal(
+                TOO_MANY_CLASSES,
+                f"the batch has {num_classes} classes, more than the monitor keeps"
+                f" (FOCAL_MONITOR_MAX_CLASSES={self._max_classes})",
+            )
+        summary = self._summaries.get(source)
+        if summary is not None and summary.num_classes != num_classes:
+            return Refusal(
+                CLASS_COUNT,
+                f"source {source!r} monitors {summary.num_classes} classes and the batch has"
+                f" {num_classes} (POST /reset?source={source} to monitor another count)",
+            )
+        return None
+
+    def observe(self, source: str, outputs: Mapping[str, npt.NDArray[Any]]) -> str | None:
+        """Feed a scored batch to ``source``; None if fed, else why not (counted, logged)."""
         statistics = {name: outputs[name] for name in self._statistics_names}
         confusion = statistics["confusion_matrix"]
+        num_classes = len(confusion)
         samples = int(confusion.sum())
         loss = outputs["focal_loss"]
         ignored = len(loss) - samples  # their loss is exactly 0: below every bound
-        buckets = np.array(
-            [np.count_nonzero(loss <= bound) - ignored for bound in LOSS_BUCKETS] + [samples]
-        )
-        per_class = np.stack(
-            [
-                confusion.sum(1),
-                np.diagonal(confusion),
-                confusion.sum(0),
-                statistics["focal_loss_sum"],
-                statistics["cross_entropy_sum"],
-            ]
-        ).astype(np.float64)
+        buckets = [np.count_nonzero(loss <= bound) - ignored for bound in LOSS_BUCKETS]
+        per_class = {
+            "samples": confusion.sum(1),
+            "correct": np.diagonal(confusion),
+            "predicted": confusion.sum(0),
+            "focal_loss": statistics["focal_loss_sum"],
+            "cross_entropy": statistics["cross_entropy_sum"],
+        }
+        totals = {name: float(values.sum()) for name, values in per_class.items()}
+        del totals["predicted"]
         with self._lock:
-            state = self._sources.get(source)
-            if state is None:
-                state = self._new_source(batch.num_classes)
-                self._sources[source] = state
-            if state.num_classes != batch.num_classes:
-                return False
-            state.window.push(statistics, samples)
-            state.lifetime = (
-                statistics if state.lifetime is None else add(state.lifetime, statistics)
-            )
-            state.lifetime_samples += samples
-            state.totals += per_class.sum(axis=1)[[0, 1, 3, 4]]
-            if state.class_totals is not None:
-                state.class_totals += per_class
-            state.loss_buckets += buckets
-        return True
+            refusal = self.refusal(source, num_classes)
+            if refusal is not None:
+                self._skip(source, refusal)
+                return refusal.reason
+            summary = self._summaries.get(source)
+            if summary is None:
+                window = Window(*self._window, clock=self._clock)
+                summary = self._summaries[source] = _Summary(num_classes, window, {})
+            summary.window.push(statistics, samples)
+            if summary.lifetime:
+                for name, values in summary.lifetime.items():
+                    np.add(values, statistics[name], out=values)
+            else:
+                summary.lifetime = {name: values.copy() for name, values in statistics.items()}
+            summary.lifetime_samples += samples
+            counters = self._counters.setdefault(source, _Counters())
+            counters.add(totals, per_class)
+            counters.loss_buckets += np.array([*buckets, samples])
+        return None
 
     def summary(self) -> dict[str, Any]:
-        """Per source: the window's and the lifetime's samples, metrics and statistics."""
+        """Per source: the window's and the lifetime's samples, metrics and statistics.
+
+        Runs the metrics graph: call it from a worker thread.
+        """
         with self._lock:
             snapshot = {
-                name: (s.num_classes, s.window.total(), s.lifetime, s.lifetime_samples)
-                for name, s in self._sources.items()
+                name: (
+                    s.num_classes,
+                    s.window.total(),
+                    {key: values.copy() for key, values in s.lifetime.items()},
+                    s.lifetime_samples,
+                )
+                for name, s in self._summaries.items()
             }
         return {
             name: {
@@ -129,35 +236,50 @@ class Monitor(Collector):
             )
         }
 
-    def reset(self) -> None:
-        """Clear the windows and the lifetime summary (counters keep counting)."""
+    def reset(self, source: str | None = None) -> None:
+        """Release the windows and lifetime summaries (of one source, or all); counters stay.
+
+        The released sources take the class count of their next batch.
+        """
         with self._lock:
-            for state in self._sources.values():
-                state.window.clear()
-                state.lifetime = None
-                state.lifetime_samples = 0
+            if source is None:
+                self._summaries.clear()
+            else:
+                self._summaries.pop(source, None)
 
     def collect(self) -> Iterator[Any]:
         """Prometheus metric families: quality counters, loss histogram, window gauges."""
         with self._lock:
-            sources = {
+            counters = {
                 name: (
-                    s.totals.copy(),
-                    None if s.class_totals is None else s.class_totals.copy(),
-                    s.loss_buckets.copy(),
-                    s.window.total(),
+                    dict(c.totals),
+                    {key: values.copy() for key, values in c.per_class.items()},
+                    c.loss_buckets.copy(),
                 )
-                for name, s in self._sources.items()
+                for name, c in self._counters.items()
             }
-        yield from _counter_families(sources)
-        yield from self._window_families(sources)
+            windows = {name: s.window.total()[:2] for name, s in self._summaries.items()}
+            skipped = {key: s.count for key, s in self._skipped.items()}
+        yield from _counter_families(counters)
+        yield _skipped_family(skipped)
+        yield from self._window_families(windows)
 
-    def _new_source(self, num_classes: int) -> _Source:
-        return _Source(
-            num_classes=num_classes,
-            window=Window(*self._window),
-            class_totals=np.zeros((5, num_classes)) if num_classes <= self._max_classes else None,
+    def _skip(self, source: str, refusal: Refusal) -> None:
+        """Count an unmonitored batch; log the first, then at most once a minute."""
+        skipped = self._skipped.setdefault((source, refusal.reason), _Skipped())
+        skipped.count += 1
+        now = self._clock()
+        if now - skipped.logged_at < LOG_EVERY_S:
+            return
+        logger.warning(
+            "not monitoring a batch for source %r: %s (%d such batches since the last report,"
+            " %d in all)",
+            source,
+            refusal.message,
+            skipped.count - skipped.logged_count,
+            skipped.count,
         )
+        skipped.logged_at, skipped.logged_count = now, skipped.count
 
     def _described(
         self, statistics: Statistics | None, samples: int, batches: int | None
@@ -165,12 +287,14 @@ class Monitor(Collector):
         described: dict[str, Any] = {"samples": samples}
         if batches is not None:
             described["batches"] = batches
-        if statistics is not None:
+        if statistics:
             described["metrics"] = self._compute(statistics)
             described["statistics"] = statistics
         return described
 
-    def _window_families(self, sources: Mapping[str, Any]) -> Iterator[Any]:
+    def _window_families(
+        self, windows: Mapping[str, tuple[Statistics | None, int]]
+    ) -> Iterator[Any]:
         gauges = {
             name: GaugeMetricFamily(
                 f"{PREFIX}_window_{name}", f"{name} over the monitoring window", labels=["source"]
@@ -180,7 +304,7 @@ class Monitor(Collector):
         samples = GaugeMetricFamily(
             f"{PREFIX}_window_samples", "valid samples in the monitoring window", labels=["source"]
         )
-        for source, (_, _, _, (window, count, _)) in sources.items():
+        for source, (window, count) in windows.items():
             samples.add_metric([source], count)
             if window is not None:
                 metrics = self._compute(window)
@@ -190,44 +314,46 @@ class Monitor(Collector):
         yield from gauges.values()
 
 
-def _counter_families(sources: Mapping[str, Any]) -> Iterator[Any]:
-    totals = [
-        CounterMetricFamily(f"{PREFIX}_{name}", text, labels=["source"])
-        for name, text in [
-            ("samples", "valid samples monitored"),
-            ("correct", "monitored samples predicted correctly"),
-            ("focal_loss", "sum of per-sample focal loss"),
-            ("cross_entropy", "sum of per-sample cross entropy"),
-        ]
-    ]
-    per_class = [
-        CounterMetricFamily(f"{PREFIX}_class_{name}", text, labels=["source", "class"])
-        for name, text in [
-            ("samples", "monitored samples by true class"),
-            ("correct", "correct predictions by true class"),
-            ("predicted", "predictions by predicted class"),
-            ("focal_loss", "sum of focal loss by true class"),
-            ("cross_entropy", "sum of cross entropy by true class"),
-        ]
-    ]
+CounterSnapshot = tuple[dict[str, float], dict[str, npt.NDArray[Any]], npt.NDArray[np.int64]]
+
+
+def _counter_families(sources: Mapping[str, CounterSnapshot]) -> Iterator[Any]:
+    totals = {
+        name: CounterMetricFamily(f"{PREFIX}_{name}", text, labels=["source"])
+        for name, text in TOTALS.items()
+    }
+    per_class = {
+        name: CounterMetricFamily(f"{PREFIX}_class_{name}", text, labels=["source", "class"])
+        for name, text in PER_CLASS.items()
+    }
     histogram = HistogramMetricFamily(
         f"{PREFIX}_sample_focal_loss",
         "per-sample focal loss of monitored samples",
         labels=["source"],
     )
-    for source, (summed, by_class, buckets, _) in sources.items():
-        for family, value in zip(totals, summed, strict=True):
-            family.add_metric([source], float(value))
-        if by_class is not None:
-            for family, row in zip(per_class, by_class, strict=True):
-                for index, value in enumerate(row):
-                    family.add_metric([source, str(index)], float(value))
-        bounds = [*(f"{b:g}" for b in LOSS_BUCKETS), "+Inf"]
+    bounds = [*(f"{b:g}" for b in LOSS_BUCKETS), "+Inf"]
+    for source, (summed, by_class, buckets) in sources.items():
+        for name, family in totals.items():
+            family.add_metric([source], summed[name])
+        for name, family in per_class.items():
+            for index, value in enumerate(by_class[name]):
+                family.add_metric([source, str(index)], float(value))
         histogram.add_metric(
             [source],
             list(zip(bounds, buckets.astype(float).tolist(), strict=True)),
-            float(summed[2]),
+            summed["focal_loss"],
         )
-    yield from totals
-    yield from per_class
+    yield from totals.values()
+    yield from per_class.values()
     yield histogram
+
+
+def _skipped_family(skipped: Mapping[tuple[str, str], int]) -> CounterMetricFamily:
+    family = CounterMetricFamily(
+        f"{PREFIX}_unmonitored_batches",
+        "batches that asked to be monitored but were not (reason: too_many_classes, class_count)",
+        labels=["source", "reason"],
+    )
+    for (source, reason), count in skipped.items():
+        family.add_metric([source, reason], count)
+    return family

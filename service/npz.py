@@ -14,7 +14,7 @@ import math
 import struct
 import zipfile
 import zlib
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from typing import IO, Any
 
 import numpy as np
@@ -33,11 +33,17 @@ _METHODS = frozenset({zipfile.ZIP_STORED, zipfile.ZIP_DEFLATED})
 # What a damaged archive or member can raise from zipfile and zlib while being read.
 _ZIP_ERRORS = (zipfile.BadZipFile, zlib.error, EOFError, OSError, ValueError, NotImplementedError)
 _SHOWN_NAMES = 5
+_MAX_DIMS = 64  # numpy's limit on dimensions
+_MAX_BYTES = 2**63  # numpy's limit on an array's size in bytes
 _REASON_CHARS = 200
 
 
 def load_npz(
-    body: bytes | bytearray, required: tuple[str, ...], optional: tuple[str, ...], limit: int
+    body: bytes | bytearray,
+    required: tuple[str, ...],
+    optional: tuple[str, ...],
+    limit: int,
+    reserve: Callable[[int], None] = lambda nbytes: None,
 ) -> dict[str, npt.NDArray[Any]]:
     """Load the arrays of an ``.npz`` body (``np.savez`` or ``np.savez_compressed``).
 
@@ -47,13 +53,16 @@ def load_npz(
     (415), and every member has a valid .npy header (400), no object dtype (422) and room for
     the data its header declares (400). Pickles are never loaded. Stored members
     (``np.savez``) become read-only views of ``body`` after their CRC is checked, without a
-    copy; deflated ones (``np.savez_compressed``) are inflated into fresh arrays.
+    copy; deflated ones (``np.savez_compressed``) are inflated straight into fresh arrays of
+    their declared size, which is passed to ``reserve`` first.
 
     Args:
         body: The (already Content-Decoded) request body.
         required: Array names that must be present.
         optional: Array names that may be present.
         limit: The largest total uncompressed size of the members, in bytes.
+        reserve: Called with the bytes the deflated members will take, before reading them
+            (it may refuse, raising).
 
     Returns:
         The arrays by name (without the ``.npy`` suffix), with the dtypes they were saved in.
@@ -81,10 +90,16 @@ def load_npz(
         _check_names(members, required, optional)
         _check_methods(members)
         headers = {name: _check_header(archive, name, info) for name, info in members.items()}
-        return {
-            # structured dtypes keep numpy's own reader: it decodes v3 (utf-8) field names
-            name: _stored_view(body, name, info, headers[name])
+        # structured dtypes keep numpy's own reader: it decodes v3 (utf-8) field names
+        viewed = {
+            name
+            for name, info in members.items()
             if info.compress_type == zipfile.ZIP_STORED and headers[name][2].names is None
+        }
+        reserve(sum(info.file_size for name, info in members.items() if name not in viewed))
+        return {
+            name: _stored_view(body, name, info, headers[name])
+            if name in viewed
             else _read_member(archive, name, info)
             for name, info in members.items()
         }
@@ -210,6 +225,12 @@ def _read_header(member: IO[bytes], name: str) -> tuple[tuple[int, ...], bool, n
         raise RequestError(400, f"{name}: not a valid .npy array ({_shorten(error)})") from None
     if any(size < 0 for size in shape):
         raise RequestError(400, f"{name}: not a valid .npy array (negative shape {shape})")
+    # numpy refuses a shape whose non-zero sizes multiply past its range, even beside a 0
+    nonzero = math.prod(size for size in shape if size) * max(dtype.itemsize, 1)
+    if len(shape) > _MAX_DIMS or nonzero >= _MAX_BYTES:
+        raise RequestError(
+            400, f"{name}: not a valid .npy array (shape {_shorten(shape)} is beyond numpy's range)"
+        )
     return shape, fortran_order, dtype
 
 

@@ -7,7 +7,7 @@ the query string (``?gamma=2&ignore_index=-100&per_sample=false&source=canary``)
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -15,8 +15,12 @@ import numpy as np
 import numpy.typing as npt
 import orjson
 
+from service import costs
 from service.errors import RequestError
-from service.jsonio import dumps
+from service.exchange import Payload
+from service.json_arrays import load_arrays
+from service.jsonio import iter_dumps
+from service.memory_budget import Reservation
 from service.npz import load_npz
 from service.scoring import Defaults, Outputs, Scorer
 from service.validation import (
@@ -56,83 +60,114 @@ SCALAR_METRICS = (
 
 @dataclass(frozen=True)
 class ScoreRequest:
-    """A decoded, validated ``/score`` request."""
+    """A decoded ``/score`` request: its arrays as sent, and its options checked."""
 
-    batch: Batch
+    logits: npt.NDArray[Any]
+    labels: npt.NDArray[Any]
+    alpha: npt.NDArray[Any] | None
+    gamma: Any  # None: the server's default; checked by Defaults.batch
+    ignore_index: Any
     per_sample: bool
-    alpha_given: bool
     monitor: bool | None  # None: the server's default (FOCAL_MONITOR_DEFAULT)
     source: str | None  # None: the first of FOCAL_MONITOR_SOURCES
 
+    def batch(self, defaults: Defaults) -> Batch:
+        """The validated batch (see :meth:`service.scoring.Defaults.batch`)."""
+        return defaults.batch(self.logits, self.labels, self.alpha, self.gamma, self.ignore_index)
 
-def decode_json(body: bytes | bytearray, defaults: Defaults) -> ScoreRequest:
-    """Parse and validate a JSON body.
+
+def decode_json(payload: Payload, reservation: Reservation) -> ScoreRequest:
+    """Parse a JSON body into arrays, freeing the text as soon as it is parsed.
+
+    Regular logits and labels go straight from the text to numpy
+    (:func:`service.json_arrays.load_arrays`); anything else is parsed by orjson into Python
+    objects, which gives malformed input its precise error. Each path's memory is reserved
+    before it runs (:mod:`service.costs`, counted from the text), so that no JSON body can
+    take more than the budget allows.
 
     Raises:
-        RequestError: 400 malformed JSON; 422 a missing, unknown or invalid field.
+        RequestError: 400 malformed JSON; 422 a missing, unknown or invalid field;
+            503 / 413 when parsing would not fit in the memory budget.
     """
-    try:
-        document = orjson.loads(body)
-    except orjson.JSONDecodeError as error:
-        raise RequestError(400, f"body: malformed JSON ({error})") from error
+    reservation.grow(costs.json_arrays(payload.data), "body (JSON)")
+    document = load_arrays(payload.data, {"logits": "float", "labels": "int"})
+    if document is None:
+        reservation.grow(costs.json_parse(payload.data), "body (JSON)")
+        try:
+            document = orjson.loads(payload.data)
+        except orjson.JSONDecodeError as error:
+            raise RequestError(400, f"body: malformed JSON ({error})") from error
+    payload.data = b""
     if not isinstance(document, dict):
         raise invalid("body: expected a JSON object with logits and labels")
     _check_fields(document, JSON_FIELDS, "field")
     for name in ("logits", "labels"):
         if name not in document:
             raise invalid(f"{name}: missing (required)")
-    logits = _numeric_array("logits", document["logits"], np.float32)
-    labels = _numeric_array("labels", document["labels"], None)
-    alpha = (
-        None
-        if document.get("alpha") is None
-        else _numeric_array("alpha", document["alpha"], np.float32)
-    )
+    logits = _numeric_array("logits", document.pop("logits"), np.float32)
+    labels = _numeric_array("labels", document.pop("labels"), None)
+    alpha = document.pop("alpha", None)
     monitor = document.get("monitor")
     return ScoreRequest(
-        defaults.batch(logits, labels, alpha, document.get("gamma"), document.get("ignore_index")),
+        logits,
+        labels,
+        None if alpha is None else _numeric_array("alpha", alpha, np.float32),
+        document.get("gamma"),
+        document.get("ignore_index"),
         check_bool("per_sample", document.get("per_sample", True)),
-        alpha is not None or defaults.alpha is not None,
         None if monitor is None else check_bool("monitor", monitor),
         check_source_type(document.get("source")),
     )
 
 
 def decode_npz(
-    body: bytes | bytearray, query: Mapping[str, str], defaults: Defaults, limit: int
+    payload: Payload, query: Mapping[str, str], limit: int, reservation: Reservation
 ) -> ScoreRequest:
-    """Parse and validate an ``.npz`` body with parameters in the query string.
+    """Parse an ``.npz`` body, with parameters in the query string, into arrays.
+
+    Stored members are views of the body; compressed ones are reserved before they are
+    inflated.
 
     Raises:
         RequestError: 400 / 413 / 415 for the archive (see :func:`service.npz.load_npz`);
-            422 for a missing, unknown or invalid array or parameter.
+            422 for a missing, unknown or invalid array or parameter; 503 / 413 when the
+            inflated members would not fit in the memory budget.
     """
     _check_fields(query, QUERY_FIELDS, "query parameter")
-    arrays = load_npz(body, required=("logits", "labels"), optional=("alpha",), limit=limit)
-    alpha = arrays.get("alpha")
-    gamma = _parse_query("gamma", query.get("gamma"), float)
-    ignore_index = _parse_query("ignore_index", query.get("ignore_index"), int)
+    arrays = load_npz(
+        payload.data,
+        required=("logits", "labels"),
+        optional=("alpha",),
+        limit=limit,
+        reserve=lambda nbytes: reservation.grow(nbytes, "body (.npz members)"),
+    )
     return ScoreRequest(
-        defaults.batch(arrays["logits"], arrays["labels"], alpha, gamma, ignore_index),
+        arrays["logits"],
+        arrays["labels"],
+        arrays.get("alpha"),
+        _parse_query("gamma", query.get("gamma"), float),
+        _parse_query("ignore_index", query.get("ignore_index"), int),
         _query_bool("per_sample", query.get("per_sample")) is not False,
-        alpha is not None or defaults.alpha is not None,
         _query_bool("monitor", query.get("monitor")),
         query.get("source"),
     )
 
 
 def encode_response(
-    scorer: Scorer, request: ScoreRequest, outputs: Outputs, model_name: str, monitored: bool
-) -> bytes:
-    """The JSON response: model, parameters, metrics, per-class table, statistics, per-sample.
+    scorer: Scorer,
+    request: ScoreRequest,
+    batch: Batch,
+    outputs: Outputs,
+    model_name: str,
+    unmonitored: tuple[bool, str | None],
+) -> Iterator[bytes]:
+    """The JSON response, in pieces (:func:`service.jsonio.iter_dumps`).
 
-    NaN (undefined metrics) is written as ``null``.
-
-    Raises:
-        RequestError: 422 when a loss overflowed float32 (JSON has no infinity, and ``null``
-            would read as "undefined").
+    Model, parameters, metrics, per-class table, statistics, per-sample arrays. NaN
+    (undefined metrics) is written as ``null``. ``unmonitored`` is whether the batch fed the
+    monitor and, if it asked to and did not, why not.
     """
-    batch = request.batch
+    monitored, reason = unmonitored
     document: dict[str, Any] = {
         "model": {
             "name": model_name,
@@ -145,10 +180,13 @@ def encode_response(
         "shape": list(batch.shape),
         "valid": int(outputs["confusion_matrix"].sum()),
         "monitored": monitored,
+        "unmonitored_reason": reason,
         "parameters": {
             "gamma": batch.gamma,
             "ignore_index": batch.ignore_index,
-            "alpha": batch.alpha if request.alpha_given else None,
+            "alpha": batch.alpha
+            if request.alpha is not None or scorer.defaults.alpha is not None
+            else None,
         },
         "metrics": {name: float(outputs[name]) for name in SCALAR_METRICS},
         "per_class": {name: outputs[name] for name in PER_CLASS},
@@ -159,7 +197,7 @@ def encode_response(
     }
     if request.per_sample:
         document["per_sample"] = {name: outputs[name] for name in PER_SAMPLE}
-    return dumps(document)
+    return iter_dumps(document)
 
 
 def _check_fields(given: Mapping[str, Any], accepted: tuple[str, ...], what: str) -> None:
@@ -169,6 +207,9 @@ def _check_fields(given: Mapping[str, Any], accepted: tuple[str, ...], what: str
 
 
 def _numeric_array(name: str, value: Any, dtype: type[np.floating[Any]] | None) -> npt.NDArray[Any]:
+    if isinstance(value, np.ndarray):  # read straight from the text: numbers, regular
+        with np.errstate(over="ignore"):
+            return value if dtype is None else value.astype(dtype, copy=False)
     if not isinstance(value, list):
         raise invalid(f"{name}: expected a list, got {type(value).__name__}")
     try:

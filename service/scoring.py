@@ -7,7 +7,8 @@ the GIL); callers run it off the event loop.
 from __future__ import annotations
 
 import logging
-from collections.abc import Mapping
+import math
+from collections.abc import Collection, Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -60,15 +61,22 @@ class Defaults:
         )
 
 
-CHUNK_ELEMENTS = 2**21
+CHUNK_ELEMENTS = 2**19
+MAX_CHUNK_ROWS = 2**16
 
 
 def chunk_rows(num_classes: int) -> int:
-    """Rows per graph run: about 2M logits (8 MB).
+    """Rows per graph run: about 512K logits (2 MB), at most 65,536 rows.
 
-    At least 8 C rows, since every run also builds a C x C confusion matrix.
+    Both bound the graph's intermediates per run (per logit and per row). At least C rows,
+    since every run also builds a C x C confusion matrix.
     """
-    return max(CHUNK_ELEMENTS // num_classes, 8 * num_classes)
+    return max(min(CHUNK_ELEMENTS // num_classes, MAX_CHUNK_ROWS), num_classes)
+
+
+def sized(shape: list[Any], num_classes: int) -> int:
+    """Elements of a manifest shape (``"C"`` = ``num_classes``) for one row (``"N"`` = 1)."""
+    return math.prod(num_classes if dim == "C" else 1 if dim == "N" else int(dim) for dim in shape)
 
 
 class Scorer:
@@ -99,6 +107,23 @@ class Scorer:
         )
         self.groups = {e["name"]: e["group"] for e in evaluation.manifest["outputs"]}
         self.statistics_names = [n for n, g in self.groups.items() if g == "statistics"]
+        self.per_sample_names = [n for n, g in self.groups.items() if g == "per_sample"]
+        self._itemsizes = {
+            e["name"]: (np.dtype(e["dtype"]).itemsize, e["shape"])
+            for e in evaluation.manifest["outputs"]
+        }
+
+    def row_bytes(self, names: Iterable[str]) -> int:
+        """Bytes per row of the named per-sample outputs."""
+        return sum(self._itemsizes[name][0] for name in names if self.groups[name] == "per_sample")
+
+    def statistics_bytes(self, num_classes: int) -> int:
+        """Bytes of one batch's statistics at ``num_classes`` classes."""
+        return sum(
+            itemsize * sized(shape, num_classes)
+            for name, (itemsize, shape) in self._itemsizes.items()
+            if self.groups[name] == "statistics"
+        )
 
     @classmethod
     def load(cls, settings: Settings) -> Scorer:
@@ -123,39 +148,50 @@ class Scorer:
         """The evaluation graph's sha256."""
         return self.evaluation.sha256
 
-    def score(self, batch: Batch) -> Outputs:
-        """Every output of the evaluation graph for a validated batch, by name, in graph order.
+    def score(self, batch: Batch, keep: Collection[str] | None = None) -> Outputs:
+        """The evaluation graph's outputs for a validated batch, by name, in graph order.
 
-        Large batches run in chunks of rows (:func:`chunk_rows`): per-sample outputs are
-        filled in place, statistics summed, and the metrics computed once by the metrics graph
-        from the sums (they are additive by design), so the graph's intermediates stay the size
-        of a chunk, not of the batch.
+        Per-sample outputs are returned only for the names in ``keep`` (all when None), so
+        that a request that sends none back holds none. Large batches run in chunks of rows
+        (:func:`chunk_rows`): per-sample outputs are filled in place, statistics summed, and
+        the metrics computed once by the metrics graph from the sums (they are additive by
+        design), so the graph's intermediates stay the size of a chunk, not of the batch.
 
         Raises:
             RequestError: 422 when finite logits still give an infinite loss (a float32
                 overflow: logits more than the float32 range apart).
         """
+        wanted = [
+            name
+            for name in self.evaluation.output_names
+            if self.groups[name] != "per_sample" or keep is None or name in keep
+        ]
         n, rows = len(batch.labels), chunk_rows(batch.num_classes)
         if n <= rows:
-            return self._checked(self._run(batch, slice(None)), 0)
+            outputs = self._checked(self._run(batch, slice(None)), 0)
+            return {name: outputs[name] for name in wanted}
         per_sample: Outputs = {}
         statistics: Outputs = {}
         for start in range(0, n, rows):
             part = self._checked(self._run(batch, slice(start, start + rows)), start)
-            for name, group in self.groups.items():
+            for name in wanted:
+                group = self.groups[name]
                 if group == "per_sample":
                     if name not in per_sample:
                         per_sample[name] = np.empty(n, dtype=part[name].dtype)
                     per_sample[name][start : start + rows] = part[name]
                 elif group == "statistics":
-                    earlier = statistics.get(name)
-                    statistics[name] = part[name] if earlier is None else earlier + part[name]
+                    if name in statistics:
+                        np.add(statistics[name], part[name], out=statistics[name])
+                    else:
+                        statistics[name] = part[name]
+            del part
         merged = {**per_sample, **statistics, **self.compute_metrics(statistics)}
-        return {name: merged[name] for name in self.evaluation.output_names}
+        return {name: merged[name] for name in wanted}
 
     def _run(self, batch: Batch, rows: slice) -> Outputs:
         feeds = {
-            "logits": batch.logits[rows],
+            "logits": np.ascontiguousarray(batch.logits[rows], dtype=np.float32),
             "labels": batch.labels[rows],
             "alpha": batch.alpha,
             "gamma": np.asarray(batch.gamma, dtype=np.float32),

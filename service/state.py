@@ -1,4 +1,4 @@
-"""What the routes share: settings, the scorer once loaded, the admission gate."""
+"""What the routes share: settings, the scorer and monitor once loaded, the gate, the budget."""
 
 from __future__ import annotations
 
@@ -9,18 +9,29 @@ from prometheus_client import CollectorRegistry
 
 from service.concurrency import Gate
 from service.errors import RequestError
+from service.memory_budget import MemoryBudget, Reservation
 from service.monitoring import Monitor
 from service.scoring import Outputs, Scorer
 from service.settings import Settings
 from service.telemetry import Telemetry
-from service.validation import Batch, invalid
+from service.validation import invalid
+
+
+@dataclass(frozen=True)
+class MonitorChoice:
+    """Whether a request feeds the monitor, as which source, and whether it asked to."""
+
+    wanted: bool
+    source: str
+    explicit: bool  # the request said monitor=true: an unmonitorable batch is then a 422
 
 
 @dataclass
 class Runtime:
     """Per-app state, with its own Prometheus registry.
 
-    ``scorer`` and ``monitor`` are set, and ``ready`` true, once the lifespan has warmed up.
+    ``scorer``, ``monitor`` and ``budget`` are set, and ``ready`` true, once the lifespan has
+    warmed up.
     """
 
     settings: Settings
@@ -29,6 +40,7 @@ class Runtime:
     telemetry: Telemetry = field(init=False)
     scorer: Scorer | None = None
     monitor: Monitor | None = None
+    budget: MemoryBudget | None = None
     ready: bool = False
 
     def __post_init__(self) -> None:
@@ -46,7 +58,19 @@ class Runtime:
             )
         return self.scorer
 
-    def monitoring(self, monitor: bool | None, source: str | None) -> tuple[bool, str]:
+    def ready_monitor(self) -> Monitor:
+        """The monitor, or a 503 before the lifespan has created it."""
+        self.ready_scorer()
+        assert self.monitor is not None
+        return self.monitor
+
+    def reservation(self, route: str) -> Reservation:
+        """A new reservation against the memory budget, its peak recorded per ``route``."""
+        self.ready_scorer()
+        assert self.budget is not None
+        return self.budget.reservation(self.telemetry.request_memory.labels(route).observe)
+
+    def monitoring(self, monitor: bool | None, source: str | None) -> MonitorChoice:
         """Whether a request feeds the monitor, and as which source (request or default).
 
         Raises:
@@ -57,21 +81,28 @@ class Runtime:
             raise invalid(
                 f"source: {source[:64]!r} is not one of {sources} (FOCAL_MONITOR_SOURCES)"
             )
-        return (self.settings.monitor_default if monitor is None else monitor), (
-            source or sources[0]
-        )
+        wanted = self.settings.monitor_default if monitor is None else monitor
+        return MonitorChoice(wanted, source or sources[0], monitor is True)
 
-    def record(self, route: str, choice: tuple[bool, str], batch: Batch, outputs: Outputs) -> bool:
-        """Count a scored batch, and feed the monitor if chosen; whether it was monitored."""
-        self.telemetry.samples_scored.labels(route).inc(len(batch.labels))
-        wanted, source = choice
-        return wanted and self.ready_monitor().observe(source, batch, outputs)
+    def check_monitorable(self, choice: MonitorChoice, num_classes: int) -> None:
+        """Refuse (422) a batch that asked to be monitored but cannot be, before scoring it."""
+        if choice.explicit:
+            refusal = self.ready_monitor().refusal(choice.source, num_classes)
+            if refusal is not None:
+                raise invalid(f"monitor: {refusal.message}; or send monitor=false")
 
-    def ready_monitor(self) -> Monitor:
-        """The monitor, or a 503 before the lifespan has created it."""
-        self.ready_scorer()
-        assert self.monitor is not None
-        return self.monitor
+    def record(self, route: str, choice: MonitorChoice, rows: int, outputs: Outputs) -> str | None:
+        """Count a scored batch and feed the monitor if chosen.
+
+        Returns:
+            None when the batch was monitored or not meant to be; else why it was not
+            (``too_many_classes`` or ``class_count``, counted in
+            ``focal_eval_unmonitored_batches_total``).
+        """
+        self.telemetry.samples_scored.labels(route).inc(rows)
+        if not choice.wanted:
+            return None
+        return self.ready_monitor().observe(choice.source, outputs)
 
 
 def get_runtime(request: Request) -> Runtime:

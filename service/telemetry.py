@@ -1,7 +1,10 @@
-"""Service metrics: requests, errors, latency, body sizes, in-flight, samples scored.
+"""Service metrics: requests, errors, latency, body sizes, in-flight, samples, memory.
 
 A pure ASGI middleware records every HTTP request under its route template (``/score``,
-``/v2/models/{name}/infer``; ``unmatched`` for 404s), in the app's own registry.
+``/v2/models/{name}/infer``; ``unmatched`` for 404s), in the app's own registry. A client
+that hangs up before its answer is recorded with status 499 (nginx's "client closed request")
+and counted in ``focal_eval_client_disconnects_total``, never as a server error. Connections
+cut by a limit (:mod:`service.connections`) are counted by reason.
 """
 
 from __future__ import annotations
@@ -12,6 +15,7 @@ from typing import Any
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from service.errors import CLIENT_CLOSED
 from service.monitoring import PREFIX
 
 DURATION_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30)
@@ -55,12 +59,46 @@ class Telemetry:
             ["route"],
             registry=registry,
         )
+        self.client_disconnects = Counter(
+            f"{PREFIX}_client_disconnects",
+            "requests whose client hung up before the answer (recorded with status 499)",
+            ["route"],
+            registry=registry,
+        )
+        self.connections_closed = Counter(
+            f"{PREFIX}_connections_closed",
+            "connections the server closed: idle, evicted (room for a new one), connection_cap,"
+            " header_timeout, header_too_large, write_timeout",
+            ["reason"],
+            registry=registry,
+        )
+        self.request_memory = Histogram(
+            f"{PREFIX}_request_memory_bytes",
+            "the most memory a request reserved against the budget",
+            ["route"],
+            buckets=SIZE_BUCKETS,
+            registry=registry,
+        )
+        self.memory_budget = Gauge(
+            f"{PREFIX}_memory_budget_bytes",
+            "the memory budget for request work (FOCAL_MEMORY_LIMIT or derived)",
+            registry=registry,
+        )
+        self.memory_reserved = Gauge(
+            f"{PREFIX}_memory_reserved_bytes",
+            "memory reserved by requests and unsent responses now",
+            registry=registry,
+        )
         self.build_info = Gauge(
             f"{PREFIX}_build_info",
             "the evaluation graph served (value 1)",
             ["version", "model_id", "kind", "gamma"],
             registry=registry,
         )
+
+    def connection_closed(self, reason: str) -> None:
+        """Count a connection the server closed, by reason."""
+        self.connections_closed.labels(reason).inc()
 
 
 class TelemetryMiddleware:
@@ -102,7 +140,9 @@ class TelemetryMiddleware:
         route: Any = scope.get("route")
         path = getattr(route, "path", "unmatched")
         self.telemetry.requests.labels(path, scope["method"], str(status)).inc()
-        if status >= 400:
+        if status == CLIENT_CLOSED:
+            self.telemetry.client_disconnects.labels(path).inc()
+        elif status >= 400:
             self.telemetry.errors.labels(path, str(status)).inc()
         self.telemetry.duration.labels(path).observe(seconds)
         self.telemetry.body_size.labels(path).observe(received)

@@ -7,12 +7,13 @@ non-finite values matter.
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from typing import Any
 
 import numpy as np
 import numpy.typing as npt
-import orjson
 
+from service.jsonio import iter_dumps
 from service.v2_decode import RequestedOutput
 from service.v2_tensors import HEADER_LENGTH, datatype_of, fail, short
 
@@ -24,8 +25,11 @@ def encode_infer_response(
     outputs: dict[str, npt.NDArray[Any]],
     requested: tuple[RequestedOutput, ...] | None,
     binary_default: bool,
-) -> tuple[bytes, dict[str, str]]:
+) -> tuple[list[bytes | memoryview] | Iterator[bytes], dict[str, str]]:
     """Encode a v2 inference response, JSON or JSON followed by binary tensor data.
+
+    Nothing is copied into one response body: the pieces are the JSON (in pieces, see
+    :func:`service.jsonio.iter_dumps`) and, for binary outputs, views of the arrays.
 
     Args:
         model_name: Echoed as ``model_name``.
@@ -37,9 +41,10 @@ def encode_infer_response(
         binary_default: Whether outputs are binary when ``requested`` is None.
 
     Returns:
-        The body and the extra response headers: ``Content-Type`` (``application/json``, or
-        ``application/octet-stream`` when any output is binary, with
-        ``Inference-Header-Content-Length`` then giving the JSON length).
+        The body's pieces and the extra response headers: ``Content-Type``
+        (``application/json``, or ``application/octet-stream`` when any output is binary,
+        with ``Inference-Header-Content-Length`` giving the JSON length and
+        ``Content-Length`` the whole).
 
     Raises:
         RequestError: 400 when a requested output is not among ``outputs``.
@@ -75,8 +80,12 @@ def encode_infer_response(
     if request_id is not None:
         doc["id"] = request_id
     doc["outputs"] = entries
-    header = orjson.dumps(doc, option=orjson.OPT_SERIALIZE_NUMPY)
     if not blobs:
-        return header, {"Content-Type": "application/json"}
-    headers = {"Content-Type": "application/octet-stream", HEADER_LENGTH: str(len(header))}
-    return b"".join([header, *blobs]), headers
+        return iter_dumps(doc), {"Content-Type": "application/json"}
+    header = b"".join(iter_dumps(doc))
+    headers = {
+        "Content-Type": "application/octet-stream",
+        HEADER_LENGTH: str(len(header)),
+        "Content-Length": str(len(header) + sum(len(blob) for blob in blobs)),
+    }
+    return [header, *blobs], headers

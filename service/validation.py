@@ -19,13 +19,18 @@ from service.errors import RequestError
 FloatArray = npt.NDArray[np.float32]
 IntArray = npt.NDArray[np.int64]
 _FLOAT32_MAX = float(np.finfo(np.float32).max)
+CHECK_ELEMENTS = 2**18  # logits checked for finiteness at once: a bounded temporary
 
 
 @dataclass(frozen=True)
 class Batch:
-    """A validated batch, in the evaluation graph's dtypes and shapes."""
+    """A validated batch in the evaluation graph's shapes and dtypes.
 
-    logits: FloatArray  # (N, C)
+    ``logits`` may be float16 or float64 as sent: the scorer converts each chunk of rows to
+    float32 as it runs, so that no float32 copy of the whole batch is ever held.
+    """
+
+    logits: npt.NDArray[np.floating[Any]]  # (N, C), C-contiguous
     labels: IntArray  # (N,)
     alpha: FloatArray  # (C,)
     gamma: float
@@ -57,25 +62,17 @@ def make_batch(
 
     ``logits`` is ``(N, C)`` or segmentation-shaped ``(N, C, d1, ..., dk)``, which is flattened
     to ``(N * d1 * ... * dk, C)`` with the class dimension last (per-sample outputs then follow
-    the labels' row-major order). float16 / float64 logits become float32 (float64 beyond the
-    float32 range is refused as non-finite); any integer label dtype becomes int64.
+    the labels' row-major order). float16 / float64 logits are kept (scored in float32, and
+    float64 beyond the float32 range is refused as non-finite); integer logits become
+    float32; any integer label dtype becomes int64.
 
     Raises:
         RequestError: 422 naming the field: dtype, shape, label range, non-finite values.
     """
-    logits = _float_array("logits", logits)
-    if logits.ndim >= 1 and logits.shape[0] == 0:
-        raise invalid("logits: expected at least one row, got an empty batch")
-    if logits.ndim < 2:
-        raise invalid(f"logits: expected shape (N, C) or (N, C, d1, ...), got {list(logits.shape)}")
+    batch_size(logits)
+    if logits.dtype.kind != "f" or logits.dtype.itemsize not in (2, 4, 8):
+        logits = _float_array("logits", logits)
     n, c = logits.shape[0], logits.shape[1]
-    if c < 2:
-        raise invalid(f"logits: expected at least 2 classes (dimension 1), got {c}")
-    if logits.size == 0:
-        raise invalid(
-            f"logits: expected at least one row, got shape {list(logits.shape)} (a spatial"
-            " dimension of 0)"
-        )
     labels = _label_array(labels)
     expected = (n, *logits.shape[2:])
     if labels.shape != expected:
@@ -103,6 +100,33 @@ def make_batch(
         ignore_index,
         tuple(labels.shape),
     )
+
+
+def batch_size(logits: npt.NDArray[Any], max_classes: int | None = None) -> tuple[int, int]:
+    """Rows and classes of ``(N, C)`` or ``(N, C, d1, ...)`` logits: ``(N * d1 * ..., C)``.
+
+    Raises:
+        RequestError: 422 for no rows, another number of dimensions, fewer than 2 classes, or
+            more than ``max_classes`` (``FOCAL_MAX_CLASSES``: the C x C work is bounded).
+    """
+    shape = list(logits.shape)
+    if logits.ndim >= 1 and shape[0] == 0:
+        raise invalid("logits: expected at least one row, got an empty batch")
+    if logits.ndim < 2:
+        raise invalid(f"logits: expected shape (N, C) or (N, C, d1, ...), got {shape}")
+    c = shape[1]
+    if c < 2:
+        raise invalid(f"logits: expected at least 2 classes (dimension 1), got {c}")
+    if max_classes is not None and c > max_classes:
+        raise invalid(
+            f"logits: {c} classes (dimension 1) is more than this server scores"
+            f" ({max_classes}, FOCAL_MAX_CLASSES)"
+        )
+    if logits.size == 0:
+        raise invalid(
+            f"logits: expected at least one row, got shape {shape} (a spatial dimension of 0)"
+        )
+    return logits.size // c, c
 
 
 def check_gamma(gamma: Any) -> float:
@@ -176,13 +200,22 @@ def _label_array(labels: npt.NDArray[Any]) -> IntArray:
     return labels.astype(np.int64, copy=False)
 
 
-def _check_finite(logits: FloatArray) -> None:
-    finite = np.isfinite(logits)
-    if not finite.all():
-        bad = int(np.count_nonzero(~finite))
-        row = int(np.argwhere(~finite)[0][0])
+def _check_finite(logits: npt.NDArray[np.floating[Any]]) -> None:
+    """Refuse logits NaN or infinite in float32, looking at ``CHECK_ELEMENTS`` at a time."""
+    rows = max(1, CHECK_ELEMENTS // logits.shape[1])
+    first = None
+    bad = 0
+    for start in range(0, len(logits), rows):
+        with np.errstate(over="ignore"):
+            block = logits[start : start + rows].astype(np.float32, copy=False)
+        finite = np.isfinite(block)
+        if not finite.all():
+            bad += int(finite.size - np.count_nonzero(finite))
+            if first is None:
+                first = start + int(np.argwhere(~finite)[0][0])
+    if first is not None:
         raise invalid(
-            f"logits: {bad} values are NaN or infinite (first in row {row}); a float64 value"
+            f"logits: {bad} values are NaN or infinite (first in row {first}); a float64 value"
             " beyond the float32 range counts as infinite"
         )
 

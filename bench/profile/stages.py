@@ -4,7 +4,7 @@ Calls the same functions the routes call (``service.score_codec``, ``service.v2_
 ``service.v2_encode``, ``service.validation``, ``service.scoring``) on prepared bodies, so that
 the share of each stage is known without HTTP in the way, including the graph run that
 py-spy's GIL mode cannot see. Receiving is emulated as the server does it: 64 KiB chunks
-joined into one body.
+appended to one growing buffer. Memory is reserved against an unlimited budget.
 """
 
 from __future__ import annotations
@@ -18,6 +18,8 @@ from typing import Any
 from bench.data import GAMMA, IGNORE_INDEX, make_batch
 from bench.memory import MIB, reset_peak, rss_bytes, status_kib, v2_body
 from bench.transport import json_body, npz_body
+from service.exchange import Payload
+from service.memory_budget import MemoryBudget
 from service.score_codec import decode_json, decode_npz, encode_response
 from service.scoring import Scorer
 from service.settings import Settings
@@ -29,9 +31,15 @@ CHUNK = 64 * 1024
 Stage = tuple[str, Callable[[Any], Any]]
 
 
-def receive(body: bytes) -> bytes:
-    """The body split into 64 KiB chunks and joined again, as ``read_body`` does."""
-    return b"".join([body[i : i + CHUNK] for i in range(0, len(body), CHUNK)])
+UNLIMITED = MemoryBudget(2**62)
+
+
+def receive(body: bytes) -> Payload:
+    """The body appended 64 KiB at a time to one buffer, as ``read_body`` does."""
+    buffer = bytearray()
+    for start in range(0, len(body), CHUNK):
+        buffer += body[start : start + CHUNK]
+    return Payload(buffer, None)
 
 
 def pipelines(
@@ -43,11 +51,19 @@ def pipelines(
     header_length = int(v2_headers["Inference-Header-Content-Length"])
     defaults, limit = scorer.defaults, 2**31
 
-    def score_request(request: Any) -> Any:
-        return request, scorer.score(request.batch)
+    def validate_score(request: Any) -> Any:
+        return request, request.batch(defaults)
 
-    def encode_score(pair: Any) -> bytes:
-        return encode_response(scorer, pair[0], pair[1], "focal-eval", monitored=False)
+    def score_request(pair: Any) -> Any:
+        return pair[0], pair[1], scorer.score(pair[1])
+
+    def encode_score(triple: Any) -> bytes:
+        request, batch, outputs = triple
+        pieces = encode_response(scorer, request, batch, outputs, "focal-eval", (False, None))
+        return b"".join(pieces)
+
+    def decode_v2(payload: Payload) -> Any:
+        return decode_infer_request(payload.data, header_length)
 
     def validate_v2(request: Any) -> Any:
         inputs = request.inputs
@@ -58,14 +74,16 @@ def pipelines(
 
     def encode_v2(pair: Any) -> Any:
         request, outputs = pair
-        return encode_infer_response("focal-eval", "1", request.id, outputs, None, True)
+        pieces, _ = encode_infer_response("focal-eval", "1", request.id, outputs, None, True)
+        return pieces
 
     return {
         "json /score": (
             json_body(batch),
             [
                 ("receive", receive),
-                ("decode + validate (decode_json)", lambda body: decode_json(body, defaults)),
+                ("decode (decode_json)", lambda p: decode_json(p, UNLIMITED.reservation())),
+                ("validate (make_batch)", validate_score),
                 ("graph (Scorer.score)", score_request),
                 ("encode (encode_response)", encode_score),
             ],
@@ -75,9 +93,12 @@ def pipelines(
             [
                 ("receive", receive),
                 (
-                    "decode + validate (decode_npz)",
-                    lambda body: decode_npz(body, {"per_sample": "true"}, defaults, limit),
+                    "decode (decode_npz)",
+                    lambda payload: decode_npz(
+                        payload, {"per_sample": "true"}, limit, UNLIMITED.reservation()
+                    ),
                 ),
+                ("validate (make_batch)", validate_score),
                 ("graph (Scorer.score)", score_request),
                 ("encode (encode_response)", encode_score),
             ],
@@ -86,7 +107,7 @@ def pipelines(
             v2,
             [
                 ("receive", receive),
-                ("decode (decode_infer_request)", lambda b: decode_infer_request(b, header_length)),
+                ("decode (decode_infer_request)", decode_v2),
                 ("validate (make_batch)", validate_v2),
                 ("graph (Scorer.score)", score_v2),
                 ("encode (encode_infer_response)", encode_v2),
@@ -118,8 +139,8 @@ def memory_stages(scorer: Scorer, rows: int) -> dict[str, Any]:
     header_length = int(headers["Inference-Header-Content-Length"])
     del batch
     stages: list[Stage] = [
-        ("receive (join chunks)", receive),
-        ("decode (decode_infer_request)", lambda b: decode_infer_request(b, header_length)),
+        ("receive (append chunks)", receive),
+        ("decode (decode_infer_request)", lambda p: decode_infer_request(p.data, header_length)),
         (
             "validate (make_batch)",
             lambda r: (r, validate(r.inputs["logits"], r.inputs["labels"], None, GAMMA, -100)),

@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import Annotated, Any
 
 import anyio.to_thread
-from fastapi import APIRouter, Depends, Response
+from fastapi import APIRouter, Depends, Query, Response
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
 from service.auth import require_token, require_token_for_monitoring
@@ -39,14 +39,31 @@ async def summary(runtime: Runtimes) -> Response:
     Statistics from several replicas add up; their sum through ``compute`` gives the metrics
     of everything the replicas saw.
     """
-    monitor = runtime.ready_monitor()
-    document = {"model_id": runtime.ready_scorer().model_id, "sources": monitor.summary()}
-    content = await anyio.to_thread.run_sync(dumps, document)
+    monitor, model_id = runtime.ready_monitor(), runtime.ready_scorer().model_id
+
+    def summarised() -> bytes:  # runs the metrics graph: off the event loop
+        return dumps({"model_id": model_id, "sources": monitor.summary()})
+
+    content = await anyio.to_thread.run_sync(summarised)
     return Response(content, media_type="application/json")
 
 
-@router.post("/reset", dependencies=[Depends(require_token)], responses=UNAUTHORIZED)
-async def reset(runtime: Runtimes) -> dict[str, str]:
-    """Clear every window and the lifetime summary; Prometheus counters keep counting."""
-    runtime.ready_monitor().reset()
+@router.post(
+    "/reset",
+    dependencies=[Depends(require_token)],
+    responses={**UNAUTHORIZED, 422: {"model": ErrorResponse}},
+)
+async def reset(
+    runtime: Runtimes,
+    source: Annotated[
+        str | None, Query(description="only this source (default: every source)")
+    ] = None,
+) -> dict[str, str]:
+    """Release windows and lifetime summaries; Prometheus counters keep counting.
+
+    A released source takes the class count of its next batch.
+    """
+    if source is not None:
+        runtime.monitoring(None, source)  # 422 for a source outside FOCAL_MONITOR_SOURCES
+    runtime.ready_monitor().reset(source)
     return {"status": "reset"}

@@ -3,18 +3,22 @@
 from __future__ import annotations
 
 from collections.abc import Mapping
+from functools import partial
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, Request, Response
 
 from service.auth import require_token
 from service.errors import RequestError
-from service.receive import receive
+from service.exchange import Payload, exchange, reserve_batch
+from service.memory_budget import Reservation
+from service.responses import respond
 from service.schemas import ErrorResponse, ScoreRequest, ScoreResponse
 from service.score_codec import decode_json, decode_npz, encode_response
 from service.state import Runtime, get_runtime
 
 router = APIRouter(tags=["score"])
+ROUTE = "/score"
 
 JSON_TYPES = ("application/json",)
 NPZ_TYPES = ("application/x-npz", "application/octet-stream")
@@ -24,10 +28,10 @@ ERRORS: dict[int | str, dict[str, Any]] = {
         (400, "malformed body (JSON syntax, corrupt .npz or compressed data)"),
         (401, "FOCAL_AUTH_TOKEN is set and the bearer token is missing or wrong"),
         (408, "body not received in time"),
-        (413, "body (or its decompressed form) over the limit"),
+        (413, "body (or its decompressed form) over the limit, or work over the memory budget"),
         (415, "unsupported Content-Type or Content-Encoding"),
         (422, "a missing, unknown or invalid field: shape, dtype, label range, non-finite"),
-        (503, "not ready, or every slot in flight"),
+        (503, "not ready, every slot in flight, or the memory budget busy (Retry-After)"),
     ]
 }
 OPENAPI: dict[str, Any] = {
@@ -46,6 +50,8 @@ OPENAPI: dict[str, Any] = {
             ("gamma", {"type": "number", "minimum": 0}, ".npz bodies only"),
             ("ignore_index", {"type": "integer"}, ".npz bodies only"),
             ("per_sample", {"type": "boolean"}, ".npz bodies only"),
+            ("monitor", {"type": "boolean"}, ".npz bodies only: feed the monitor"),
+            ("source", {"type": "string"}, ".npz bodies only: the monitoring source"),
         ]
     ],
 }
@@ -72,29 +78,49 @@ async def score(request: Request, runtime: Annotated[Runtime, Depends(get_runtim
             f"Content-Type: {content_type or 'missing'!r} is not supported; use"
             " application/json or application/x-npz",
         )
-    async with runtime.gate.admit():
-        body = await receive(request, runtime.settings)
-        content = await runtime.gate.run(
-            _score, runtime, content_type, body, dict(request.query_params)
+    query = dict(request.query_params)
+    if content_type in JSON_TYPES and query:
+        raise RequestError(
+            422,
+            f"{next(iter(query))}: query parameters are for .npz bodies; put it in the JSON body",
         )
-    return Response(content, media_type="application/json")
+    return await exchange(
+        request, runtime, ROUTE, partial(_score, runtime, content_type in JSON_TYPES, query)
+    )
 
 
 def _score(
-    runtime: Runtime, content_type: str, body: bytes | bytearray, query: Mapping[str, str]
-) -> bytes:
+    runtime: Runtime,
+    is_json: bool,
+    query: Mapping[str, str],
+    payload: Payload,
+    reservation: Reservation,
+) -> Response:
     """Decode, score and encode: the blocking part, run in a worker thread."""
-    scorer = runtime.ready_scorer()
-    if content_type in JSON_TYPES:
-        if query:
-            name = next(iter(query))
-            raise RequestError(
-                422, f"{name}: query parameters are for .npz bodies; put it in the JSON body"
-            )
-        request = decode_json(body, scorer.defaults)
+    scorer, settings = runtime.ready_scorer(), runtime.settings
+    payload.decode(settings.max_body_bytes, reservation)
+    if is_json:
+        request = decode_json(payload, reservation)
     else:
-        request = decode_npz(body, query, scorer.defaults, runtime.settings.max_body_bytes)
+        request = decode_npz(payload, query, settings.max_body_bytes, reservation)
     choice = runtime.monitoring(request.monitor, request.source)
-    outputs = scorer.score(request.batch)
-    monitored = runtime.record("/score", choice, request.batch, outputs)
-    return encode_response(scorer, request, outputs, runtime.settings.model_name, monitored)
+    if request.per_sample:
+        keep = scorer.per_sample_names
+    else:
+        keep = ["focal_loss"] if choice.wanted else []  # the monitor's loss histogram
+    arrays = (request.logits, request.labels, request.alpha)
+    reserve_batch(reservation, payload, arrays, scorer.row_bytes(keep), settings.max_classes)
+    runtime.check_monitorable(choice, request.logits.shape[1])
+    batch = request.batch(scorer.defaults)
+    outputs = scorer.score(batch, keep)
+    reason = runtime.record(ROUTE, choice, len(batch.labels), outputs)
+    pieces = encode_response(
+        scorer,
+        request,
+        batch,
+        outputs,
+        settings.model_name,
+        (choice.wanted and reason is None, reason),
+    )
+    retained = sum(array.nbytes for array in outputs.values())
+    return respond(pieces, reservation, retained, "application/json")

@@ -10,14 +10,18 @@ evaluation graph, by name; binary or JSON as the client asks. Errors are
 from __future__ import annotations
 
 import importlib.metadata
+from functools import partial
 from typing import Annotated, Any
 
 import numpy.typing as npt
 from fastapi import APIRouter, Depends, Request, Response
 
+from service import costs
 from service.auth import require_token
 from service.errors import RequestError
-from service.receive import receive
+from service.exchange import Payload, exchange, reserve_batch
+from service.memory_budget import Reservation
+from service.responses import respond
 from service.schemas import ErrorResponse
 from service.scoring import Scorer
 from service.state import Runtime, get_runtime
@@ -31,15 +35,57 @@ from service.validation import (
 )
 
 router = APIRouter(prefix="/v2", tags=["open inference protocol"])
+ROUTE = "/v2/models/{name}/infer"
 VERSION = "1"
 INPUTS = ("logits", "labels", "alpha", "gamma", "ignore_index")
 DATATYPES = {"float32": "FP32", "float64": "FP64", "int64": "INT64"}
 ERRORS: dict[int | str, dict[str, Any]] = {
-    400: {"model": ErrorResponse},
-    401: {"model": ErrorResponse},
-    404: {"model": ErrorResponse},
-    422: {"model": ErrorResponse},
-    503: {"model": ErrorResponse},
+    status: {"model": ErrorResponse, "description": description}
+    for status, description in [
+        (400, "a protocol error: malformed JSON, shape / datatype / size mismatch"),
+        (401, "FOCAL_AUTH_TOKEN is set and the bearer token is missing or wrong"),
+        (404, "unknown model or version"),
+        (408, "body not received in time"),
+        (413, "body over the limit, or work over the memory budget"),
+        (415, "unsupported Content-Encoding"),
+        (422, "invalid values: label range, non-finite logits, class count"),
+        (503, "not ready, every slot in flight, or the memory budget busy (Retry-After)"),
+    ]
+}
+_TENSOR = {
+    "type": "object",
+    "required": ["name", "shape", "datatype"],
+    "properties": {
+        "name": {"type": "string"},
+        "shape": {"type": "array", "items": {"type": "integer", "minimum": 0}},
+        "datatype": {"type": "string"},
+        "parameters": {"type": "object"},
+        "data": {"type": "array"},
+    },
+}
+INFER_BODY: dict[str, Any] = {
+    "requestBody": {
+        "required": True,
+        "description": "A v2 inference request: JSON, or (Triton's binary extension) a JSON"
+        " header of Inference-Header-Content-Length bytes followed by the binary tensors."
+        " Inputs logits (N, C) and labels (N); optional alpha (C), gamma, ignore_index;"
+        " parameters monitor (bool) and source (str).",
+        "content": {
+            "application/json": {
+                "schema": {
+                    "type": "object",
+                    "required": ["inputs"],
+                    "properties": {
+                        "id": {"type": "string"},
+                        "parameters": {"type": "object"},
+                        "inputs": {"type": "array", "items": _TENSOR},
+                        "outputs": {"type": "array", "items": {"type": "object"}},
+                    },
+                }
+            },
+            "application/octet-stream": {"schema": {"type": "string", "format": "binary"}},
+        },
+    }
 }
 
 Runtimes = Annotated[Runtime, Depends(get_runtime)]
@@ -56,11 +102,61 @@ async def server_metadata() -> dict[str, Any]:
 
 
 @router.get("/models/{name}", responses=ERRORS)
-@router.get("/models/{name}/versions/{version}", responses=ERRORS)
-async def model_metadata(name: str, runtime: Runtimes, version: str = VERSION) -> dict[str, Any]:
+async def model_metadata(name: str, runtime: Runtimes) -> dict[str, Any]:
     """Inputs and outputs of the evaluation graph, as v2 tensor metadata (-1: dynamic)."""
-    scorer = _model(runtime, name, version)
-    manifest = scorer.evaluation.manifest
+    return _metadata(runtime, name, VERSION)
+
+
+@router.get("/models/{name}/versions/{version}", responses=ERRORS)
+async def model_version_metadata(name: str, version: str, runtime: Runtimes) -> dict[str, Any]:
+    """:func:`model_metadata` of one version (there is one: ``1``)."""
+    return _metadata(runtime, name, version)
+
+
+@router.get("/models/{name}/ready", responses=ERRORS)
+async def model_ready(name: str, runtime: Runtimes) -> dict[str, Any]:
+    """200 when the model is loaded and warmed up."""
+    _model(runtime, name, VERSION)
+    return {"name": name, "ready": True}
+
+
+@router.get("/models/{name}/versions/{version}/ready", responses=ERRORS)
+async def model_version_ready(name: str, version: str, runtime: Runtimes) -> dict[str, Any]:
+    """:func:`model_ready` of one version."""
+    _model(runtime, name, version)
+    return {"name": name, "ready": True}
+
+
+@router.post(
+    "/models/{name}/infer",
+    responses=ERRORS,
+    dependencies=[Depends(require_token)],
+    openapi_extra=INFER_BODY,
+)
+async def infer(name: str, request: Request, runtime: Runtimes) -> Response:
+    """Score a batch sent as v2 tensors (JSON, or binary after an Inference-Header)."""
+    return await _exchange(request, runtime, name, VERSION)
+
+
+@router.post(
+    "/models/{name}/versions/{version}/infer",
+    responses=ERRORS,
+    dependencies=[Depends(require_token)],
+    openapi_extra=INFER_BODY,
+)
+async def infer_version(name: str, version: str, request: Request, runtime: Runtimes) -> Response:
+    """:func:`infer` on one version."""
+    return await _exchange(request, runtime, name, version)
+
+
+async def _exchange(request: Request, runtime: Runtime, name: str, version: str) -> Response:
+    _model(runtime, name, version)
+    header_length = parse_header_length(request.headers.get(HEADER_LENGTH))
+    return await exchange(request, runtime, ROUTE, partial(_infer, runtime, header_length))
+
+
+def _metadata(runtime: Runtime, name: str, version: str) -> dict[str, Any]:
+    manifest = _model(runtime, name, version).evaluation.manifest
     return {
         "name": name,
         "versions": [VERSION],
@@ -70,54 +166,46 @@ async def model_metadata(name: str, runtime: Runtimes, version: str = VERSION) -
     }
 
 
-@router.get("/models/{name}/ready", responses=ERRORS)
-@router.get("/models/{name}/versions/{version}/ready", responses=ERRORS)
-async def model_ready(name: str, runtime: Runtimes, version: str = VERSION) -> dict[str, Any]:
-    """200 when the model is loaded and warmed up."""
-    _model(runtime, name, version)
-    return {"name": name, "ready": True}
-
-
-@router.post("/models/{name}/infer", responses=ERRORS, dependencies=[Depends(require_token)])
-@router.post(
-    "/models/{name}/versions/{version}/infer",
-    responses=ERRORS,
-    dependencies=[Depends(require_token)],
-)
-async def infer(name: str, request: Request, runtime: Runtimes, version: str = VERSION) -> Response:
-    """Score a batch sent as v2 tensors (JSON, or binary after an Inference-Header)."""
-    _model(runtime, name, version)
-    header_length = parse_header_length(request.headers.get(HEADER_LENGTH))
-    async with runtime.gate.admit():
-        body = await receive(request, runtime.settings)
-        content, headers = await runtime.gate.run(_infer, runtime, body, header_length)
-    return Response(content, headers=headers)
-
-
 def _infer(
-    runtime: Runtime, body: bytes | bytearray, header_length: int | None
-) -> tuple[bytes, dict[str, str]]:
-    scorer = runtime.ready_scorer()
-    request = decode_infer_request(body, header_length)
-    batch = _batch(request, scorer)
+    runtime: Runtime, header_length: int | None, payload: Payload, reservation: Reservation
+) -> Response:
+    scorer, settings = runtime.ready_scorer(), runtime.settings
+    payload.decode(settings.max_body_bytes, reservation)
+    header = payload.data if header_length is None else memoryview(payload.data)[:header_length]
+    reservation.grow(costs.json_parse(header), "body (JSON header)")
+    del header
+    request = decode_infer_request(payload.data, header_length)
     monitor = request.parameters.get("monitor")
     choice = runtime.monitoring(
         None if monitor is None else check_bool("parameters.monitor", monitor),
         check_source_type(request.parameters.get("source")),
     )
-    outputs = scorer.score(batch)
-    runtime.record("/v2/models/{name}/infer", choice, batch, outputs)
-    return encode_infer_response(
-        runtime.settings.model_name,
+    requested = (
+        scorer.per_sample_names if request.outputs is None else [o.name for o in request.outputs]
+    )
+    keep = [*requested, "focal_loss"] if choice.wanted else requested
+    inputs = request.inputs
+    arrays = (inputs.get("logits"), inputs.get("labels"), inputs.get("alpha"))
+    _check_inputs(request, scorer)
+    reserve_batch(reservation, payload, arrays, scorer.row_bytes(keep), settings.max_classes)
+    runtime.check_monitorable(choice, inputs["logits"].shape[1])
+    batch = _batch(request, scorer)
+    outputs = scorer.score(batch, keep)
+    runtime.record(ROUTE, choice, len(batch.labels), outputs)
+    pieces, headers = encode_infer_response(
+        settings.model_name,
         VERSION,
         request.id,
         outputs,
         request.outputs,
         request.binary_outputs_default,
     )
+    retained = sum(array.nbytes for array in outputs.values())
+    media_type = headers.pop("Content-Type")
+    return respond(pieces, reservation, retained, media_type, headers)
 
 
-def _batch(request: InferRequest, scorer: Scorer) -> Batch:
+def _check_inputs(request: InferRequest, scorer: Scorer) -> None:
     inputs = request.inputs
     unknown = [name for name in inputs if name not in INPUTS]
     if unknown:
@@ -132,6 +220,10 @@ def _batch(request: InferRequest, scorer: Scorer) -> Batch:
         for j, wanted in enumerate(request.outputs):
             if wanted.name not in produced:
                 raise RequestError(400, f"outputs[{j}]: no output named {wanted.name[:40]!r}")
+
+
+def _batch(request: InferRequest, scorer: Scorer) -> Batch:
+    inputs = request.inputs
     gamma = _scalar(inputs.get("gamma"), "gamma")
     ignore_index = _scalar(inputs.get("ignore_index"), "ignore_index")
     return scorer.defaults.batch(

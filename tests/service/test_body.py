@@ -13,10 +13,10 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 from starlette.applications import Starlette
-from starlette.requests import Request
+from starlette.requests import ClientDisconnect, Request
 from starlette.responses import JSONResponse
 from starlette.routing import Route
-from starlette.types import Message
+from starlette.types import Message, Receive
 
 from service.body import decode_content_encoding, read_body
 from service.errors import RequestError
@@ -46,7 +46,7 @@ def _gzip_bomb(size: int) -> bytes:
 
 
 async def _echo_length(request: Request) -> JSONResponse:
-    body = await read_body(request, LIMIT)
+    body = await read_body(request, LIMIT, lambda nbytes: None)
     return JSONResponse(
         {"length": len(body), "content_length": request.headers.get("content-length")}
     )
@@ -184,7 +184,7 @@ class _CountingReceive:
         return {"type": "http.request", "body": b"x" * self.size, "more_body": more}
 
 
-def _request(receive: _CountingReceive, headers: list[tuple[bytes, bytes]]) -> Request:
+def _request(receive: Receive, headers: list[tuple[bytes, bytes]]) -> Request:
     scope = {"type": "http", "method": "POST", "path": "/", "headers": headers}
     return Request(scope, receive)
 
@@ -193,7 +193,7 @@ def test_content_length_over_limit_is_413_before_reading() -> None:
     receive = _CountingReceive(chunks=1_000)
     request = _request(receive, [(b"content-length", b"100000")])
     with pytest.raises(RequestError) as caught:
-        asyncio.run(read_body(request, LIMIT))
+        asyncio.run(read_body(request, LIMIT, _refuse_charges))
     assert caught.value.status_code == 413
     assert caught.value.message == "body: 100000 bytes exceeds the limit of 1024 bytes"
     assert receive.pulled == 0
@@ -202,17 +202,64 @@ def test_content_length_over_limit_is_413_before_reading() -> None:
 def test_streamed_body_over_limit_stops_reading_at_the_limit() -> None:
     receive = _CountingReceive(chunks=1_000)
     with pytest.raises(RequestError) as caught:
-        asyncio.run(read_body(_request(receive, []), LIMIT))
+        asyncio.run(read_body(_request(receive, []), LIMIT, lambda nbytes: None))
     assert caught.value.status_code == 413
     assert caught.value.message == "body: exceeds the limit of 1024 bytes (stopped after 1100)"
     assert receive.pulled == LIMIT // 100 + 1
 
 
-def test_streamed_chunks_are_joined_in_order() -> None:
+def test_streamed_chunks_are_joined_in_order_and_each_charged_first() -> None:
     receive = _CountingReceive(chunks=7, size=3)
-    body = asyncio.run(read_body(_request(receive, []), LIMIT))
+    charged: list[int] = []
+    body = asyncio.run(read_body(_request(receive, []), LIMIT, charged.append))
     assert body == b"x" * 21
     assert receive.pulled == 7
+    assert charged == [3] * 7
+
+
+def _refuse_charges(nbytes: int) -> None:
+    raise AssertionError("nothing may be charged")
+
+
+def test_a_refused_charge_stops_reading_before_the_chunk_is_kept() -> None:
+    receive = _CountingReceive(chunks=100)
+
+    def budget(nbytes: int) -> None:
+        if receive.pulled > 3:
+            raise RequestError(503, "server: busy")
+
+    with pytest.raises(RequestError) as caught:
+        asyncio.run(read_body(_request(receive, []), LIMIT, budget))
+    assert caught.value.status_code == 503
+    assert receive.pulled == 4
+
+
+class _StallingReceive:
+    """Three chunks of a large declared body, then the client hangs up."""
+
+    def __init__(self) -> None:
+        self.pulled = 0
+
+    async def __call__(self) -> Message:
+        self.pulled += 1
+        if self.pulled > 3:
+            return {"type": "http.disconnect"}
+        return {"type": "http.request", "body": b"x" * 100, "more_body": True}
+
+
+def test_a_declared_length_is_not_allocated_before_it_arrives() -> None:
+    declared = 256 * 2**20
+    request = _request(_StallingReceive(), [(b"content-length", str(declared).encode())])
+    charged: list[int] = []
+    tracemalloc.start()
+    try:
+        with pytest.raises(ClientDisconnect):
+            asyncio.run(read_body(request, declared, charged.append))
+        _, peak = tracemalloc.get_traced_memory()
+    finally:
+        tracemalloc.stop()
+    assert charged == [100, 100, 100]
+    assert peak < 2**20  # what arrived, not the 256 MiB declared
 
 
 # --- decode_content_encoding ----------------------------------------------------------------

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Iterator
 from typing import Any
 
@@ -176,15 +177,37 @@ def test_summaries_of_two_replicas_merge_into_one_fed_everything() -> None:
         assert lifetime["metrics"][name] == pytest.approx(float(getattr(expected, name)), rel=1e-6)
 
 
-def test_per_class_series_stop_above_the_class_cap() -> None:
+def test_batch_above_the_monitor_class_cap_is_scored_counted_and_not_monitored(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
     with TestClient(create_app(Settings(threads=1, monitor_max_classes=5))) as client:
         logits, labels = batch(100, 1, c=7)
-        post(client, logits, labels)
+        with caplog.at_level(logging.WARNING, logger="service.monitoring"):
+            got = post(client, logits, labels)
+            post(client, logits, labels)
+        assert (got["monitored"], got["unmonitored_reason"]) == (False, "too_many_classes")
+        assert got["valid"] == (labels != IGNORE).sum()
         samples = scrape(client)
+        explicit = client.post(
+            "/score",
+            content=body(logits, labels, monitor=True),
+            headers={"content-type": "application/json"},
+        )
     assert not [key for key in samples if key[0].startswith("focal_eval_class_")]
-    assert (
-        samples[("focal_eval_samples_total", (("source", "default"),))] == (labels != IGNORE).sum()
+    assert ("focal_eval_samples_total", (("source", "default"),)) not in samples
+    key = (
+        "focal_eval_unmonitored_batches_total",
+        (("reason", "too_many_classes"), ("source", "default")),
     )
+    assert samples[key] == 2
+    logged = [r.getMessage() for r in caplog.records if r.name == "service.monitoring"]
+    assert len(logged) == 1  # the first of a kind; then at most once a minute
+    assert "the batch has 7 classes, more than the monitor keeps" in logged[0]
+    assert explicit.status_code == 422
+    assert explicit.json() == {
+        "error": "monitor: the batch has 7 classes, more than the monitor keeps"
+        " (FOCAL_MONITOR_MAX_CLASSES=5); or send monitor=false"
+    }
 
 
 def test_per_request_switch_and_source_label(monitored: TestClient) -> None:
@@ -215,23 +238,48 @@ def test_monitoring_default_off_is_honoured() -> None:
         assert post(client, logits, labels, monitor=True)["monitored"] is True
 
 
-def test_a_batch_with_another_class_count_is_not_monitored(monitored: TestClient) -> None:
+def test_a_batch_with_another_class_count_is_counted_not_monitored(
+    monitored: TestClient,
+) -> None:
     post(monitored, *batch(30, 4))
-    assert post(monitored, *batch(30, 5, c=6))["monitored"] is False
+    got = post(monitored, *batch(30, 5, c=6))
+    assert (got["monitored"], got["unmonitored_reason"]) == (False, "class_count")
+    key = (
+        "focal_eval_unmonitored_batches_total",
+        (("reason", "class_count"), ("source", "default")),
+    )
+    assert scrape(monitored)[key] == 1
+    explicit = monitored.post(
+        "/score",
+        content=body(*batch(30, 5, c=6), monitor=True),
+        headers={"content-type": "application/json"},
+    )
+    assert explicit.status_code == 422
+    assert explicit.json() == {
+        "error": "monitor: source 'default' monitors 4 classes and the batch has 6"
+        " (POST /reset?source=default to monitor another count); or send monitor=false"
+    }
+    assert post(monitored, *batch(30, 6), source="canary")["monitored"] is True  # its own pin
 
 
-def test_reset_clears_windows_and_summary_but_not_counters(monitored: TestClient) -> None:
+def test_reset_releases_windows_and_summary_but_not_counters(monitored: TestClient) -> None:
     logits, labels = batch(80, 6)
     post(monitored, logits, labels)
+    post(monitored, logits, labels, source="canary")
+    assert monitored.post("/reset", params={"source": "default"}).json() == {"status": "reset"}
+    assert set(monitored.get("/summary").json()["sources"]) == {"canary"}
     assert monitored.post("/reset").json() == {"status": "reset"}
-    summary = monitored.get("/summary").json()["sources"]["default"]
-    assert summary["window"] == {"samples": 0, "batches": 0}
-    assert summary["lifetime"] == {"samples": 0}
+    assert monitored.get("/summary").json()["sources"] == {}
     samples = scrape(monitored)
     assert (
         samples[("focal_eval_samples_total", (("source", "default"),))] == (labels != IGNORE).sum()
     )
-    assert samples[("focal_eval_window_samples", (("source", "default"),))] == 0
+    assert ("focal_eval_window_samples", (("source", "default"),)) not in samples
+    # a released source takes the class count of its next batch
+    assert post(monitored, *batch(30, 7, c=5))["monitored"] is True
+    response = monitored.post("/reset", params={"source": "staging"})
+    assert response.status_code == 422
+    assert response.json()["error"].startswith("source: 'staging' is not one of")
 
 
 def test_build_info_names_the_model(monitored: TestClient) -> None:

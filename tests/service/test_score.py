@@ -496,10 +496,10 @@ def test_request_in_flight_holds_its_slot_and_a_second_gets_503() -> None:
         scorer = client.app.state.runtime.scorer  # type: ignore[attr-defined]
         score = scorer.score
 
-        def slow_score(batch: Any) -> Any:
+        def slow_score(batch: Any, keep: Any = None) -> Any:
             entered.set()
             assert release.wait(10), "never released"
-            return score(batch)
+            return score(batch, keep)
 
         scorer.score = slow_score
         results: list[Any] = []
@@ -524,7 +524,7 @@ def test_unexpected_error_is_a_plain_500_and_is_logged(
     app = create_app(settings)
     with TestClient(app, raise_server_exceptions=False) as client:
 
-        def broken(batch: Any) -> Any:
+        def broken(batch: Any, keep: Any = None) -> Any:
             raise RuntimeError("secret internals at /opt/graph")
 
         app.state.runtime.scorer.score = broken

@@ -63,6 +63,15 @@ def request_body(
     return body, header_length
 
 
+def encoded(*args: Any) -> tuple[bytes, dict[str, str]]:
+    """encode_infer_response's pieces joined into one body; Content-Length checked and dropped."""
+    pieces, headers = encode_infer_response(*args)
+    body = b"".join(pieces)
+    if "Content-Length" in headers:
+        assert int(headers.pop("Content-Length")) == len(body)
+    return body, headers
+
+
 def parse_response(body: bytes, headers: dict[str, str]) -> Any:
     """Parse a response the way tritonclient does, header read from our extra headers."""
     length = headers.get(HEADER_LENGTH)
@@ -557,7 +566,7 @@ OUTPUTS = {name: sample(name) for name in DATATYPES}
     "binary", [pytest.param(True, id="binary"), pytest.param(False, id="json")]
 )
 def test_all_outputs_roundtrip_through_tritonclient(binary: bool) -> None:
-    body, headers = encode_infer_response("focal", "1", "req-1", OUTPUTS, None, binary)
+    body, headers = encoded("focal", "1", "req-1", OUTPUTS, None, binary)
     if binary:
         assert headers["Content-Type"] == "application/octet-stream"
         assert int(headers[HEADER_LENGTH]) < len(body)
@@ -582,7 +591,7 @@ def test_mixed_outputs_follow_the_requested_order_and_flags() -> None:
         RequestedOutput("BOOL", False),
         RequestedOutput("FP32", True),
     )
-    body, headers = encode_infer_response("focal", None, None, OUTPUTS, requested, False)
+    body, headers = encoded("focal", None, None, OUTPUTS, requested, False)
     result = parse_response(body, headers)
     response = result.get_response()
     assert "model_version" not in response
@@ -597,7 +606,7 @@ def test_mixed_outputs_follow_the_requested_order_and_flags() -> None:
 
 def test_json_output_is_a_flat_list() -> None:
     outputs = {"probs": np.array([[0.5, 0.25], [1.0, 2.0]], dtype=np.float32)}
-    body, _ = encode_infer_response("focal", None, None, outputs, None, False)
+    body, _ = encoded("focal", None, None, outputs, None, False)
     assert orjson.loads(body)["outputs"] == [
         {"name": "probs", "datatype": "FP32", "shape": [2, 2], "data": [0.5, 0.25, 1.0, 2.0]}
     ]
@@ -605,7 +614,7 @@ def test_json_output_is_a_flat_list() -> None:
 
 def test_json_output_writes_non_finite_as_null() -> None:
     values = np.array([np.nan, np.inf, 1.0], dtype=np.float32)
-    body, headers = encode_infer_response("focal", None, None, {"v": values}, None, False)
+    body, headers = encoded("focal", None, None, {"v": values}, None, False)
     assert orjson.loads(body)["outputs"][0]["data"] == [None, None, 1.0]
     # tritonclient reads null back as NaN: infinities do not survive JSON.
     decoded = parse_response(body, headers).as_numpy("v")
@@ -614,7 +623,7 @@ def test_json_output_writes_non_finite_as_null() -> None:
 
 def test_binary_output_keeps_non_finite_values() -> None:
     values = np.array([np.nan, np.inf, -np.inf, 1.0], dtype=np.float32)
-    body, headers = encode_infer_response("focal", None, None, {"v": values}, None, True)
+    body, headers = encoded("focal", None, None, {"v": values}, None, True)
     assert_identical(parse_response(body, headers).as_numpy("v"), values)
 
 
@@ -632,7 +641,7 @@ def test_binary_output_keeps_non_finite_values() -> None:
     ],
 )
 def test_any_layout_is_encoded_little_endian_row_major(array: np.ndarray, binary: bool) -> None:
-    body, headers = encode_infer_response("focal", None, None, {"y": array}, None, binary)
+    body, headers = encoded("focal", None, None, {"y": array}, None, binary)
     decoded = parse_response(body, headers).as_numpy("y")
     assert decoded.shape == array.shape
     assert decoded.dtype == array.dtype.newbyteorder("=")
@@ -642,7 +651,7 @@ def test_any_layout_is_encoded_little_endian_row_major(array: np.ndarray, binary
 def test_unknown_requested_output_is_400_naming_it() -> None:
     requested = (RequestedOutput("FP32", True), RequestedOutput("loss", True))
     with pytest.raises(RequestError) as caught:
-        encode_infer_response("focal", None, None, OUTPUTS, requested, False)
+        encoded("focal", None, None, OUTPUTS, requested, False)
     assert caught.value.status_code == 400
     assert caught.value.message.startswith("outputs[1] (loss): no such output; the model produces")
 
@@ -810,7 +819,7 @@ def test_any_array_roundtrips_request_and_response(array: np.ndarray, binary: bo
     request = decode_infer_request(*request_body({"x": array}, binary=binary))
     assert request.inputs["x"].tobytes() == array.tobytes()
     assert request.inputs["x"].shape == array.shape
-    body, headers = encode_infer_response("m", None, None, request.inputs, None, binary)
+    body, headers = encoded("m", None, None, request.inputs, None, binary)
     decoded = parse_response(body, headers).as_numpy("x")
     assert decoded.dtype == array.dtype
     assert decoded.tobytes() == array.tobytes()

@@ -1,0 +1,119 @@
+"""One scoring exchange, shared by ``/score`` and the v2 infer routes.
+
+1. Before reading: a declared body that could never fit the memory budget is 413, one that
+   does not fit now is 503 (so ``Expect: 100-continue`` clients need not upload it).
+2. The body is received within ``FOCAL_BODY_TIMEOUT_S`` (else 408), each chunk charged to the
+   request's reservation as it arrives; no scoring slot is held while it uploads.
+3. A scoring slot is taken (503 when ``FOCAL_MAX_IN_FLIGHT`` are busy) and the work (decoding,
+   the graph, encoding) runs in a worker thread, resizing the reservation as sizes become
+   known and refusing with 503 / 413 when they would not fit.
+4. The response holds what is left of the reservation until it is sent
+   (:mod:`service.responses`).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
+from typing import Any
+
+import anyio
+import numpy as np
+import numpy.typing as npt
+from fastapi import Request, Response
+
+from service import costs
+from service.body import content_length, decode_content_encoding, read_body
+from service.errors import RequestError
+from service.memory_budget import Reservation
+from service.state import Runtime
+from service.validation import batch_size
+
+
+@dataclass
+class Payload:
+    """A request body and its Content-Encoding; ``data`` is replaced by its decoded form.
+
+    Holding the body here (not in a caller's variable) lets the encoded bytes be freed as
+    soon as they are decoded.
+    """
+
+    data: bytes | bytearray
+    encoding: str | None
+
+    def decode(self, limit: int, reservation: Reservation) -> None:
+        """Undo the Content-Encoding in place, charging the decoded bytes, freeing the rest."""
+        encoded = len(self.data)
+        decoded = decode_content_encoding(
+            self.data,
+            self.encoding,
+            limit,
+            lambda nbytes: reservation.grow(costs.received(nbytes), "body (decoded)"),
+        )
+        if decoded is not self.data:
+            self.data = decoded
+            reservation.grow(-costs.received(encoded), "body")
+        self.encoding = None
+
+
+Work = Callable[[Payload, Reservation], Response]
+
+
+async def exchange(request: Request, runtime: Runtime, route: str, work: Work) -> Response:
+    """Receive the body, take a slot, run ``work`` in a thread; its response owns the rest.
+
+    Raises:
+        RequestError: 408 / 413 / 400 while receiving, 503 when no slot or memory is free,
+            and whatever ``work`` raises.
+    """
+    settings = runtime.settings
+    reservation = runtime.reservation(route)
+    try:
+        declared = content_length(request.headers.get("content-length"), settings.max_body_bytes)
+        if declared is not None:
+            reservation.check(costs.received(declared), "body")
+        with anyio.move_on_after(settings.body_timeout_s) as scope:
+            body = await read_body(
+                request,
+                settings.max_body_bytes,
+                lambda nbytes: reservation.grow(costs.received(nbytes), "body"),
+            )
+        if scope.cancelled_caught:
+            raise RequestError(408, f"body: not received within {settings.body_timeout_s:g} s")
+        payload = Payload(body, request.headers.get("content-encoding"))
+        del body
+        async with runtime.gate.admit():
+            return await runtime.gate.run(work, payload, reservation)
+    except BaseException:
+        reservation.release()
+        raise
+
+
+def reserve_batch(
+    reservation: Reservation,
+    payload: Payload,
+    arrays: Iterable[npt.NDArray[Any] | None],
+    kept_bytes_per_row: int,
+    max_classes: int,
+) -> None:
+    """Admit validating and scoring a decoded batch: resize the reservation to its cost.
+
+    ``arrays`` are the decoded logits, labels and alpha (logits first, labels second): views
+    of the body cost nothing more, arrays of their own count by size.
+
+    Raises:
+        RequestError: 422 for logits of no rows, fewer than 2 or over ``max_classes``
+            classes; 503 / 413 when the work does not fit in the budget now / ever.
+    """
+    logits, labels, *rest = arrays
+    assert logits is not None
+    assert labels is not None
+    n, c = batch_size(logits, max_classes)
+    body = np.frombuffer(payload.data, np.uint8)
+    held = costs.received(len(payload.data)) + sum(
+        array.nbytes
+        for array in (logits, labels, *rest)
+        if array is not None and not np.may_share_memory(array, body)
+    )
+    work = costs.conversion(logits, labels) + costs.scoring(n, c, kept_bytes_per_row)
+    reservation.resize(held + work, f"batch (N={n}, C={c})")

@@ -1,0 +1,96 @@
+"""Responses that keep their memory accounted until it is sent.
+
+A response of at most ``SMALL`` bytes is sent whole and its request's reservation released at
+once (what one connection may buffer is part of the connection headroom). A larger one is
+streamed in chunks of about ``costs.RESPONSE_CHUNK`` bytes, each encoded only when the client
+has taken the one before, and it holds the reservation until its last byte is written or the
+connection is cut (by the client, or by the write timeout of :mod:`service.connections`).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Iterator, Mapping
+from itertools import chain
+
+from starlette.responses import Response, StreamingResponse
+from starlette.types import Receive, Scope, Send
+
+from service import costs
+from service.memory_budget import Reservation
+
+SMALL = 64 * 1024
+
+Piece = bytes | memoryview
+
+
+class StreamedResponse(StreamingResponse):
+    """A streaming response that releases ``reservation`` once it has ended, however it ends."""
+
+    def __init__(
+        self,
+        chunks: Iterator[Piece],
+        reservation: Reservation,
+        media_type: str,
+        headers: Mapping[str, str] | None = None,
+    ) -> None:
+        super().__init__(chunks, media_type=media_type, headers=headers)
+        self._reservation = reservation
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        """Stream the chunks (from worker threads), then release the reservation."""
+        try:
+            await super().__call__(scope, receive, send)
+        finally:
+            self._reservation.release()
+
+
+def respond(
+    pieces: Iterable[Piece],
+    reservation: Reservation,
+    retained: int,
+    media_type: str,
+    headers: Mapping[str, str] | None = None,
+) -> Response:
+    """The response for ``pieces``: whole if small (reservation released), else streamed.
+
+    Call it from the worker thread that encoded the reply: it encodes up to ``SMALL`` bytes
+    to decide. ``retained`` is what the pieces still to come keep alive (their arrays); the
+    reservation shrinks to that plus one chunk while the response streams.
+    """
+    iterator = iter(pieces)
+    head: list[Piece] = []
+    size = 0
+    for piece in iterator:
+        head.append(piece)
+        size += len(piece)
+        if size > SMALL:
+            break
+    else:
+        reservation.release()
+        return Response(b"".join(head), media_type=media_type, headers=headers)
+    reservation.resize(costs.response(retained), "response")
+    return StreamedResponse(
+        _chunked(chain(head, iterator)), reservation, media_type, headers=headers
+    )
+
+
+def _chunked(pieces: Iterator[Piece]) -> Iterator[Piece]:
+    """Pieces gathered into chunks of about ``RESPONSE_CHUNK`` bytes; large ones sliced."""
+    pending: list[Piece] = []
+    size = 0
+    for piece in pieces:
+        if len(piece) >= costs.RESPONSE_CHUNK:
+            if pending:
+                yield b"".join(pending)
+                pending, size = [], 0
+            view = memoryview(piece).cast("B")
+            for start in range(0, len(view), costs.RESPONSE_CHUNK):
+                yield view[start : start + costs.RESPONSE_CHUNK]
+            continue
+        pending.append(piece)
+        size += len(piece)
+        if size >= costs.RESPONSE_CHUNK:
+            yield b"".join(pending)
+            pending, size = [], 0
+    if pending:
+        yield b"".join(pending)
