@@ -6,15 +6,24 @@ import argparse
 import sys
 from collections.abc import Sequence
 from pathlib import Path
+from typing import NoReturn
 
 from export.onnx import MIN_OPSET
 from export.parity import ATOL, RTOL
 from export.pipeline import FORMATS, ArtifactReport, export_all
 
 
+class _Parser(argparse.ArgumentParser):
+    """argparse, with a usage error as one line (``focal export: ...``) and exit status 2."""
+
+    def error(self, message: str) -> NoReturn:
+        """Print ``message`` on one line and exit 2."""
+        self.exit(2, f"{self.prog}: {message}\n")
+
+
 def build_parser() -> argparse.ArgumentParser:
     """Arguments of ``focal export``."""
-    parser = argparse.ArgumentParser(
+    parser = _Parser(
         prog="focal export",
         description="Export the focal-loss evaluation graph (ONNX, TorchScript, torch.export),"
         " check each artifact against eager PyTorch, and write a manifest beside it.",
@@ -33,7 +42,11 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    """Run the export; 0 if every artifact is within tolerance, 1 if not, 2 on bad arguments."""
+    """Run the export: 0 if every artifact is within tolerance, 1 if not, 2 on bad arguments.
+
+    A bad argument (or an ``--out`` that cannot be written) is one line on stderr, and nothing
+    is written.
+    """
     parser = build_parser()
     args = parser.parse_args(argv)
     try:
@@ -47,6 +60,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         )
     except ValueError as error:
         parser.error(str(error))
+    except OSError as error:
+        parser.error(f"--out: cannot write {error.filename!r} ({error.strerror})")
     print(format_table(reports))
     failures = [f"{r.path.name}: {f}" for r in reports for f in r.parity.failures]
     for failure in failures[:20]:

@@ -72,5 +72,5 @@ def write_manifest(
         "parity": parity,
     }
     path = manifest_path(artifact)
-    path.write_text(json.dumps(manifest, indent=2) + "\n")
+    path.write_text(json.dumps(manifest, indent=2, allow_nan=False) + "\n")
     return path

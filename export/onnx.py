@@ -29,6 +29,12 @@ _ONNX_DTYPES: dict[int, str] = {
 }
 
 
+def check_opset(opset: int) -> None:
+    """``opset`` must be at least :data:`MIN_OPSET` (in-graph aggregation needs it)."""
+    if opset < MIN_OPSET:
+        raise ValueError(f"Expected argument `opset` to be >= {MIN_OPSET}, but got {opset}")
+
+
 def export_onnx(
     module: nn.Module,
     args: tuple[torch.Tensor, ...],
@@ -44,8 +50,7 @@ def export_onnx(
         ValueError: ``opset`` is below :data:`MIN_OPSET`.
         onnx.checker.ValidationError: the written model fails the full check.
     """
-    if opset < MIN_OPSET:
-        raise ValueError(f"Expected argument `opset` to be >= {MIN_OPSET}, but got {opset}")
+    check_opset(opset)
     with _quiet_exporter():
         program = torch.onnx.export(
             module.eval(),

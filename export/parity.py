@@ -12,6 +12,7 @@ the last bit), so the bin outputs and the ECE get a slack of the samples within
 from __future__ import annotations
 
 import itertools
+import math
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
@@ -119,17 +120,21 @@ class Parity:
         return not self.failures
 
     def as_dict(self) -> dict[str, object]:
-        """JSON-ready figures for the manifest."""
+        """JSON-ready figures for the manifest (a non-finite error is ``None``; see failures)."""
         return {
             "cases": self.cases,
-            "max_abs_error": self.max_abs_error,
-            "max_rel_error": self.max_rel_error,
+            "max_abs_error": _finite_or_none(self.max_abs_error),
+            "max_rel_error": _finite_or_none(self.max_rel_error),
             "count_mismatches": self.count_mismatches,
             "atol": ATOL,
             "rtol": RTOL,
             "passed": self.passed,
             "failures": list(self.failures),
         }
+
+
+def _finite_or_none(value: float) -> float | None:
+    return value if math.isfinite(value) else None
 
 
 def measure(

@@ -24,11 +24,12 @@ from export._flat import (
     example_evaluation_inputs,
 )
 from export.manifest import write_manifest
-from export.onnx import export_onnx, graph_signature
+from export.onnx import check_opset, export_onnx, graph_signature
 from export.parity import Case, Inputs, Parity, Runner, builtin_cases, measure
 from export.program import evaluation_dynamic_shapes, export_program
 from export.torchscript import export_torchscript
 from focal import MetricsFromStatistics, PerSample, Statistics, compute, merge, update
+from focal._validation import check_gamma, check_num_bins
 
 FORMATS = ("onnx", "torchscript", "pt2")
 SIGMOID_ALPHA = 0.25
@@ -57,11 +58,16 @@ def export_all(
     """Write the evaluation step (every format), the metrics and sigmoid graphs (ONNX).
 
     ``gamma`` and ``ignore_index`` are graph inputs; their values here are the defaults the
-    manifest records for servers. Raises ValueError for an unknown format or a bad opset.
+    manifest records for servers. Raises ValueError for an unknown format, a bad opset, a
+    gamma that is negative or not finite, or fewer than one bin, before writing anything.
     """
     unknown = set(formats) - set(FORMATS)
     if unknown:
         raise ValueError(f"Expected argument `formats` among {FORMATS}, but got {sorted(unknown)}")
+    check_gamma(gamma)
+    check_num_bins(num_bins)
+    if "onnx" in formats:
+        check_opset(opset)
     out_dir.mkdir(parents=True, exist_ok=True)
     sweep = list(cases) if cases is not None else builtin_cases()
     defaults = {"gamma": gamma, "ignore_index": ignore_index, "num_bins": num_bins, "alpha": None}

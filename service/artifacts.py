@@ -11,13 +11,38 @@ import hashlib
 import json
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import onnxruntime
+from pydantic import TypeAdapter, ValidationError
+from typing_extensions import NotRequired, TypedDict
 
 MANIFEST_SUFFIX = ".manifest.json"
 SUPPORTED_FORMAT_VERSION = 1
 _REQUIRED_FIELDS = ("format_version", "kind", "format", "file", "sha256", "inputs", "outputs")
+
+
+class _Tensor(TypedDict):
+    name: str
+    dtype: str
+    shape: list[int | str]
+    group: NotRequired[Literal["per_sample", "statistics", "metrics"]]
+
+
+class _Manifest(TypedDict):
+    """The fields the server reads, with their types (others are kept, unchecked)."""
+
+    format_version: int
+    kind: str
+    format: str
+    file: str
+    sha256: str
+    inputs: list[_Tensor]
+    outputs: list[_Tensor]
+    defaults: NotRequired[dict[str, Any]]
+
+
+_MANIFEST: TypeAdapter[_Manifest] = TypeAdapter(_Manifest)
 
 
 class ArtifactError(Exception):
@@ -146,16 +171,26 @@ def open_session(artifact: Artifact, intra_op_threads: int) -> onnxruntime.Infer
     return session
 
 
+def _not_json(constant: str) -> Any:
+    raise ValueError(f"{constant} is not JSON")
+
+
 def _read_manifest(manifest_file: Path) -> dict[str, Any]:
     try:
-        manifest = json.loads(manifest_file.read_text())
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as error:
+        manifest = json.loads(manifest_file.read_text(), parse_constant=_not_json)
+    except (OSError, UnicodeDecodeError, ValueError) as error:
         raise ArtifactError(f"{manifest_file}: not a readable JSON manifest ({error})") from error
     if not isinstance(manifest, dict):
         raise ArtifactError(f"{manifest_file}: expected a JSON object")
     missing = [field for field in _REQUIRED_FIELDS if field not in manifest]
     if missing:
         raise ArtifactError(f"{manifest_file}: missing fields {missing}")
+    try:
+        _MANIFEST.validate_python(manifest)
+    except ValidationError as error:
+        first = error.errors()[0]
+        where = ".".join(str(part) for part in first["loc"])
+        raise ArtifactError(f"{manifest_file}: {where}: {first['msg']}") from None
     if manifest["format_version"] != SUPPORTED_FORMAT_VERSION:
         raise ArtifactError(
             f"{manifest_file}: format_version {manifest['format_version']!r} is not supported"

@@ -25,7 +25,8 @@ _ZLIB_WBITS = zlib.MAX_WBITS
 _RAW_DEFLATE_WBITS = -zlib.MAX_WBITS
 _IDENTITY = frozenset({"", "identity"})
 _GZIP = frozenset({"gzip", "x-gzip"})
-_CHUNK = 1 << 20
+_CHUNK = 1 << 20  # output bytes inflated at once
+_PIECE = 1 << 16  # input bytes fed at once
 
 Charge = Callable[[int], None]
 
@@ -54,19 +55,27 @@ async def read_body(request: Request, limit: int, charge: Charge) -> bytearray:
     declared = content_length(request.headers.get("content-length"), limit)
     allowed = limit if declared is None else declared
     buffer = bytearray()
-    async with contextlib.aclosing(request.stream()) as stream:
-        async for chunk in stream:
-            if not chunk:
-                continue
-            if len(buffer) + len(chunk) > allowed:
-                received = len(buffer) + len(chunk)
-                if declared is not None:
-                    raise RequestError(400, f"body: longer than its Content-Length ({declared})")
-                raise RequestError(
-                    413, f"body: exceeds the limit of {limit} bytes (stopped after {received})"
-                )
-            charge(len(chunk))
-            buffer += chunk
+    try:
+        async with contextlib.aclosing(request.stream()) as stream:
+            async for chunk in stream:
+                if not chunk:
+                    continue
+                if len(buffer) + len(chunk) > allowed:
+                    received = len(buffer) + len(chunk)
+                    if declared is not None:
+                        raise RequestError(
+                            400, f"body: longer than its Content-Length ({declared})"
+                        )
+                    raise RequestError(
+                        413, f"body: exceeds the limit of {limit} bytes (stopped after {received})"
+                    )
+                charge(len(chunk))
+                buffer += chunk
+    except BaseException:
+        # the exception's traceback keeps this frame alive until the cycle collector runs:
+        # free the partial body now, not then
+        buffer.clear()
+        raise
     if declared is not None and len(buffer) != declared:
         raise RequestError(
             400, f"body: {len(buffer)} bytes, short of its Content-Length ({declared})"
@@ -165,35 +174,51 @@ def _inflate(
 ) -> bytearray:
     """Inflate one complete stream (or several gzip members) into at most ``limit`` bytes.
 
-    Output is produced in chunks of at most ``_CHUNK`` bytes (and never past ``limit + 1``),
-    each charged and appended to one growing buffer, so a bomb is stopped as soon as it passes
-    the limit, holding about ``limit`` bytes, and a legitimate body costs its decoded size
-    (plus the buffer's growth slack), never twice that.
+    The input is fed ``_PIECE`` bytes at a time (zlib copies whatever input it has not yet
+    consumed, so a whole body fed at once would be copied again and again). Output is
+    produced in chunks of at most ``_CHUNK`` bytes (and never past ``limit + 1``), each
+    charged and appended to one growing buffer, so a bomb is stopped as soon as it passes the
+    limit, holding about ``limit`` bytes, and a legitimate body costs its decoded size (plus
+    the buffer's growth slack), never twice that.
     """
     output = bytearray()
-    produced = 0
-    data = body
-    while True:
-        inflater = zlib.decompressobj(wbits)
-        while not inflater.eof:
-            part = _inflate_chunk(inflater, data, name, min(_CHUNK, limit + 1 - produced))
-            if not part and len(inflater.unconsumed_tail) == len(data):
-                raise RequestError(400, f"body: invalid {name} data (truncated stream)")
-            produced += len(part)
-            if produced > limit:
-                raise RequestError(413, f"body: decoded size exceeds the limit of {limit} bytes")
-            charge(len(part))
-            output += part
-            data = inflater.unconsumed_tail
-        data = inflater.unused_data
-        if not data:
-            return output
-        if wbits != _GZIP_WBITS:
-            raise RequestError(400, f"body: invalid {name} data (trailing bytes after the stream)")
+    view = memoryview(body)
+    start = 0
+    try:
+        while True:
+            inflater = zlib.decompressobj(wbits)
+            position = start
+            while not inflater.eof:
+                if inflater.unconsumed_tail:
+                    data: bytes | memoryview = inflater.unconsumed_tail
+                elif position < len(view):
+                    data = view[position : position + _PIECE]
+                    position += len(data)
+                else:
+                    raise RequestError(400, f"body: invalid {name} data (truncated stream)")
+                part = _inflate_chunk(inflater, data, name, min(_CHUNK, limit + 1 - len(output)))
+                if len(output) + len(part) > limit:
+                    raise RequestError(
+                        413, f"body: decoded size exceeds the limit of {limit} bytes"
+                    )
+                charge(len(part))
+                output += part
+            start = position - len(inflater.unused_data)
+            if start == len(view):
+                return output
+            if wbits != _GZIP_WBITS:
+                raise RequestError(
+                    400, f"body: invalid {name} data (trailing bytes after the stream)"
+                )
+    except BaseException:
+        output.clear()  # a traceback may keep this frame alive for a while: free it now
+        raise
+    finally:
+        view.release()
 
 
 def _inflate_chunk(
-    inflater: zlib._Decompress, data: bytes | bytearray, name: str, most: int
+    inflater: zlib._Decompress, data: bytes | memoryview, name: str, most: int
 ) -> bytes:
     """Inflate at most ``most`` bytes of ``data``, mapping zlib errors to 400."""
     try:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import sys
 from collections.abc import Sequence
+from typing import NoReturn
 
 from pydantic import ValidationError
 from pydantic_settings import SettingsError
@@ -50,9 +51,14 @@ def _export(argv: Sequence[str]) -> int:
     return export_main(argv)
 
 
+class _OneLineErrors(argparse.ArgumentParser):
+    def error(self, message: str) -> NoReturn:
+        self.exit(2, f"{self.prog}: {message}\n")
+
+
 def _serve(argv: Sequence[str]) -> int:
     """``focal serve``: 0 after a graceful stop, 1 if start-up fails, 2 for a bad setting."""
-    parser = argparse.ArgumentParser(
+    parser = _OneLineErrors(
         prog="focal serve",
         description="Serve the evaluation graph (POST /score, the v2 protocol, health). Every"
         " setting is also read from FOCAL_<NAME> environment variables; flags win.",

@@ -84,7 +84,7 @@ class _BoundedHttpProtocol(HttpToolsProtocol):
         self._in_headers = False
         self._in_body = False
         self._received = 0  # bytes since the last request ended, outside bodies
-        self._header_bytes = 0  # the request line and header fields, as parsed
+        self._header_bytes = 0  # the request line and header fields, as parsed (CRLFs too)
         self._header_count = 0
         self._refused = False
         self._header_timer: asyncio.TimerHandle | None = None
@@ -150,7 +150,8 @@ class _BoundedHttpProtocol(HttpToolsProtocol):
         """A request's first byte: start counting and timing its headers."""
         super().on_message_begin()
         self._in_headers = True
-        self._header_bytes = self._header_count = 0
+        self._header_bytes = len(" HTTP/1.1\r\n\r\n")  # the request line's end, the blank line
+        self._header_count = 0
         self._header_timer = self.loop.call_later(
             self.limits.header_timeout_s, self._header_timed_out
         )
@@ -175,6 +176,7 @@ class _BoundedHttpProtocol(HttpToolsProtocol):
         """Headers done: refuse too many or too large, else hand the request to the app."""
         self._in_headers = False
         self._cancel_header_timer()
+        self._header_bytes += len(self.parser.get_method()) + 1  # "GET "
         if self._header_count > self.limits.max_headers:
             self._too_large(f"more than {self.limits.max_headers} fields (FOCAL_MAX_HEADERS)")
         elif self._header_bytes > self.limits.max_header_bytes:

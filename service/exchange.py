@@ -68,6 +68,7 @@ async def exchange(request: Request, runtime: Runtime, route: str, work: Work) -
     """
     settings = runtime.settings
     reservation = runtime.reservation(route)
+    payload = Payload(b"", None)
     try:
         declared = content_length(request.headers.get("content-length"), settings.max_body_bytes)
         if declared is not None:
@@ -84,9 +85,28 @@ async def exchange(request: Request, runtime: Runtime, route: str, work: Work) -
         del body
         async with runtime.gate.admit():
             return await runtime.gate.run(work, payload, reservation)
+    except RequestError as error:
+        payload.data = b""
+        reservation.release()
+        raise _without_frames(error) from None
     except BaseException:
+        payload.data = b""
         reservation.release()
         raise
+
+
+def _without_frames(error: RequestError) -> RequestError:
+    """``error`` without its traceback, nor its causes'.
+
+    An expected failure is answered, never logged; its frames would only keep the request's
+    body and arrays alive (a traceback and its frames form a cycle that waits for the garbage
+    collector) while the budget already counts them as free.
+    """
+    cause: BaseException | None = error
+    while cause is not None:
+        cause.__traceback__ = None
+        cause = cause.__cause__ or cause.__context__
+    return error
 
 
 def reserve_batch(

@@ -58,8 +58,8 @@ def iter_dumps(document: Any) -> Iterator[bytes]:
 
 
 def _holds_large_array(value: Any) -> bool:
-    if isinstance(value, np.ndarray):
-        return value.ndim >= 1 and value.size > ARRAY_PIECE
+    if isinstance(value, np.ndarray):  # dumps writes others through tolist(): keep them whole
+        return value.ndim >= 1 and value.size > ARRAY_PIECE and value.flags.c_contiguous
     if isinstance(value, dict):
         return any(_holds_large_array(item) for item in value.values())
     if isinstance(value, list | tuple):

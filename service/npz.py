@@ -116,10 +116,46 @@ def _shorten(reason: object) -> str:
     return text if len(text) <= _REASON_CHARS else text[:_REASON_CHARS] + "..."
 
 
+class _ViewReader(io.RawIOBase):
+    """A read-only, seekable file over a buffer, sharing it.
+
+    ``io.BytesIO`` would copy a ``bytearray`` body (and hold the GIL for the copy).
+    """
+
+    def __init__(self, data: bytes | bytearray) -> None:
+        super().__init__()
+        self._view = memoryview(data)
+        self._position = 0
+
+    def readable(self) -> bool:
+        return True
+
+    def seekable(self) -> bool:
+        return True
+
+    def tell(self) -> int:
+        return self._position
+
+    def seek(self, offset: int, whence: int = io.SEEK_SET) -> int:
+        start = {io.SEEK_SET: 0, io.SEEK_CUR: self._position, io.SEEK_END: len(self._view)}
+        self._position = max(0, start[whence] + offset)
+        return self._position
+
+    def readinto(self, buffer: Any) -> int:
+        chunk = self._view[self._position : self._position + len(buffer)]
+        memoryview(buffer).cast("B")[: len(chunk)] = chunk
+        self._position += len(chunk)
+        return len(chunk)
+
+    def close(self) -> None:
+        self._view.release()
+        super().close()
+
+
 def _open_archive(body: bytes | bytearray) -> zipfile.ZipFile:
     """Open ``body`` as a zip archive without copying it."""
     try:
-        return zipfile.ZipFile(io.BytesIO(body))
+        return zipfile.ZipFile(io.BufferedReader(_ViewReader(body)))
     except _ZIP_ERRORS as error:
         raise _invalid(error) from None
 

@@ -9,7 +9,8 @@ connection is cut (by the client, or by the write timeout of :mod:`service.conne
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Iterator, Mapping
+import contextlib
+from collections.abc import AsyncGenerator, Generator, Iterable, Iterator, Mapping
 from itertools import chain
 
 from starlette.responses import Response, StreamingResponse
@@ -28,19 +29,29 @@ class StreamedResponse(StreamingResponse):
 
     def __init__(
         self,
-        chunks: Iterator[Piece],
+        chunks: Generator[Piece],
         reservation: Reservation,
         media_type: str,
         headers: Mapping[str, str] | None = None,
     ) -> None:
         super().__init__(chunks, media_type=media_type, headers=headers)
+        self._chunks = chunks
         self._reservation = reservation
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        """Stream the chunks (from worker threads), then release the reservation."""
+        """Stream the chunks (from worker threads), then free them and the reservation.
+
+        The generators are closed explicitly: after a cut connection, a cancellation's
+        traceback could otherwise keep them, and the arrays they hold, alive for a while
+        after the reservation says they are gone.
+        """
         try:
             await super().__call__(scope, receive, send)
         finally:
+            with contextlib.suppress(ValueError):  # one still running in its thread
+                self._chunks.close()
+            if isinstance(self.body_iterator, AsyncGenerator):
+                await self.body_iterator.aclose()
             self._reservation.release()
 
 
@@ -74,7 +85,7 @@ def respond(
     )
 
 
-def _chunked(pieces: Iterator[Piece]) -> Iterator[Piece]:
+def _chunked(pieces: Iterator[Piece]) -> Generator[Piece]:
     """Pieces gathered into chunks of about ``RESPONSE_CHUNK`` bytes; large ones sliced."""
     pending: list[Piece] = []
     size = 0

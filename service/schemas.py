@@ -124,6 +124,10 @@ class ScoreResponse(BaseModel):
     shape: list[int] = Field(description="the labels' shape as sent")
     valid: int = Field(description="rows not ignored")
     monitored: bool = Field(description="whether the batch fed the monitor")
+    unmonitored_reason: str | None = Field(
+        description="why a batch meant for the monitor was not fed: too_many_classes"
+        " (over FOCAL_MONITOR_MAX_CLASSES) or class_count (its source monitors another count)"
+    )
     parameters: Parameters
     metrics: Metrics
     per_class: PerClass

@@ -16,6 +16,7 @@ import numpy as np
 import numpy.typing as npt
 
 from service.artifacts import Artifact, ArtifactError, find_artifact, open_session
+from service.errors import RequestError
 from service.settings import Settings
 from service.validation import (
     Batch,
@@ -87,24 +88,28 @@ class Scorer:
         self.metrics_artifact = metrics
         self._evaluation = open_session(evaluation, settings.threads)
         self._metrics = open_session(metrics, settings.threads)
-        manifest_defaults = evaluation.defaults
-        num_bins = int(manifest_defaults["num_bins"])
-        if int(metrics.defaults.get("num_bins", -1)) != num_bins:
+        try:
+            manifest_defaults = evaluation.defaults
+            num_bins = manifest_defaults["num_bins"]
+            gamma = check_gamma(manifest_defaults["gamma"])
+            ignore_index = check_ignore_index(manifest_defaults["ignore_index"])
+        except (KeyError, RequestError) as error:
+            raise ArtifactError(
+                f"{evaluation.path}: its manifest's defaults are not valid ({error})"
+            ) from error
+        if metrics.defaults.get("num_bins") != num_bins:
             raise ArtifactError(
                 f"{metrics.path}: its num_bins {metrics.defaults.get('num_bins')} is not the"
                 f" evaluation graph's {num_bins}: export them together"
             )
         self.defaults = Defaults(
-            gamma=settings.gamma
-            if settings.gamma is not None
-            else float(manifest_defaults["gamma"]),
-            ignore_index=(
-                settings.ignore_index
-                if settings.ignore_index is not None
-                else int(manifest_defaults["ignore_index"])
-            ),
+            gamma=gamma if settings.gamma is None else settings.gamma,
+            ignore_index=ignore_index if settings.ignore_index is None else settings.ignore_index,
             alpha=None if settings.alpha is None else np.asarray(settings.alpha, np.float32),
         )
+        ungrouped = [e["name"] for e in evaluation.manifest["outputs"] if "group" not in e]
+        if ungrouped:
+            raise ArtifactError(f"{evaluation.path}: outputs {ungrouped} have no group")
         self.groups = {e["name"]: e["group"] for e in evaluation.manifest["outputs"]}
         self.statistics_names = [n for n, g in self.groups.items() if g == "statistics"]
         self.per_sample_names = [n for n, g in self.groups.items() if g == "per_sample"]

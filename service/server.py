@@ -19,6 +19,7 @@ from contextlib import contextmanager
 
 import uvicorn
 
+from service.allocator import bound_allocator
 from service.app import create_app
 from service.artifacts import ArtifactError
 from service.connections import ConnectionLimits, bounded_protocol
@@ -77,6 +78,7 @@ def serve(settings: Settings) -> int:
     logging.basicConfig(
         level=settings.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s"
     )
+    bound_allocator()
     try:
         scorer = Scorer.load(settings)
         scorer.warm_up()

@@ -28,7 +28,8 @@ from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict, Settin
 from service.artifacts import default_artifact_dir
 
 ENV_PREFIX = "FOCAL_"
-_KUBERNETES_UNIT = re.compile(r"^\s*([0-9.]+)\s*([KMGTPE]i)\s*$")
+_BYTE_SIZE_TEXT = re.compile(r"^\s*[0-9]+(\.[0-9]+)?\s*([A-Za-z]{1,3})?\s*$")
+_KUBERNETES_UNIT = re.compile(r"^\s*([0-9]+(?:\.[0-9]+)?)\s*([KMGTPE]i)\s*$")
 _BYTE_SIZE: TypeAdapter[ByteSize] = TypeAdapter(ByteSize)
 _SECRET = frozenset({"auth_token"})  # never echoed in an error message
 
@@ -66,6 +67,8 @@ def available_cpus() -> int:
 def _byte_size(value: Any) -> Any:
     """Accept Kubernetes units (``512Mi``) besides pydantic's (``512MiB``, ``300MB``)."""
     if isinstance(value, str):
+        if not _BYTE_SIZE_TEXT.match(value):
+            raise ValueError("expected bytes, or a number and a unit such as 512Mi or 300MB")
         match = _KUBERNETES_UNIT.match(value)
         if match:
             value = f"{match.group(1)}{match.group(2)}B"
@@ -184,6 +187,8 @@ class Settings(BaseSettings):
     def _alpha_non_negative(cls, alpha: list[float] | None) -> list[float] | None:
         if alpha is not None and not all(a >= 0 and a != float("inf") for a in alpha):
             raise ValueError("alpha must hold finite values >= 0")
+        if alpha is not None and len(alpha) < 2:
+            raise ValueError("alpha must hold one value per class, at least 2")
         return alpha
 
     @field_validator("auth_token")

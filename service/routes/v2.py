@@ -52,6 +52,7 @@ ERRORS: dict[int | str, dict[str, Any]] = {
         (503, "not ready, every slot in flight, or the memory budget busy (Retry-After)"),
     ]
 }
+MODEL_ERRORS: dict[int | str, dict[str, Any]] = {status: ERRORS[status] for status in (404, 503)}
 _TENSOR = {
     "type": "object",
     "required": ["name", "shape", "datatype"],
@@ -81,7 +82,19 @@ INFER_BODY: dict[str, Any] = {
                         "inputs": {"type": "array", "items": _TENSOR},
                         "outputs": {"type": "array", "items": {"type": "object"}},
                     },
-                }
+                },
+                "example": {
+                    "inputs": [
+                        {
+                            "name": "logits",
+                            "shape": [2, 3],
+                            "datatype": "FP32",
+                            "data": [2.0, 0.5, -1.0, 0.1, 0.2, 3.0],
+                        },
+                        {"name": "labels", "shape": [2], "datatype": "INT64", "data": [0, 2]},
+                    ],
+                    "outputs": [{"name": "focal_loss"}, {"name": "balanced_accuracy"}],
+                },
             },
             "application/octet-stream": {"schema": {"type": "string", "format": "binary"}},
         },
@@ -101,26 +114,26 @@ async def server_metadata() -> dict[str, Any]:
     }
 
 
-@router.get("/models/{name}", responses=ERRORS)
+@router.get("/models/{name}", responses=MODEL_ERRORS)
 async def model_metadata(name: str, runtime: Runtimes) -> dict[str, Any]:
     """Inputs and outputs of the evaluation graph, as v2 tensor metadata (-1: dynamic)."""
     return _metadata(runtime, name, VERSION)
 
 
-@router.get("/models/{name}/versions/{version}", responses=ERRORS)
+@router.get("/models/{name}/versions/{version}", responses=MODEL_ERRORS)
 async def model_version_metadata(name: str, version: str, runtime: Runtimes) -> dict[str, Any]:
     """:func:`model_metadata` of one version (there is one: ``1``)."""
     return _metadata(runtime, name, version)
 
 
-@router.get("/models/{name}/ready", responses=ERRORS)
+@router.get("/models/{name}/ready", responses=MODEL_ERRORS)
 async def model_ready(name: str, runtime: Runtimes) -> dict[str, Any]:
     """200 when the model is loaded and warmed up."""
     _model(runtime, name, VERSION)
     return {"name": name, "ready": True}
 
 
-@router.get("/models/{name}/versions/{version}/ready", responses=ERRORS)
+@router.get("/models/{name}/versions/{version}/ready", responses=MODEL_ERRORS)
 async def model_version_ready(name: str, version: str, runtime: Runtimes) -> dict[str, Any]:
     """:func:`model_ready` of one version."""
     _model(runtime, name, version)

@@ -8,9 +8,7 @@ completes and the container exits 0. Prints the size the image adds to its base.
 from __future__ import annotations
 
 import json
-import os
 import shutil
-import subprocess
 import threading
 import time
 from collections.abc import Iterator
@@ -25,48 +23,7 @@ import torch
 from bench.servers import free_port
 from focal import compute, update
 from service.artifacts import default_artifact_dir
-from tests.system import require, unavailable
-
-ROOT = Path(__file__).resolve().parents[2]
-BASE = "docker.io/library/python:3.11-slim"
-TAG = "localhost/focal-eval:test"
-
-
-def docker_cli() -> str:
-    """The podman shim (this machine runs no Docker engine): FOCAL_DOCKER, else beside the repo."""
-    for candidate in (os.environ.get("FOCAL_DOCKER"), str(ROOT.parent / "shared/container/docker")):
-        if candidate and Path(candidate).is_file():
-            require("podman", "container", "run ../shared/container/make-base-image")
-            return candidate
-    unavailable(
-        "container", "the docker shim is not found: set FOCAL_DOCKER or put shared/ beside the repo"
-    )
-    raise AssertionError("unreachable")
-
-
-def docker(
-    *args: str, timeout: float = 120, check: bool = True
-) -> subprocess.CompletedProcess[str]:
-    environment = {**os.environ, "BUILDAH_FORMAT": "docker"}  # keep HEALTHCHECK in the image
-    return subprocess.run(
-        [docker_cli(), *args],
-        capture_output=True,
-        text=True,
-        timeout=timeout,
-        check=check,
-        env=environment,
-    )
-
-
-@pytest.fixture(scope="module")
-def image() -> str:
-    if docker("image", "exists", BASE, check=False).returncode != 0:
-        unavailable("container", f"{BASE} is missing: run ../shared/container/make-base-image")
-    docker("build", "-t", TAG, str(ROOT), timeout=900)
-    size = int(docker("image", "inspect", TAG, "--format", "{{.Size}}").stdout)
-    base = int(docker("image", "inspect", BASE, "--format", "{{.Size}}").stdout)
-    print(f"\nimage {TAG}: {size / 1e6:.0f} MB, {(size - base) / 1e6:.0f} MB over {BASE}")
-    return TAG
+from tests.container.podman import docker, wait_ready
 
 
 @pytest.fixture(scope="module")
@@ -81,21 +38,6 @@ def artifacts(tmp_path_factory: pytest.TempPathFactory) -> Path:
     for path in (directory.parent, directory, *directory.iterdir()):
         path.chmod(0o755 if path.is_dir() else 0o644)  # readable by the image's user 10001
     return directory
-
-
-def wait_ready(url: str, cid: str, timeout_s: float = 60) -> None:
-    """Poll readiness (bounded); on time-out, fail with the container's logs."""
-    deadline = time.monotonic() + timeout_s
-    while True:
-        try:
-            if httpx.get(f"{url}/v2/health/ready", timeout=1).status_code == 200:
-                return
-        except httpx.TransportError:
-            pass
-        if time.monotonic() > deadline:
-            logs = docker("logs", cid, check=False)
-            raise AssertionError(f"container not ready:\n{logs.stdout}{logs.stderr}")
-        time.sleep(0.3)
 
 
 @pytest.fixture(scope="module")

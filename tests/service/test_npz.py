@@ -476,3 +476,94 @@ def test_missing_required_arrays_are_422(arrays: dict[str, npt.NDArray[Any]], me
     error = _error(_npz(np.savez, **arrays))
     assert error.status_code == 422
     assert error.message == message
+
+
+# --- headers declaring shapes beyond numpy's range: 400 ---------------------------------------
+
+
+def _header_only_member(shape: tuple[int, ...], descr: str = "<f4") -> bytes:
+    """A .npy member that is only a version 1.0 header declaring ``shape`` (no data)."""
+    buffer = io.BytesIO()
+    npy_format.write_array_header_1_0(
+        buffer, {"descr": descr, "fortran_order": False, "shape": shape}
+    )
+    return buffer.getvalue()
+
+
+BEYOND_NUMPY = [
+    pytest.param((0, 2**70), "<f4", id="0x2**70"),
+    pytest.param((2**64, 0), "<f4", id="2**64x0"),
+    pytest.param((0, 2**62, 8), "<f4", id="0x2**62x8"),
+    pytest.param((0, 2**62, 8), "|u1", id="0x2**62x8-bytes"),
+    pytest.param((0, 2**61), "<f4", id="0x2**61-float32-is-2**63-bytes"),
+    pytest.param((0, 2**63), "|u1", id="0x2**63-bytes"),
+]
+
+
+@pytest.mark.parametrize("method", [zipfile.ZIP_STORED, zipfile.ZIP_DEFLATED])
+@pytest.mark.parametrize(("shape", "descr"), BEYOND_NUMPY)
+def test_empty_shape_beyond_numpys_range_is_400(
+    shape: tuple[int, ...], descr: str, method: int
+) -> None:
+    body = _zip(
+        {"logits.npy": _header_only_member(shape, descr), "labels.npy": _npy(LABELS)}, method
+    )
+    error = _error(body)
+    assert error.status_code == 400
+    assert error.message == (
+        f"logits: not a valid .npy array (shape {shape} is beyond numpy's range)"
+    )
+
+
+@pytest.mark.parametrize(
+    ("shape", "descr", "message"),
+    [
+        pytest.param(
+            (0, 2**70),
+            "<f4",
+            "logits: not a valid .npy array (shape (0, 1180591620717411303424) is beyond"
+            " numpy's range)",
+            id="0x2**70",
+        ),
+        pytest.param(
+            (2**64, 0),
+            "<f4",
+            "logits: not a valid .npy array (shape (18446744073709551616, 0) is beyond"
+            " numpy's range)",
+            id="2**64x0",
+        ),
+        pytest.param(
+            (0, 2**62, 8),
+            "<f4",
+            "logits: not a valid .npy array (shape (0, 4611686018427387904, 8) is beyond"
+            " numpy's range)",
+            id="0x2**62x8",
+        ),
+    ],
+)
+def test_beyond_range_message_spells_the_shape_out(
+    shape: tuple[int, ...], descr: str, message: str
+) -> None:
+    body = _zip({"logits.npy": _header_only_member(shape, descr), "labels.npy": _npy(LABELS)})
+    assert _error(body).message == message
+
+
+@pytest.mark.parametrize("method", [zipfile.ZIP_STORED, zipfile.ZIP_DEFLATED])
+@pytest.mark.parametrize(
+    ("shape", "descr"),
+    [
+        pytest.param((0, 2**61 - 1), "<f4", id="float32-just-inside"),
+        pytest.param((0, 2**63 - 1), "|u1", id="bytes-just-inside"),
+        pytest.param((2**40, 0, 3), "<f8", id="zero-in-the-middle"),
+    ],
+)
+def test_empty_shape_within_numpys_range_loads(
+    shape: tuple[int, ...], descr: str, method: int
+) -> None:
+    body = _zip(
+        {"logits.npy": _header_only_member(shape, descr), "labels.npy": _npy(LABELS)}, method
+    )
+    logits = _load(body)["logits"]
+    assert logits.shape == shape
+    assert logits.dtype == np.dtype(descr)
+    assert logits.size == 0

@@ -3,11 +3,14 @@
 from __future__ import annotations
 
 import copy
+import io
+import re
 from collections.abc import Iterator
 from typing import Any
 
 import jsonschema  # type: ignore[import-untyped]
 import numpy as np
+import orjson
 import pytest
 from fastapi import FastAPI
 from fastapi.testclient import TestClient
@@ -17,6 +20,7 @@ from hypothesis_jsonschema import from_schema
 from openapi_spec_validator import validate
 
 from service.app import create_app
+from service.score_codec import QUERY_FIELDS
 from service.settings import Settings
 from tests.service.reference import (
     DEFAULT_GAMMA,
@@ -200,3 +204,123 @@ def test_requests_generated_from_the_schema_never_get_a_5xx(
         per_sample=data.get("per_sample", True),
         loose_bins=near_bin_edge(want, labels, ignore_index),
     )
+
+
+# --- every operation, as the document states it ---------------------------------------------
+
+PATH_VALUES = {"name": "focal-eval", "version": "1"}
+QUERY_VALUES = {"boolean": "false", "number": "1.5", "integer": "-100", "string": "canary"}
+
+
+def operations(document: dict[str, Any]) -> list[tuple[str, str, dict[str, Any]]]:
+    return [
+        (path, method, operation)
+        for path, item in document["paths"].items()
+        for method, operation in item.items()
+    ]
+
+
+def binary_body(path: str, content_type: str) -> tuple[bytes, dict[str, str]]:
+    """A valid body for a binary content type the document states."""
+    logits, labels = batch(4, 3, seed=5)
+    if content_type == "application/x-npz":
+        buffer = io.BytesIO()
+        np.savez(buffer, logits=logits, labels=labels)
+        return buffer.getvalue(), {}
+    assert content_type == "application/octet-stream"
+    assert path.endswith("/infer")
+    header = orjson.dumps(
+        {
+            "inputs": [
+                {"name": "logits", "shape": [4, 3], "datatype": "FP32",
+                 "parameters": {"binary_data_size": logits.nbytes}},
+                {"name": "labels", "shape": [4], "datatype": "INT64",
+                 "parameters": {"binary_data_size": labels.astype(np.int64).nbytes}},
+            ]
+        }
+    )  # fmt: skip
+    body = header + logits.tobytes() + labels.astype(np.int64).tobytes()
+    return body, {"Inference-Header-Content-Length": str(len(header))}
+
+
+def requests_for(path: str, operation: dict[str, Any]) -> list[dict[str, Any]]:
+    """One request per stated content type, built from the document alone (binary: by hand)."""
+    url = path.format(**PATH_VALUES)
+    content = operation.get("requestBody", {}).get("content", {})
+    if not content:
+        return [{"url": url}]
+    built: list[dict[str, Any]] = []
+    for content_type, media in content.items():
+        headers: dict[str, str] = {"content-type": content_type}
+        if content_type == "application/json":
+            example = media.get("example") or media["schema"]["examples"][0]
+            built.append({"url": url, "content": orjson.dumps(example), "headers": headers})
+        else:
+            body, extra = binary_body(path, content_type)
+            built.append({"url": url, "content": body, "headers": {**headers, **extra}})
+    return built
+
+
+def test_every_operation_answers_a_request_built_from_its_description(
+    scoring: TestClient,
+) -> None:
+    document = openapi(scoring)
+    for path, method, operation in operations(document):
+        stated = set(operation["responses"])
+        for request in requests_for(path, operation):
+            response = scoring.request(method.upper(), **request)
+            where = f"{method.upper()} {path} {request.get('headers', {}).get('content-type')}"
+            assert str(response.status_code) in stated, (where, response.status_code)
+            assert response.status_code == 200, (where, response.text[:300])
+            schema = operation["responses"]["200"].get("content", {}).get("application/json")
+            if schema and "$ref" in schema.get("schema", {}):
+                check(resolved(document, schema["schema"]), response.json())
+
+
+def test_path_parameters_are_exactly_each_templates_and_nothing_is_phantom(
+    scoring: TestClient,
+) -> None:
+    for path, method, operation in operations(openapi(scoring)):
+        placeholders = set(re.findall(r"{(\w+)}", path))
+        parameters = operation.get("parameters", [])
+        in_path = {p["name"] for p in parameters if p["in"] == "path"}
+        assert in_path == placeholders, (method, path)
+        in_query = {p["name"] for p in parameters if p["in"] == "query"}
+        expected = {"/score": set(QUERY_FIELDS), "/reset": {"source"}}.get(path, set())
+        assert in_query == expected, (method, path, in_query)
+
+
+@pytest.mark.parametrize(
+    ("query", "expect"),
+    [
+        pytest.param({"per_sample": "false"}, lambda got: "per_sample" not in got, id="per_sample"),
+        pytest.param({"gamma": "1.5"}, lambda got: got["parameters"]["gamma"] == 1.5, id="gamma"),
+        pytest.param({"ignore_index": "1"}, lambda got: got["parameters"]["ignore_index"] == 1,
+                     id="ignore_index"),
+        pytest.param({"monitor": "false"}, lambda got: got["monitored"] is False, id="monitor"),
+        pytest.param({"source": "canary"}, lambda got: got["monitored"] is True, id="source"),
+    ],
+)  # fmt: skip
+def test_every_stated_query_parameter_of_score_is_honoured(
+    scoring: TestClient, query: dict[str, str], expect: Any
+) -> None:
+    stated = {p["name"] for p in operation(openapi(scoring))["parameters"]}
+    assert set(query) <= stated
+    body, _ = binary_body("/score", "application/x-npz")
+    response = scoring.post(
+        "/score", content=body, params=query, headers={"content-type": "application/x-npz"}
+    )
+    assert response.status_code == 200, response.text
+    assert expect(response.json())
+
+
+def test_a_query_parameter_the_document_does_not_state_is_422(scoring: TestClient) -> None:
+    body, _ = binary_body("/score", "application/x-npz")
+    response = scoring.post(
+        "/score",
+        content=body,
+        params={"weights": "1"},
+        headers={"content-type": "application/x-npz"},
+    )
+    assert response.status_code == 422
+    assert response.json()["error"].startswith("weights: unknown query parameter (accepted:")

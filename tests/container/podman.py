@@ -1,0 +1,74 @@
+"""Running the real Dockerfile with the podman shim in ../shared/container (no Docker engine).
+
+``docker(...)`` runs the shim; the ``image`` fixture (tests/container/conftest.py) builds the
+image once per session. Tests skip where podman or the base image is missing, and fail instead
+where CI requires them (``tests.system``).
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import time
+from pathlib import Path
+
+import httpx
+
+from tests.system import require, unavailable
+
+ROOT = Path(__file__).resolve().parents[2]
+BASE = "docker.io/library/python:3.11-slim"
+TAG = "localhost/focal-eval:test"
+
+
+def docker_cli() -> str:
+    """The podman shim (this machine runs no Docker engine): FOCAL_DOCKER, else beside the repo."""
+    for candidate in (os.environ.get("FOCAL_DOCKER"), str(ROOT.parent / "shared/container/docker")):
+        if candidate and Path(candidate).is_file():
+            require("podman", "container", "run ../shared/container/make-base-image")
+            return candidate
+    unavailable(
+        "container", "the docker shim is not found: set FOCAL_DOCKER or put shared/ beside the repo"
+    )
+    raise AssertionError("unreachable")
+
+
+def docker(
+    *args: str, timeout: float = 120, check: bool = True
+) -> subprocess.CompletedProcess[str]:
+    """Run ``docker ARGS`` through the shim and return its output."""
+    environment = {**os.environ, "BUILDAH_FORMAT": "docker"}  # keep HEALTHCHECK in the image
+    return subprocess.run(
+        [docker_cli(), *args],
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        check=check,
+        env=environment,
+    )
+
+
+def build_image() -> str:
+    """Build the repository's Dockerfile as ``TAG``; print what it adds to its base."""
+    if docker("image", "exists", BASE, check=False).returncode != 0:
+        unavailable("container", f"{BASE} is missing: run ../shared/container/make-base-image")
+    docker("build", "-t", TAG, str(ROOT), timeout=900)
+    size = int(docker("image", "inspect", TAG, "--format", "{{.Size}}").stdout)
+    base = int(docker("image", "inspect", BASE, "--format", "{{.Size}}").stdout)
+    print(f"\nimage {TAG}: {size / 1e6:.0f} MB, {(size - base) / 1e6:.0f} MB over {BASE}")
+    return TAG
+
+
+def wait_ready(url: str, cid: str, timeout_s: float = 60) -> None:
+    """Poll readiness (bounded); on time-out, fail with the container's logs."""
+    deadline = time.monotonic() + timeout_s
+    while True:
+        try:
+            if httpx.get(f"{url}/v2/health/ready", timeout=1).status_code == 200:
+                return
+        except httpx.TransportError:
+            pass
+        if time.monotonic() > deadline:
+            logs = docker("logs", cid, check=False)
+            raise AssertionError(f"container not ready:\n{logs.stdout}{logs.stderr}")
+        time.sleep(0.3)

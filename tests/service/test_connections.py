@@ -1,0 +1,651 @@
+"""Bounded connections on a real ``focal serve``: header limits, timeouts, the cap, slow readers.
+
+Every test talks to a server subprocess on 127.0.0.1 over raw sockets (byte-level control of
+what arrives when) or httpx (ordinary requests), and reads the server's own account of what
+happened from ``/metrics`` and its log. Timeouts are set to about a second through the
+environment so that the file stays fast; assertions on time only bound it generously.
+"""
+
+from __future__ import annotations
+
+import io
+import os
+import resource
+import select
+import socket
+import struct
+import subprocess
+import time
+from collections.abc import Callable, Iterator, Mapping
+from contextlib import ExitStack, contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+
+import httpx
+import numpy as np
+import orjson
+import pytest
+from prometheus_client.parser import text_string_to_metric_families
+
+from bench.servers import HOST, REPO, focal_spec
+
+SOCKET_TIMEOUT_S = 10.0  # no socket operation in this file may block longer
+READY_TIMEOUT_S = 60.0
+STOP_TIMEOUT_S = 15.0
+GAMMA = 2.0
+
+MAX_HEADER_BYTES = 8192
+MAX_HEADERS = 20
+HEADER_TIMEOUT_S = 1.0
+IDLE_TIMEOUT_S = 1.0
+BODY_TIMEOUT_S = 4.0
+MAX_IN_FLIGHT = 2
+MAX_CONNECTIONS = 8
+
+TOO_LARGE = f"headers: over {MAX_HEADER_BYTES} bytes (FOCAL_MAX_HEADER_BYTES)"
+TOO_MANY = f"headers: more than {MAX_HEADERS} fields (FOCAL_MAX_HEADERS)"
+HEADERS_LATE = "headers: not received within 1 s (FOCAL_HEADER_TIMEOUT_S)"
+BODY_LATE = "body: not received within 4 s"
+ALL_BUSY = f"server: {MAX_CONNECTIONS} connections are busy (FOCAL_MAX_CONNECTIONS); retry shortly"
+
+Samples = dict[tuple[str, frozenset[tuple[str, str]]], float]
+
+
+# --- a server whose output (and open-files limit) the tests control ---------------------------
+@dataclass(frozen=True)
+class Running:
+    """A ``focal serve`` subprocess and the file its output goes to."""
+
+    url: str
+    port: int
+    process: subprocess.Popen[bytes]
+    log_path: Path
+
+    def log(self) -> str:
+        """Everything the server has written so far (stdout and stderr)."""
+        return self.log_path.read_text(errors="replace")
+
+
+@contextmanager
+def running(
+    env: Mapping[str, str], log_path: Path, open_files: int | None = None
+) -> Iterator[Running]:
+    """``focal serve`` as bench.servers starts it, its output in ``log_path`` (append mode).
+
+    ``open_files``: the child's soft RLIMIT_NOFILE, set before it execs.
+    """
+    spec = focal_spec({"FOCAL_THREADS": "1", **env})
+
+    def limit_open_files() -> None:
+        if open_files is not None:
+            _, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+            resource.setrlimit(resource.RLIMIT_NOFILE, (open_files, hard))
+
+    with open(log_path, "ab") as output:  # O_APPEND: reading the file never moves the writer
+        process = subprocess.Popen(
+            spec.command,
+            cwd=REPO,
+            env={**os.environ, **spec.env},
+            stdin=subprocess.DEVNULL,
+            stdout=output,
+            stderr=subprocess.STDOUT,
+            preexec_fn=limit_open_files if open_files is not None else None,
+        )
+        server = Running(spec.url, spec.port, process, log_path)
+        try:
+            _wait_ready(server, spec.ready_path)
+            yield server
+        finally:
+            if process.poll() is None:
+                process.terminate()
+                try:
+                    process.wait(timeout=STOP_TIMEOUT_S)
+                except subprocess.TimeoutExpired:
+                    process.kill()
+                    process.wait()
+
+
+def _wait_ready(server: Running, ready_path: str) -> None:
+    deadline = time.monotonic() + READY_TIMEOUT_S
+    while True:
+        if server.process.poll() is not None:
+            raise RuntimeError(f"server exited with {server.process.returncode}:\n{server.log()}")
+        try:
+            if httpx.get(server.url + ready_path, timeout=1.0).status_code == 200:
+                return
+        except httpx.TransportError:
+            pass
+        if time.monotonic() > deadline:
+            raise RuntimeError(f"server not ready within {READY_TIMEOUT_S:g} s:\n{server.log()}")
+        time.sleep(0.05)
+
+
+BOUNDED_ENV = {
+    "FOCAL_MAX_HEADER_BYTES": str(MAX_HEADER_BYTES),
+    "FOCAL_MAX_HEADERS": str(MAX_HEADERS),
+    "FOCAL_HEADER_TIMEOUT_S": str(HEADER_TIMEOUT_S),
+    "FOCAL_IDLE_TIMEOUT_S": str(IDLE_TIMEOUT_S),
+    "FOCAL_BODY_TIMEOUT_S": str(BODY_TIMEOUT_S),
+    "FOCAL_MAX_IN_FLIGHT": str(MAX_IN_FLIGHT),
+    "FOCAL_LOG_LEVEL": "info",
+}
+CAPPED_ENV = {
+    "FOCAL_MAX_CONNECTIONS": str(MAX_CONNECTIONS),
+    "FOCAL_IDLE_TIMEOUT_S": "30",  # idle connections stay until evicted
+    "FOCAL_HEADER_TIMEOUT_S": "30",
+    "FOCAL_BODY_TIMEOUT_S": "30",  # busy uploads stay busy
+}
+
+
+@pytest.fixture(scope="module")
+def bounded(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Running]:
+    """Small header limits, 1 s header and idle timeouts, 4 s body timeout, 2 scoring slots."""
+    with running(BOUNDED_ENV, tmp_path_factory.mktemp("bounded") / "server.log") as server:
+        yield server
+
+
+@pytest.fixture
+def capped(tmp_path: Path) -> Iterator[Running]:
+    """A fresh server capped at 8 connections (fresh: the cap tests count every connection)."""
+    with running(CAPPED_ENV, tmp_path / "server.log") as server:
+        yield server
+
+
+# --- raw HTTP ----------------------------------------------------------------------------------
+@dataclass(frozen=True)
+class Reply:
+    """A response read off a raw socket (Content-Length framed)."""
+
+    status: int
+    headers: dict[str, str]
+    body: bytes
+
+    @property
+    def error(self) -> str:
+        """The ``{"error": ...}`` message of a JSON error body, else the body as text."""
+        try:
+            document = orjson.loads(self.body)
+        except orjson.JSONDecodeError:
+            document = None
+        if isinstance(document, dict) and isinstance(document.get("error"), str):
+            return str(document["error"])
+        return self.body.decode(errors="replace")
+
+
+def connect(server: Running, receive_buffer: int | None = None) -> socket.socket:
+    """A TCP connection to ``server``; every operation on it times out."""
+    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    if receive_buffer is not None:  # before connect, so the advertised window stays small
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, receive_buffer)
+    sock.settimeout(SOCKET_TIMEOUT_S)
+    sock.connect((HOST, server.port))
+    return sock
+
+
+def receive_reply(sock: socket.socket) -> Reply:
+    """Read one response: status line, headers, then Content-Length bytes of body."""
+    data = b""
+    while b"\r\n\r\n" not in data:
+        chunk = sock.recv(65536)
+        assert chunk, f"connection closed before a complete response head: {data!r}"
+        data += chunk
+    head, _, body = data.partition(b"\r\n\r\n")
+    status_line, *lines = head.decode("latin-1").split("\r\n")
+    headers: dict[str, str] = {}
+    for line in lines:
+        name, _, value = line.partition(":")
+        headers[name.strip().lower()] = value.strip()
+    length = int(headers["content-length"])
+    while len(body) < length:
+        chunk = sock.recv(65536)
+        assert chunk, f"connection closed {length - len(body)} bytes short of the body"
+        body += chunk
+    return Reply(int(status_line.split()[1]), headers, body[:length])
+
+
+def seconds_until_closed(sock: socket.socket, within: float = SOCKET_TIMEOUT_S) -> float:
+    """Read (and drop) until the server closes; the seconds that took. Fails after ``within``."""
+    start = time.monotonic()
+    sock.settimeout(within)
+    try:
+        while sock.recv(65536):
+            pass
+    except ConnectionResetError:
+        pass
+    except TimeoutError:
+        raise AssertionError(f"the server kept the connection open for {within:g} s") from None
+    return time.monotonic() - start
+
+
+def is_open(sock: socket.socket) -> bool:
+    """Whether the server has neither closed nor written to ``sock`` (nothing readable)."""
+    readable, _, _ = select.select([sock], [], [], 0)
+    return not readable
+
+
+def readable_within(sock: socket.socket, seconds: float) -> bool:
+    readable, _, _ = select.select([sock], [], [], seconds)
+    return bool(readable)
+
+
+def request_head(fields: list[tuple[str, str]], target: str = "/healthz") -> bytes:
+    lines = [f"GET {target} HTTP/1.1", *(f"{name}: {value}" for name, value in fields)]
+    return ("\r\n".join(lines) + "\r\n\r\n").encode()
+
+
+def head_of(size: int, count: int) -> bytes:
+    """A GET /healthz head of exactly ``size`` bytes (request line to the blank line) and
+    ``count`` header fields: Host, fillers, and a padding field that makes up the size."""
+    fields = [("Host", HOST)] + [(f"X-F{k}", "v") for k in range(count - 2)]
+    unpadded = request_head([*fields, ("X-Pad", "")])
+    assert len(unpadded) <= size
+    return request_head([*fields, ("X-Pad", "p" * (size - len(unpadded)))])
+
+
+def upload_head(path: str, length: int, content_type: str = "application/json") -> bytes:
+    return (
+        f"POST {path} HTTP/1.1\r\nHost: {HOST}\r\nContent-Type: {content_type}\r\n"
+        f"Content-Length: {length}\r\n\r\n"
+    ).encode()
+
+
+# --- scoring and metrics -----------------------------------------------------------------------
+def score_batch(n: int = 50, c: int = 3, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
+    rng = np.random.default_rng(seed)
+    return (rng.standard_normal((n, c)) * 2).astype(np.float32), rng.integers(0, c, n)
+
+
+def score_body(logits: np.ndarray, labels: np.ndarray) -> bytes:
+    document = {"logits": logits, "labels": labels, "gamma": GAMMA}
+    return orjson.dumps(document, option=orjson.OPT_SERIALIZE_NUMPY)
+
+
+def mean_focal_loss(logits: np.ndarray, labels: np.ndarray, gamma: float = GAMMA) -> float:
+    """Float64 hand formula: mean of -(1 - p_t)^gamma log p_t."""
+    z = logits.astype(np.float64)
+    log_p = z - z.max(axis=1, keepdims=True)
+    log_p -= np.log(np.exp(log_p).sum(axis=1, keepdims=True))
+    log_pt = log_p[np.arange(len(labels)), labels]
+    return float(np.mean(-((1 - np.exp(log_pt)) ** gamma) * log_pt))
+
+
+def assert_scores(server: Running, seed: int = 0) -> None:
+    """A normal /score request is answered 200 with the right loss."""
+    logits, labels = score_batch(seed=seed)
+    response = httpx.post(
+        f"{server.url}/score",
+        content=score_body(logits, labels),
+        headers={"content-type": "application/json"},
+        timeout=SOCKET_TIMEOUT_S,
+    )
+    assert response.status_code == 200, response.text
+    document = response.json()
+    assert document["n"] == len(labels)
+    assert document["metrics"]["mean_focal_loss"] == pytest.approx(
+        mean_focal_loss(logits, labels), rel=1e-4
+    )
+
+
+def parse_samples(text: str) -> Samples:
+    return {
+        (sample.name, frozenset(sample.labels.items())): sample.value
+        for family in text_string_to_metric_families(text)
+        for sample in family.samples
+    }
+
+
+def scrape(server: Running) -> Samples:
+    response = httpx.get(f"{server.url}/metrics", timeout=SOCKET_TIMEOUT_S)
+    assert response.status_code == 200
+    return parse_samples(response.text)
+
+
+def value(samples: Samples, name: str, **labels: str) -> float:
+    """A sample's value; 0 for a labelled series not created yet."""
+    return samples.get((name, frozenset(labels.items())), 0.0)
+
+
+def closed(samples: Samples, reason: str) -> float:
+    return value(samples, "focal_eval_connections_closed_total", reason=reason)
+
+
+def in_flight(samples: Samples) -> float:
+    return value(samples, "focal_eval_requests_in_flight")
+
+
+def reserved(samples: Samples) -> float:
+    return value(samples, "focal_eval_memory_reserved_bytes")
+
+
+def scrape_until(server: Running, done: Callable[[Samples], bool], within: float = 20.0) -> Samples:
+    """Scrape until ``done(samples)`` or ``within`` seconds; the last samples either way."""
+    deadline = time.monotonic() + within
+    while True:
+        samples = scrape(server)
+        if done(samples) or time.monotonic() > deadline:
+            return samples
+        time.sleep(0.05)
+
+
+# --- 1. header size and count ------------------------------------------------------------------
+LONG_TARGET = "/healthz?q=" + "q" * MAX_HEADER_BYTES
+
+
+@pytest.mark.parametrize(
+    ("head", "status", "message"),
+    [
+        pytest.param(head_of(MAX_HEADER_BYTES, MAX_HEADERS), 200, None, id="at-both-limits"),
+        pytest.param(head_of(MAX_HEADER_BYTES - 100, MAX_HEADERS), 200, None, id="just-under"),
+        pytest.param(head_of(2000, MAX_HEADERS + 1), 431, TOO_MANY, id="one-field-too-many"),
+        pytest.param(head_of(MAX_HEADER_BYTES + 200, 4), 431, TOO_LARGE, id="200-bytes-over"),
+        pytest.param(head_of(40_000, 3), 431, TOO_LARGE, id="one-40-KB-header"),
+        pytest.param(request_head([("Host", HOST)], LONG_TARGET), 431, TOO_LARGE, id="long-url"),
+    ],
+)
+def test_headers_within_the_limits_get_200_and_over_either_limit_get_431(
+    bounded: Running, head: bytes, status: int, message: str | None
+) -> None:
+    before = scrape(bounded)
+    with connect(bounded) as sock:
+        sock.sendall(head)  # one write
+        reply = receive_reply(sock)
+        assert reply.status == status, reply.body
+        if message is None:
+            assert orjson.loads(reply.body)["status"] == "ok"
+        else:
+            assert reply.error == message
+            assert reply.headers["content-type"] == "application/json"
+            assert reply.headers["connection"] == "close"
+            seconds_until_closed(sock)
+    refused = closed(scrape(bounded), "header_too_large") - closed(before, "header_too_large")
+    assert refused == (1 if status == 431 else 0)
+
+
+def test_a_header_that_grows_in_small_pieces_gets_431_before_it_ends(bounded: Running) -> None:
+    before = scrape(bounded)
+    with connect(bounded) as sock:
+        sock.sendall(f"GET /healthz HTTP/1.1\r\nHost: {HOST}\r\nX-Grow: ".encode())
+        sent = 0
+        while sent < 4 * MAX_HEADER_BYTES and not readable_within(sock, 0.005):
+            sock.sendall(b"g" * 512)  # the header never ends: only its size can refuse it
+            sent += 512
+        reply = receive_reply(sock)  # (unbounded, it would be the header timeout's 408)
+        assert (reply.status, reply.error) == (431, TOO_LARGE)
+        seconds_until_closed(sock)
+    assert closed(scrape(bounded), "header_too_large") == closed(before, "header_too_large") + 1
+
+
+# 8209 bytes from "GET" to the blank line: over 8192 by any count that includes the request
+# line (the parsed count, URL and fields only, makes it exactly 8192).
+OVER_BY_ITS_REQUEST_LINE = head_of(MAX_HEADER_BYTES + 17, 3)
+
+
+@pytest.mark.parametrize(
+    "split_at",
+    [
+        pytest.param(None, id="one-write"),
+        pytest.param(MAX_HEADER_BYTES + 1, id="split-just-past-the-limit"),
+        pytest.param(1000, id="split-early"),
+    ],
+)
+def test_a_heads_verdict_does_not_depend_on_how_it_is_split(
+    bounded: Running, split_at: int | None
+) -> None:
+    """The same head over the limit gets 431 however it is split into writes (TCP segments)."""
+    head = OVER_BY_ITS_REQUEST_LINE
+    with connect(bounded) as sock:
+        if split_at is None:
+            sock.sendall(head)
+        else:
+            sock.sendall(head[:split_at])
+            time.sleep(0.1)  # let the server take the first piece on its own
+            if not readable_within(sock, 0):
+                sock.sendall(head[split_at:])
+        reply = receive_reply(sock)
+    assert (reply.status, reply.error) == (431, TOO_LARGE)
+
+
+# --- 2. header and idle timeouts ---------------------------------------------------------------
+@pytest.mark.parametrize(
+    "dribble",
+    [
+        pytest.param(False, id="stalled-mid-header"),
+        pytest.param(True, id="one-byte-every-100-ms"),
+    ],
+)
+def test_headers_not_complete_within_the_header_timeout_get_408_and_are_closed(
+    bounded: Running, dribble: bool
+) -> None:
+    before = scrape(bounded)
+    with connect(bounded) as sock:
+        start = time.monotonic()
+        sock.sendall(f"GET /healthz HTTP/1.1\r\nHost: {HOST}\r\nX-Slow: ".encode())
+        if dribble:  # activity does not extend the deadline: it runs from the first byte
+            while not readable_within(sock, 0.1) and time.monotonic() - start < 5:
+                sock.sendall(b"s")
+        reply = receive_reply(sock)
+        elapsed = time.monotonic() - start
+        assert (reply.status, reply.error) == (408, HEADERS_LATE)
+        assert reply.headers["connection"] == "close"
+        assert 0.5 * HEADER_TIMEOUT_S <= elapsed < 5.0
+        seconds_until_closed(sock)
+    assert closed(scrape(bounded), "header_timeout") == closed(before, "header_timeout") + 1
+
+
+def test_a_connection_that_never_sends_a_byte_is_closed_after_the_idle_timeout(
+    bounded: Running,
+) -> None:
+    before = scrape(bounded)
+    with connect(bounded) as sock:
+        elapsed = seconds_until_closed(sock)
+    assert 0.5 * IDLE_TIMEOUT_S <= elapsed < 5.0
+    assert closed(scrape(bounded), "idle") == closed(before, "idle") + 1
+
+
+def test_a_keep_alive_connection_is_closed_after_the_idle_timeout_following_a_response(
+    bounded: Running,
+) -> None:
+    before = scrape(bounded)
+    with connect(bounded) as sock:
+        sock.sendall(request_head([("Host", HOST)]))
+        reply = receive_reply(sock)
+        assert reply.status == 200
+        assert "connection" not in reply.headers  # kept alive, for now
+        elapsed = seconds_until_closed(sock)
+    assert 0.5 * IDLE_TIMEOUT_S <= elapsed < 5.0
+    assert closed(scrape(bounded), "idle") == closed(before, "idle") + 1
+
+
+# --- 3. the connection cap ---------------------------------------------------------------------
+def test_idle_connections_past_the_cap_evict_the_oldest_and_health_still_answers(
+    capped: Running,
+) -> None:
+    with ExitStack() as stack:
+
+        def opened() -> socket.socket:
+            sock = stack.enter_context(connect(capped))
+            time.sleep(0.02)  # distinct opening times: "oldest" is well defined
+            return sock
+
+        def get(sock: socket.socket, path: str) -> Reply:
+            sock.sendall(request_head([("Host", HOST)], path))
+            return receive_reply(sock)
+
+        first = opened()
+        before = parse_samples(get(first, "/metrics").body.decode())
+        idle = [opened() for _ in range(20)]
+        health = opened()
+        reply = get(health, "/healthz")
+        assert reply.status == 200
+        assert orjson.loads(reply.body)["status"] == "ok"
+        last = opened()
+        after = parse_samples(get(last, "/metrics").body.decode())
+        # 23 connections opened in order, 8 allowed: each from the 9th on evicts the oldest
+        # idle one, so the first 15 go (first, idle[0..13]) and the newest 8 stay.
+        evicted = [first, *idle[:14]]
+        for sock in evicted:
+            seconds_until_closed(sock, within=5.0)
+        assert all(is_open(sock) for sock in [*idle[14:], health])
+        assert closed(after, "evicted") - closed(before, "evicted") == len(evicted)
+        assert closed(after, "connection_cap") == closed(before, "connection_cap") == 0
+    response = httpx.get(f"{capped.url}/healthz", timeout=SOCKET_TIMEOUT_S)
+    assert response.status_code == 200
+
+
+def test_a_connection_past_the_cap_is_refused_503_when_every_connection_is_busy(
+    capped: Running,
+) -> None:
+    logits, labels = score_batch()
+    body = score_body(logits, labels)
+    with ExitStack() as stack:
+        uploads = [stack.enter_context(connect(capped)) for _ in range(MAX_CONNECTIONS)]
+        for sock in uploads:
+            sock.sendall(upload_head("/score", len(body)) + body[:10])
+        time.sleep(1.0)  # every upload is past its headers: busy, not idle
+        with connect(capped) as refused:  # sends nothing: refused on arrival
+            reply = receive_reply(refused)
+            assert (reply.status, reply.error) == (503, ALL_BUSY)
+            assert reply.headers["retry-after"] == "1"
+            assert reply.headers["connection"] == "close"
+            assert reply.headers["content-type"] == "application/json"
+            seconds_until_closed(refused)
+        for sock in uploads:  # busy connections were left alone: each upload completes
+            sock.sendall(body[10:])
+            reply = receive_reply(sock)
+            assert reply.status == 200, reply.body
+            assert orjson.loads(reply.body)["metrics"]["mean_focal_loss"] == pytest.approx(
+                mean_focal_loss(logits, labels), rel=1e-4
+            )
+    assert closed(scrape(capped), "connection_cap") == 1
+
+
+def test_a_low_open_files_limit_lowers_the_cap_so_200_idle_sockets_leave_health_answering(
+    tmp_path: Path,
+) -> None:
+    env = {"FOCAL_MAX_CONNECTIONS": "1000", "FOCAL_IDLE_TIMEOUT_S": "30"}
+    with running(env, tmp_path / "server.log", open_files=128) as server, ExitStack() as stack:
+        assert (
+            "FOCAL_MAX_CONNECTIONS lowered from 1000 to 64: the open-files limit is 128"
+            in server.log()
+        )
+        sockets = [stack.enter_context(connect(server)) for _ in range(200)]
+        response = httpx.get(f"{server.url}/healthz", timeout=SOCKET_TIMEOUT_S)
+        assert response.status_code == 200, response.text
+        samples = scrape(server)
+        # 201 connections (200 idle, then /healthz), 64 allowed: 137 evicted by then at least
+        assert closed(samples, "evicted") >= len(sockets) + 1 - 64
+        assert sum(is_open(sock) for sock in sockets) <= 64
+        assert "Traceback" not in server.log()
+
+
+# --- 4. clients that read nothing --------------------------------------------------------------
+def npz_body(n: int, seed: int = 1) -> bytes:
+    rng = np.random.default_rng(seed)
+    buffer = io.BytesIO()
+    np.savez(
+        buffer,
+        logits=rng.standard_normal((n, 2)).astype(np.float32),
+        labels=rng.integers(0, 2, n),
+    )
+    return buffer.getvalue()
+
+
+def test_clients_that_read_nothing_of_a_large_response_are_cut_after_the_write_timeout(
+    tmp_path: Path,
+) -> None:
+    clients = 8
+    env = {
+        "FOCAL_WRITE_TIMEOUT_S": "1",
+        "FOCAL_MAX_IN_FLIGHT": str(clients),
+        "FOCAL_MEMORY_LIMIT": "2Gi",
+        "FOCAL_LOG_LEVEL": "info",
+    }
+    body = npz_body(500_000)  # per-sample JSON for it: about 22 MB
+    head = upload_head("/score?per_sample=true", len(body), "application/x-npz")
+    with running(env, tmp_path / "server.log") as server, ExitStack() as stack:
+        before = scrape(server)
+        for _ in range(clients):
+            sock = stack.enter_context(connect(server, receive_buffer=4096))
+            sock.sendall(head + body)  # and never read
+        after = scrape_until(
+            server,
+            lambda s: (
+                closed(s, "write_timeout") - closed(before, "write_timeout") >= clients
+                and reserved(s) == 0
+            ),
+        )
+        assert closed(after, "write_timeout") - closed(before, "write_timeout") == clients
+        assert reserved(after) == 0
+        assert not [key for key, count in after.items() if ("status", "500") in key[1] and count]
+        assert_scores(server)
+        log = server.log()
+        assert log.count("cut a client that read no response bytes for 1 s") == clients
+        assert "Traceback" not in log
+
+
+# --- 5. stalled uploads ------------------------------------------------------------------------
+def test_stalled_uploads_hold_no_scoring_slot_and_get_408_after_the_body_timeout(
+    bounded: Running,
+) -> None:
+    logits, labels = score_batch(seed=2)
+    body = score_body(logits, labels)
+    stalled = 4 * MAX_IN_FLIGHT
+    with ExitStack() as stack:
+        sockets = [stack.enter_context(connect(bounded)) for _ in range(stalled)]
+        start = time.monotonic()
+        for sock in sockets:
+            sock.sendall(upload_head("/score", len(body)) + body[:10])
+        # every stalled upload is inside the app (plus this scrape itself)
+        waiting = scrape_until(bounded, lambda s: in_flight(s) == stalled + 1, within=2.0)
+        assert in_flight(waiting) == stalled + 1
+        for seed in range(3):
+            assert_scores(bounded, seed)
+        still = scrape(bounded)
+        assert in_flight(still) == stalled + 1  # they stalled throughout
+        assert reserved(still) > 0  # their first bytes, charged as they arrived
+        for sock in sockets:
+            reply = receive_reply(sock)
+            assert (reply.status, reply.error) == (408, BODY_LATE)
+        assert time.monotonic() - start >= 0.5 * BODY_TIMEOUT_S
+    after = scrape_until(bounded, lambda s: reserved(s) == 0 and in_flight(s) == 1)
+    assert (reserved(after), in_flight(after)) == (0, 1)
+
+
+# --- 6. clients that hang up mid-body ----------------------------------------------------------
+@pytest.mark.parametrize(
+    ("path", "route"),
+    [
+        pytest.param("/score", "/score", id="score"),
+        pytest.param("/v2/models/focal-eval/infer", "/v2/models/{name}/infer", id="v2-infer"),
+    ],
+)
+@pytest.mark.parametrize("reset", [pytest.param(False, id="fin"), pytest.param(True, id="rst")])
+def test_a_client_that_hangs_up_mid_body_is_recorded_as_499_without_a_traceback(
+    bounded: Running, path: str, route: str, reset: bool
+) -> None:
+    def requests(samples: Samples, status: str) -> float:
+        return value(
+            samples, "focal_eval_requests_total", route=route, method="POST", status=status
+        )
+
+    before = scrape(bounded)
+    with connect(bounded) as sock:
+        sock.sendall(upload_head(path, 100_000) + b'{"logits": [[0.5, ')
+        waiting = scrape_until(bounded, lambda s: in_flight(s) == 2, within=5.0)
+        assert in_flight(waiting) == 2  # the upload is inside the app, reading its body
+        if reset:
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+    after = scrape_until(bounded, lambda s: requests(s, "499") > requests(before, "499"))
+    assert requests(after, "499") == requests(before, "499") + 1
+    disconnects = "focal_eval_client_disconnects_total"
+    assert value(after, disconnects, route=route) == value(before, disconnects, route=route) + 1
+    assert value(after, "focal_eval_request_errors_total", route=route, status="499") == 0
+    assert not [
+        key
+        for key, count in after.items()
+        if key[0] == "focal_eval_requests_total" and ("status", "500") in key[1] and count
+    ]
+    assert reserved(after) == 0
+    log = bounded.log()
+    assert f"client hung up during POST {path}" in log
+    assert "Traceback" not in log
