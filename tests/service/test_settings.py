@@ -236,13 +236,15 @@ def test_byte_size_defaults() -> None:
         pytest.param(
             "FOCAL_MAX_HEADER_BYTES",
             "-5",
-            "FOCAL_MAX_HEADER_BYTES: expected bytes, or a number and a unit such as 512Mi or 300MB (got '-5')",
+            "FOCAL_MAX_HEADER_BYTES: expected bytes, or a number and a unit such as 512Mi"
+            " or 300MB (got '-5')",
             id="negative",
         ),
         pytest.param(
             "FOCAL_MAX_HEADER_BYTES",
             "",
-            "FOCAL_MAX_HEADER_BYTES: expected bytes, or a number and a unit such as 512Mi or 300MB (got '')",
+            "FOCAL_MAX_HEADER_BYTES: expected bytes, or a number and a unit such as 512Mi"
+            " or 300MB (got '')",
             id="empty",
         ),
     ],
