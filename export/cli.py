@@ -61,7 +61,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     except ValueError as error:
         parser.error(str(error))
     except OSError as error:
-        parser.error(f"--out: cannot write {error.filename!r} ({error.strerror})")
+        where = error.filename or str(args.out)
+        parser.error(f"--out: cannot write {str(where)!r} ({error.strerror or error})")
     print(format_table(reports))
     failures = [f"{r.path.name}: {f}" for r in reports for f in r.parity.failures]
     for failure in failures[:20]:

@@ -11,7 +11,7 @@ from fastapi import FastAPI
 
 from service.errors import install_error_handlers
 from service.memory_budget import MemoryBudget, mib
-from service.memory_limit import Budget, request_budget
+from service.memory_limit import DerivedBudget, request_budget
 from service.monitoring import Monitor
 from service.routes import health, monitoring, score, v2
 from service.scoring import Scorer
@@ -23,7 +23,9 @@ logger = logging.getLogger(__name__)
 
 
 def create_app(
-    settings: Settings | None = None, scorer: Scorer | None = None, budget: Budget | None = None
+    settings: Settings | None = None,
+    scorer: Scorer | None = None,
+    budget: DerivedBudget | None = None,
 ) -> FastAPI:
     """A scoring app for ``settings`` (default: from the environment).
 

@@ -16,7 +16,7 @@ from starlette.requests import Request
 
 from service.errors import RequestError
 
-__all__ = ["content_length", "decode_content_encoding", "read_body"]
+__all__ = ["content_length", "decode_content_encoding", "read_body", "refuse_long_json"]
 
 logger = logging.getLogger(__name__)
 
@@ -31,7 +31,9 @@ _PIECE = 1 << 16  # input bytes fed at once
 Charge = Callable[[int], None]
 
 
-async def read_body(request: Request, limit: int, charge: Charge) -> bytearray:
+async def read_body(
+    request: Request, limit: int, charge: Charge, declared: int | None = None
+) -> bytearray:
     """Read the whole request body, refusing it once it exceeds ``limit`` bytes.
 
     A declared Content-Length over the limit is refused before anything is read. The body is
@@ -43,6 +45,8 @@ async def read_body(request: Request, limit: int, charge: Charge) -> bytearray:
         request: The incoming request; its stream must not have been consumed yet.
         limit: The largest body accepted, in bytes.
         charge: Called with each chunk's size before it is kept (it may refuse with 503).
+        declared: The Content-Length already parsed by :func:`content_length`, if the
+            caller has; else it is parsed here.
 
     Returns:
         The body as received (still Content-Encoded, if it was).
@@ -52,7 +56,8 @@ async def read_body(request: Request, limit: int, charge: Charge) -> bytearray:
             body does not match, 413 for a body (declared or received) longer than ``limit``.
         starlette.requests.ClientDisconnect: the client went away before the end of the body.
     """
-    declared = content_length(request.headers.get("content-length"), limit)
+    if declared is None:
+        declared = content_length(request.headers.get("content-length"), limit)
     allowed = limit if declared is None else declared
     buffer = bytearray()
     try:
@@ -81,6 +86,20 @@ async def read_body(request: Request, limit: int, charge: Charge) -> bytearray:
             400, f"body: {len(buffer)} bytes, short of its Content-Length ({declared})"
         )
     return buffer
+
+
+def refuse_long_json(length: int, limit: int) -> None:
+    """413 for JSON text over ``limit`` bytes (parsing it would stall the server's threads).
+
+    Raises:
+        RequestError: 413 naming the setting and the binary alternatives.
+    """
+    if length > limit:
+        raise RequestError(
+            413,
+            f"body: {length} bytes of JSON is over the limit of {limit} (FOCAL_MAX_JSON_BYTES);"
+            " send large batches as .npz or v2 binary",
+        )
 
 
 def content_length(value: str | None, limit: int) -> int | None:

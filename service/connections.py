@@ -4,12 +4,18 @@ Per connection, every resource has a bound and a timer:
 
 - request line and headers: at most ``max_header_bytes`` bytes and ``max_headers`` fields,
   else 431; they must arrive within ``header_timeout_s`` of the request's first byte, else 408;
-- idle: a connection with no request in progress (also one that never sent a byte) is closed
-  after ``idle_timeout_s`` (uvicorn arms this timer only after a first response);
+- idle: a connection with no request in progress (also one that never sent a byte, or sends
+  only empty lines) is closed after ``idle_timeout_s``, dropping response bytes its client
+  never took (uvicorn arms this timer only after a first response, and waits for a client
+  that does not read);
 - writing: a client that accepts no response bytes for ``write_timeout_s`` is cut off
   (uvicorn would wait for it forever, holding the unsent response);
 - count: at most ``max_connections`` are open; a new one closes the oldest idle connection,
-  or is itself refused with 503 when every connection has a request in progress.
+  or is itself refused with 503 when every connection has a request in progress;
+- pipelining: at most ``MAX_PIPELINED`` requests wait behind the one in progress; a client
+  that sends more is read no further and closed once the current response is sent;
+- a response sent before its request's body ended (an error) closes the connection, so a
+  client cannot keep streaming a body nobody reads; chunked trailers count as headers.
 
 Reading a body is bounded elsewhere (the route's body timeout and the memory budget);
 uvicorn already stops reading a connection once 64 KiB of its body wait unconsumed.
@@ -30,6 +36,7 @@ from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
 logger = logging.getLogger(__name__)
 
 Count = Callable[[str], None]
+MAX_PIPELINED = 2  # requests queued behind one in progress; a client sending more is closed
 
 
 @dataclass(frozen=True)
@@ -58,19 +65,13 @@ class TimedFlowControl(FlowControl):
         """Wait until the transport accepts writes again, or cut the connection at the timeout."""
         try:
             await asyncio.wait_for(super().drain(), self._timeout_s)
-        except TimeoutError:
+        except asyncio.TimeoutError:  # the builtin TimeoutError from Python 3.11
             self._on_timeout()
 
 
 def bounded_protocol(limits: ConnectionLimits, count: Count) -> type[HttpToolsProtocol]:
     """An httptools protocol class enforcing ``limits``; ``count(reason)`` on each cut."""
-
-    class BoundedHttpProtocol(_BoundedHttpProtocol):
-        pass
-
-    BoundedHttpProtocol.limits = limits
-    BoundedHttpProtocol.count = staticmethod(count)
-    return BoundedHttpProtocol
+    return type("BoundedHttpProtocol", (_BoundedHttpProtocol,), {"limits": limits, "count": count})
 
 
 class _BoundedHttpProtocol(HttpToolsProtocol):
@@ -81,9 +82,11 @@ class _BoundedHttpProtocol(HttpToolsProtocol):
         super().__init__(*args, **kwargs)
         self.timeout_keep_alive = self.limits.idle_timeout_s  # type: ignore[assignment]
         self._opened = 0.0
+        self._idle_since = 0.0
         self._in_headers = False
         self._in_body = False
-        self._received = 0  # bytes since the last request ended, outside bodies
+        self._received = 0  # bytes outside bodies since the last request ended
+        self._unparsed = 0  # bytes in a body's phase since its last body bytes (trailers)
         self._header_bytes = 0  # the request line and header fields, as parsed (CRLFs too)
         self._header_count = 0
         self._refused = False
@@ -95,9 +98,7 @@ class _BoundedHttpProtocol(HttpToolsProtocol):
         super().connection_made(transport)
         self.flow = TimedFlowControl(transport, self.limits.write_timeout_s, self._write_timed_out)
         self._opened = self.loop.time()
-        self.timeout_keep_alive_task = self.loop.call_later(
-            self.timeout_keep_alive, self.timeout_keep_alive_handler
-        )
+        self._arm_idle_timer()
         if len(self.connections) > self.limits.max_connections:
             self._make_room()
 
@@ -107,22 +108,55 @@ class _BoundedHttpProtocol(HttpToolsProtocol):
         super().connection_lost(exc)
 
     def timeout_keep_alive_handler(self) -> None:
-        """Close an idle connection (counted as ``idle``)."""
-        if not self.transport.is_closing():
-            self.count("idle")
-        super().timeout_keep_alive_handler()
+        """Close an idle connection, dropping response bytes its client never took."""
+        if self.transport.is_closing():
+            return
+        self.count("idle")
+        if self.transport.get_write_buffer_size():
+            self.transport.abort()  # close() would wait for a client that does not read
+        else:
+            self.transport.close()
+
+    def on_response_complete(self) -> None:
+        """After a response: close if its request's body is still arriving, time a next head."""
+        super().on_response_complete()
+        if self.transport.is_closing():
+            return
+        if self._in_body:  # answered before its body ended (an error): the rest is unwanted
+            self.count("unread_body")
+            self.transport.close()
+        elif self._in_headers:  # a pipelined request's head, read before this response ended
+            self._arm_header_timer()
+        elif self._idle():
+            self._arm_idle_timer()
+
+    def _arm_idle_timer(self, since: float | None = None) -> None:
+        """Close the connection ``idle_timeout_s`` after ``since`` (default: now)."""
+        self._unset_keepalive_if_required()
+        self._idle_since = self.loop.time() if since is None else since
+        self.timeout_keep_alive_task = self.loop.call_at(
+            self._idle_since + self.timeout_keep_alive, self.timeout_keep_alive_handler
+        )
+
+    def _responding(self) -> bool:
+        return self.cycle is not None and not self.cycle.response_complete
 
     def _idle(self) -> bool:
-        return not self._in_headers and (self.cycle is None or self.cycle.response_complete)
+        return not (self._in_headers or self._in_body or self._responding())
 
     def _make_room(self) -> None:
-        idle = [c for c in self.connections if isinstance(c, _BoundedHttpProtocol) and c._idle()]
-        idle = [c for c in idle if c is not self]
+        """Close the oldest idle connection to admit this one, or refuse this one (503)."""
+        idle = [
+            connection
+            for connection in self.connections
+            if isinstance(connection, _BoundedHttpProtocol)
+            and connection is not self
+            and connection._idle()
+            and not connection.transport.is_closing()
+        ]
         if idle:
-            oldest = min(idle, key=lambda connection: connection._opened)
             self.count("evicted")
-            oldest.transport.close()
-            self.connections.discard(oldest)
+            min(idle, key=lambda connection: connection._opened).transport.abort()
             return
         self.count("connection_cap")
         self._refuse(
@@ -131,35 +165,50 @@ class _BoundedHttpProtocol(HttpToolsProtocol):
             " (FOCAL_MAX_CONNECTIONS); retry shortly",
         )
 
-    # --- reading headers ---------------------------------------------------------------------
+    # --- reading -----------------------------------------------------------------------------
     def data_received(self, data: bytes) -> None:
-        """Feed the parser, refusing headers that grow past the limit while they arrive.
+        """Feed the parser, refusing a head (or trailers) that grows past the limit.
 
-        The parser keeps a header it has not finished; counting every byte received outside
-        a body bounds that before the header ends. (Exact sizes are checked as parsed.)
+        The parser keeps a header line it has not finished: counting the bytes received
+        outside bodies (and, within one, since its last body bytes) bounds that before the
+        line ends; exact sizes are checked as headers are parsed. Bytes that start no request
+        (bare CRLFs) do not keep an idle connection open.
         """
         if self._refused:
             return
-        if not self._in_body:
+        if self._in_body:
+            self._unparsed += len(data)
+        else:
             self._received += len(data)
         super().data_received(data)
-        if not (self._refused or self._in_body) and self._received > self.limits.max_header_bytes:
-            self._too_large(f"over {self.limits.max_header_bytes} bytes (FOCAL_MAX_HEADER_BYTES)")
+        if self._refused or self.transport.is_closing():
+            return
+        limit = self.limits.max_header_bytes
+        if self._unparsed > limit if self._in_body else self._received > limit:
+            self._too_large(f"over {limit} bytes (FOCAL_MAX_HEADER_BYTES)")
+        elif self._idle():  # bytes that start no request do not postpone the idle deadline
+            self._arm_idle_timer(since=self._idle_since)
 
     def on_message_begin(self) -> None:
-        """A request's first byte: start counting and timing its headers."""
+        """A request's first byte: start counting (and, unless pipelined, timing) its head."""
+        if self._refused:  # the rest of what this client sent is not read
+            return
         super().on_message_begin()
         self._in_headers = True
         self._header_bytes = len(" HTTP/1.1\r\n\r\n")  # the request line's end, the blank line
         self._header_count = 0
-        self._header_timer = self.loop.call_later(
-            self.limits.header_timeout_s, self._header_timed_out
-        )
+        if len(self.pipeline) >= MAX_PIPELINED:
+            self.count("pipelined")
+            self._refused = True  # read no more of it: close once the current response ends
+            if self.cycle is not None:
+                self.cycle.keep_alive = False
+        elif not self._responding():
+            self._arm_header_timer()
 
     def on_url(self, url: bytes) -> None:
         """Count the request target with the headers."""
         self._header_bytes += len(url)
-        if self._header_bytes <= self.limits.max_header_bytes:
+        if self._in_headers and self._header_bytes <= self.limits.max_header_bytes:
             super().on_url(url)
 
     def on_header(self, name: bytes, value: bytes) -> None:
@@ -167,13 +216,16 @@ class _BoundedHttpProtocol(HttpToolsProtocol):
         self._header_count += 1
         self._header_bytes += len(name) + len(value) + 4  # ": " and CRLF
         if (
-            self._header_count <= self.limits.max_headers
+            self._in_headers
+            and self._header_count <= self.limits.max_headers
             and self._header_bytes <= self.limits.max_header_bytes
         ):
             super().on_header(name, value)
 
     def on_headers_complete(self) -> None:
         """Headers done: refuse too many or too large, else hand the request to the app."""
+        if self._refused or not self._in_headers:
+            return
         self._in_headers = False
         self._cancel_header_timer()
         self._header_bytes += len(self.parser.get_method()) + 1  # "GET "
@@ -183,23 +235,31 @@ class _BoundedHttpProtocol(HttpToolsProtocol):
             self._too_large(f"over {self.limits.max_header_bytes} bytes (FOCAL_MAX_HEADER_BYTES)")
         else:
             self._in_body = True
+            self._unparsed = 0
             super().on_headers_complete()
 
     def on_body(self, body: bytes) -> None:
         """Body bytes (ignored once the connection is refused)."""
+        self._unparsed = 0
         if not self._refused:
             super().on_body(body)
 
     def on_message_complete(self) -> None:
         """End of the request (ignored once the connection is refused)."""
         self._in_body = False
-        self._received = 0
+        self._received = self._unparsed = 0
         if not self._refused:
             super().on_message_complete()
 
+    def _arm_header_timer(self) -> None:
+        self._cancel_header_timer()
+        self._header_timer = self.loop.call_later(
+            self.limits.header_timeout_s, self._header_timed_out
+        )
+
     def _header_timed_out(self) -> None:
         self._header_timer = None
-        if self._in_headers and not self._refused:
+        if self._in_headers and not self._refused and not self._responding():
             self.count("header_timeout")
             self._refuse(
                 408,
@@ -214,6 +274,10 @@ class _BoundedHttpProtocol(HttpToolsProtocol):
 
     def _too_large(self, what: str) -> None:
         self.count("header_too_large")
+        if self._responding():  # a pipelined or trailing head: no second answer on this socket
+            self._refused = True
+            self.transport.abort()
+            return
         self._refuse(431, f"headers: {what}")
 
     # --- writing -----------------------------------------------------------------------------

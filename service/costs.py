@@ -3,7 +3,7 @@
 Each function is an upper bound, in bytes, from sizes known before the work runs; a request
 reserves them against the budget (:mod:`service.memory_budget`) before doing the work. The
 coefficients were measured on the shipped graph (``python -m bench --only memory``), and
-``tests/service/test_memory_model.py`` holds the server's real peaks under them.
+``tests/service/test_memory.py`` holds the server's real peaks under them.
 
 Stages of one request, each a bound on what is alive while it runs:
 
@@ -19,6 +19,7 @@ Stages of one request, each a bound on what is alive while it runs:
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from typing import Any
 
 import numpy as np
@@ -28,11 +29,16 @@ from service.scoring import chunk_rows
 from service.validation import CHECK_ELEMENTS
 
 GROWTH = 9 / 8  # a bytearray grown by appends over-allocates by up to an eighth
+PARSER_POOL_BYTES = 12  # yyjson's value pool inside orjson, per byte of text
 LIST_BYTES = 80  # one Python list from orjson (header, allocation slack), per '['
-ELEMENT_BYTES = 40  # one float (24 bytes, 32 with the allocator) and its 8-byte list slot
+DICT_BYTES = 288  # one Python dict, per '{'
+KEY_BYTES = 96  # one dict entry and its key string, per ':'
+QUOTE_BYTES = 32  # half a string object's header, per '"'
+ELEMENT_BYTES = 48  # one float (24 bytes, 32 with the allocator) and its list slot
 ARRAY_BYTES = 8  # the numpy array made from one parsed element, at most (int64 / float64)
 TAPE_BYTES = 24  # simdjson's tape (16 bytes a value) and its string buffer, per value
 SIMDJSON_PADDING = 2**16
+JSON_NUMBER_BYTES = 26  # the longest number orjson writes, and its comma
 ROW_BYTES = 128  # the graph's per-row intermediates for one chunk, per row
 ELEMENT_WORK = 16  # the graph's per-logit intermediates for one chunk, and its float32 copy
 SQUARE_BYTES = 64  # the C x C work: confusion matrix, its sums across chunks, the metrics
@@ -45,26 +51,51 @@ def received(nbytes: int) -> int:
     return math.ceil(nbytes * GROWTH)
 
 
-def json_parse(text: bytes | bytearray | memoryview) -> int:
-    """The Python objects orjson makes of ``text``, plus the arrays made from them.
+def json_parse(text: bytes | bytearray, end: int | None = None) -> int:
+    """What orjson builds from ``text[:end]``, plus the arrays made from its numbers.
 
-    Counted from the text before parsing: every ``[`` is a list and every element follows a
-    ``[`` or a ``,``, so the bound holds for any nesting, however the numbers are written.
+    Counted from the text before parsing, for any nesting and any content: orjson's parser
+    (yyjson) sizes its own value pool by the text's length, then every ``[`` is a list,
+    every ``{`` a dict, every ``:`` a key, every ``"`` half a string (whose characters the
+    text's length bounds), and every element follows a ``[`` or a ``,``.
     """
-    raw = bytes(text) if isinstance(text, memoryview) else text
-    lists = raw.count(b"[")
-    elements = lists + raw.count(b",")
-    return LIST_BYTES * lists + (ELEMENT_BYTES + ARRAY_BYTES) * elements
+    count = _counter(text, end)
+    elements = count(b"[") + count(b",")
+    return (
+        PARSER_POOL_BYTES * _length(text, end)
+        + LIST_BYTES * count(b"[")
+        + DICT_BYTES * count(b"{")
+        + KEY_BYTES * count(b":")
+        + QUOTE_BYTES * count(b'"')
+        + (ELEMENT_BYTES + ARRAY_BYTES) * elements
+    )
 
 
-def json_arrays(text: bytes | bytearray) -> int:
-    """The simdjson tape for ``text`` and the arrays read out of it (``service.json_arrays``).
+def json_arrays(text: bytes | bytearray, end: int | None = None) -> int:
+    """The simdjson tape for ``text[:end]`` and the arrays read out of it (``json_arrays``).
 
-    The tape holds a padded copy of the text and 16 bytes per value; each number is read out
-    as 8 bytes, then converted to float32 (4 more).
+    The parser holds a padded copy of the text, its index and its strings, then the Python
+    strings read from them (each bounded by the text's length), and 16 bytes per value; each
+    number is read out as 8 bytes, then converted to float32 (4 more).
     """
-    values = text.count(b"[") + text.count(b",") + 1
-    return len(text) + SIMDJSON_PADDING + (TAPE_BYTES + 8 + 4) * values
+    count = _counter(text, end)
+    values = count(b"[") + count(b",") + 1
+    return 4 * _length(text, end) + SIMDJSON_PADDING + (TAPE_BYTES + 8 + 4) * values
+
+
+def _length(text: bytes | bytearray, end: int | None) -> int:
+    return len(text) if end is None else min(end, len(text))
+
+
+def _counter(text: bytes | bytearray, end: int | None) -> Callable[[bytes], int]:
+    """``count(sub)`` of ``sub`` in ``text[:end]``, without copying the text."""
+    stop = _length(text, end)
+    return lambda sub: text.count(sub, 0, stop)
+
+
+def json_text(elements: int) -> int:
+    """The JSON text of ``elements`` numbers, at most (an int64 or a float and a comma)."""
+    return JSON_NUMBER_BYTES * elements + 2**10
 
 
 def conversion(logits: npt.NDArray[Any], labels: npt.NDArray[Any]) -> int:
@@ -73,14 +104,13 @@ def conversion(logits: npt.NDArray[Any], labels: npt.NDArray[Any]) -> int:
     Float logits keep their dtype (the scorer converts a chunk at a time); integer ones
     become float32.
     """
-    copies = 0
-    if logits.dtype.kind != "f":
-        copies += 4 * logits.size
-    elif logits.ndim != 2 or not logits.flags.c_contiguous:
-        copies += logits.dtype.itemsize * logits.size
-    if labels.dtype != np.int64:
-        copies += 8 * labels.size
-    return copies + 2 * 4 * min(logits.size, CHECK_ELEMENTS)  # the finiteness check's blocks
+    itemsize = 4 if logits.dtype.kind != "f" else logits.dtype.itemsize
+    copies = 4 * logits.size if logits.dtype.kind != "f" else 0
+    if logits.ndim != 2 or not logits.flags.c_contiguous:  # moved and reshaped, or made contiguous
+        copies += itemsize * logits.size
+    copies += 8 * labels.size * (labels.dtype != np.int64 or not labels.flags.c_contiguous)
+    checks = 2 * 4 * min(logits.size, CHECK_ELEMENTS) + 4 * labels.size  # finiteness, label range
+    return copies + checks
 
 
 def scoring(n: int, c: int, kept_bytes_per_row: int) -> int:
@@ -96,5 +126,8 @@ def scoring(n: int, c: int, kept_bytes_per_row: int) -> int:
 
 
 def response(retained: int) -> int:
-    """A response still to be written: the arrays it holds and one encoded chunk."""
+    """A response still to be written: its arrays, and two encoded chunks.
+
+    One chunk is being encoded while the transport may still hold the one before.
+    """
     return retained + 2 * RESPONSE_CHUNK

@@ -78,6 +78,7 @@ async def exchange(request: Request, runtime: Runtime, route: str, work: Work) -
                 request,
                 settings.max_body_bytes,
                 lambda nbytes: reservation.grow(costs.received(nbytes), "body"),
+                declared,
             )
         if scope.cancelled_caught:
             raise RequestError(408, f"body: not received within {settings.body_timeout_s:g} s")
@@ -103,7 +104,9 @@ def _without_frames(error: RequestError) -> RequestError:
     collector) while the budget already counts them as free.
     """
     cause: BaseException | None = error
-    while cause is not None:
+    seen: set[int] = set()
+    while cause is not None and id(cause) not in seen:
+        seen.add(id(cause))
         cause.__traceback__ = None
         cause = cause.__cause__ or cause.__context__
     return error

@@ -1,10 +1,11 @@
 """JSON documents whose large arrays go straight to numpy, with no Python object per number.
 
 pysimdjson parses the text into its tape; each named numeric array is copied out of it as one
-flat buffer (``simdjson.Array.as_buffer``) and reshaped. Only regular input takes this path:
-anything else (ragged rows, a non-number, a number out of range, a duplicate key, nesting the
-shapes do not explain, a ``[`` inside a string) gives None, and the caller parses the text the
-general way (orjson), which gives every malformed input its usual, precise error.
+flat buffer (``simdjson.Array.as_buffer``) and reshaped; every other member must be a scalar.
+Only such input takes this path: anything else (ragged rows, a non-number, a number out of
+range, a duplicate key, a list or object in another member, nesting the shapes do not
+explain, a ``[`` inside a string) gives None, and the caller parses the text the general way
+(orjson), which gives every malformed input its usual, precise error.
 """
 
 from __future__ import annotations
@@ -52,15 +53,18 @@ def load_arrays(text: bytes | bytearray, arrays: Mapping[str, Kind]) -> dict[str
         lists = 0
         for key in keys:
             value = document[key]
-            if key in arrays and isinstance(value, simdjson.Array):
+            if isinstance(value, simdjson.Object) or (
+                isinstance(value, simdjson.Array) and key not in arrays
+            ):
+                return None  # containers only where arrays are expected
+            if isinstance(value, simdjson.Array):
                 read = _array(value, arrays[key])
                 if read is None:
                     return None
                 members[key], nested = read
+                lists += nested
             else:
-                members[key] = _python(value)
-                nested = _count_lists(members[key])
-            lists += nested
+                members[key] = value
     except (ValueError, TypeError, RuntimeError):  # simdjson's parse, type and range errors
         return None
     return members if text.count(b"[") == lists else None
@@ -95,19 +99,3 @@ def _regular(value: simdjson.Array, shape: list[int]) -> bool:
         isinstance(child, simdjson.Array) and len(child) == shape[1] and _regular(child, shape[1:])
         for child in value
     )
-
-
-def _python(value: Any) -> Any:
-    if isinstance(value, simdjson.Array):
-        return value.as_list()
-    if isinstance(value, simdjson.Object):
-        return value.as_dict()
-    return value
-
-
-def _count_lists(value: Any) -> int:
-    if isinstance(value, list):
-        return 1 + sum(_count_lists(item) for item in value)
-    if isinstance(value, dict):
-        return sum(_count_lists(item) for item in value.values())
-    return 0

@@ -9,19 +9,24 @@
 - connections: ``FOCAL_MAX_CONNECTIONS`` times what one connection may buffer.
 - margin: 10% of the limit, for allocator slack and Python's small objects.
 
-``FOCAL_MEMORY_LIMIT`` replaces the whole calculation.
+``FOCAL_MEMORY_LIMIT`` replaces the whole calculation (with a warning when it does not fit
+in the container's limit beside the rest).
 """
 
 from __future__ import annotations
 
+import logging
 import os
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
+from service.connections import MAX_PIPELINED
 from service.memory_budget import mib
 from service.monitoring import Monitor
 from service.settings import Settings
+
+logger = logging.getLogger(__name__)
 
 CGROUP_LIMIT_FILES = (
     ("/sys/fs/cgroup/memory.max", "cgroup v2"),
@@ -33,12 +38,12 @@ SMALLEST_BUDGET = 16 * 2**20
 # What one connection may hold outside any request's reservation: body bytes no route reads
 # yet (uvicorn pauses reading past 64 KiB, plus one 256 KiB read of uvloop's), the transport's
 # write buffer (64 KiB high-water mark) with one small response sent whole (64 KiB), and the
-# protocol's own objects; plus its request line and headers (FOCAL_MAX_HEADER_BYTES).
+# protocol's own objects; plus the heads of its requests (FOCAL_MAX_HEADER_BYTES each).
 CONNECTION_BUFFERS = (64 + 256 + 64 + 64 + 32) * 1024
 
 
 @dataclass(frozen=True)
-class Budget:
+class DerivedBudget:
     """The budget for request work and how it was derived (printed at start-up)."""
 
     bytes: int
@@ -72,19 +77,36 @@ def resident_bytes() -> int:
 
 
 def connection_bytes(max_connections: int, max_header_bytes: int) -> int:
-    """The most that open connections buffer outside request reservations."""
-    return max_connections * (max_header_bytes + CONNECTION_BUFFERS)
+    """The most that open connections buffer outside request reservations.
+
+    Each holds its buffers, and the heads of its request and of the requests pipelined
+    behind it.
+    """
+    return max_connections * ((1 + MAX_PIPELINED) * max_header_bytes + CONNECTION_BUFFERS)
 
 
-def derive_budget(configured: int | None, process: int, monitor: int, connections: int) -> Budget:
+def derive_budget(
+    configured: int | None, process: int, monitor: int, connections: int
+) -> DerivedBudget:
     """``FOCAL_MEMORY_LIMIT`` if set, else the limit less the process, monitor, connections.
 
     Raises:
         ValueError: the limit leaves less than 16 MiB for request work.
     """
-    if configured is not None:
-        return Budget(configured, f"FOCAL_MEMORY_LIMIT ({mib(configured)})")
     found = container_limit()
+    if configured is not None:
+        if found is not None and configured + process + monitor + connections > found[0]:
+            logger.warning(
+                "FOCAL_MEMORY_LIMIT %s, with the process (%s), the monitor (%s) and"
+                " connections (%s), is more than %s %s: requests may get the server killed",
+                mib(configured),
+                mib(process),
+                mib(monitor),
+                mib(connections),
+                found[1],
+                mib(found[0]),
+            )
+        return DerivedBudget(configured, f"FOCAL_MEMORY_LIMIT ({mib(configured)})")
     limit, source = found if found else (physical_memory() // 2, "half of the machine's RAM")
     margin = int(limit * MARGIN)
     budget = limit - process - monitor - connections - margin
@@ -98,10 +120,10 @@ def derive_budget(configured: int | None, process: int, monitor: int, connection
             f" {mib(SMALLEST_BUDGET)} needed): raise the memory limit, or lower"
             " FOCAL_MONITOR_MAX_CLASSES, FOCAL_MAX_CONNECTIONS or FOCAL_WINDOW_BUCKETS"
         )
-    return Budget(budget, origin)
+    return DerivedBudget(budget, origin)
 
 
-def request_budget(settings: Settings, statistics_bytes: Callable[[int], int]) -> Budget:
+def request_budget(settings: Settings, statistics_bytes: Callable[[int], int]) -> DerivedBudget:
     """The budget for ``settings``, measured now (call it once the graphs are warmed up).
 
     Raises:

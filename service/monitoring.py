@@ -219,7 +219,7 @@ class Monitor(Collector):
             snapshot = {
                 name: (
                     s.num_classes,
-                    s.window.total(),
+                    (*s.window.total(), s.window.buckets),
                     {key: values.copy() for key, values in s.lifetime.items()},
                     s.lifetime_samples,
                 )
@@ -228,12 +228,18 @@ class Monitor(Collector):
         return {
             name: {
                 "num_classes": num_classes,
-                "window": self._described(window, samples, batches),
+                "window": {
+                    **self._described(window, samples, batches),
+                    "buckets": buckets,
+                },
                 "lifetime": self._described(lifetime, lifetime_samples, None),
             }
-            for name, (num_classes, (window, samples, batches), lifetime, lifetime_samples) in (
-                snapshot.items()
-            )
+            for name, (
+                num_classes,
+                (window, samples, batches, buckets),
+                lifetime,
+                lifetime_samples,
+            ) in snapshot.items()
         }
 
     def reset(self, source: str | None = None) -> None:

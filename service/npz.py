@@ -52,7 +52,7 @@ def load_npz(
     accepted and every required name present (422), every member is stored or deflated
     (415), and every member has a valid .npy header (400), no object dtype (422) and room for
     the data its header declares (400). Pickles are never loaded. Stored members
-    (``np.savez``) become read-only views of ``body`` after their CRC is checked, without a
+    (``np.savez``) become views of ``body`` after their CRC is checked, without a
     copy; deflated ones (``np.savez_compressed``) are inflated straight into fresh arrays of
     their declared size, which is passed to ``reserve`` first.
 

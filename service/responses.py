@@ -9,7 +9,6 @@ connection is cut (by the client, or by the write timeout of :mod:`service.conne
 
 from __future__ import annotations
 
-import contextlib
 from collections.abc import AsyncGenerator, Generator, Iterable, Iterator, Mapping
 from itertools import chain
 
@@ -48,8 +47,7 @@ class StreamedResponse(StreamingResponse):
         try:
             await super().__call__(scope, receive, send)
         finally:
-            with contextlib.suppress(ValueError):  # one still running in its thread
-                self._chunks.close()
+            self._chunks.close()
             if isinstance(self.body_iterator, AsyncGenerator):
                 await self.body_iterator.aclose()
             self._reservation.release()

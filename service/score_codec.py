@@ -89,10 +89,11 @@ def decode_json(payload: Payload, reservation: Reservation) -> ScoreRequest:
         RequestError: 400 malformed JSON; 422 a missing, unknown or invalid field;
             503 / 413 when parsing would not fit in the memory budget.
     """
-    reservation.grow(costs.json_arrays(payload.data), "body (JSON)")
-    document = load_arrays(payload.data, {"logits": "float", "labels": "int"})
+    held = reservation.nbytes
+    reservation.resize(held + costs.json_arrays(payload.data), "body (JSON)")
+    document = load_arrays(payload.data, {"logits": "float", "labels": "int", "alpha": "float"})
     if document is None:
-        reservation.grow(costs.json_parse(payload.data), "body (JSON)")
+        reservation.resize(held + costs.json_parse(payload.data), "body (JSON)")
         try:
             document = orjson.loads(payload.data)
         except orjson.JSONDecodeError as error:

@@ -101,7 +101,6 @@ def serve(settings: Settings) -> int:
         ws="none",
         log_level=settings.log_level,
         access_log=settings.access_log,
-        timeout_keep_alive=math.ceil(settings.idle_timeout_s),
         timeout_graceful_shutdown=math.ceil(settings.shutdown_timeout_s),
     )
     server = Server(config)

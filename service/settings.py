@@ -118,11 +118,17 @@ class Settings(BaseSettings):
     # --- memory and requests --------------------------------------------------------------
     memory_limit: Bytes | None = Field(
         None,
-        ge=2**20,
+        ge=16 * 2**20,
         description="byte budget for request work; unset: the container's memory limit (or"
         " half the RAM) less the process, the monitor, connections and a 10% margin",
     )
     max_body_bytes: Bytes = Field(256 * 2**20, ge=1024, description="largest accepted body")
+    max_json_bytes: Bytes = Field(
+        16 * 2**20,
+        ge=1024,
+        description="largest JSON text (a /score body, a v2 JSON header); parsing it holds"
+        " Python's GIL, about 3 ms per MiB",
+    )
     max_classes: int = Field(
         2048, ge=2, le=2**20, description="largest class count scored; more get 422"
     )

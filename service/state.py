@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
+from anyio import CapacityLimiter
 from fastapi import Request
 from prometheus_client import CollectorRegistry
 
@@ -36,6 +37,8 @@ class Runtime:
 
     settings: Settings
     gate: Gate = field(init=False)
+    # /metrics and /summary sum window statistics one at a time (the monitor's memory bound)
+    monitor_limiter: CapacityLimiter = field(init=False)
     registry: CollectorRegistry = field(init=False)
     telemetry: Telemetry = field(init=False)
     scorer: Scorer | None = None
@@ -45,6 +48,7 @@ class Runtime:
 
     def __post_init__(self) -> None:
         self.gate = Gate(self.settings.max_in_flight)
+        self.monitor_limiter = CapacityLimiter(1)
         self.registry = CollectorRegistry()
         self.telemetry = Telemetry(self.registry)
 

@@ -7,12 +7,13 @@ non-finite values matter.
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from typing import Any
 
 import numpy as np
 import numpy.typing as npt
 
+from service import costs
 from service.jsonio import iter_dumps
 from service.v2_decode import RequestedOutput
 from service.v2_tensors import HEADER_LENGTH, datatype_of, fail, short
@@ -25,6 +26,7 @@ def encode_infer_response(
     outputs: dict[str, npt.NDArray[Any]],
     requested: tuple[RequestedOutput, ...] | None,
     binary_default: bool,
+    reserve: Callable[[int], None] = lambda nbytes: None,
 ) -> tuple[list[bytes | memoryview] | Iterator[bytes], dict[str, str]]:
     """Encode a v2 inference response, JSON or JSON followed by binary tensor data.
 
@@ -39,6 +41,8 @@ def encode_infer_response(
         requested: The outputs the client asked for, in the order to return them; None for all
             of them.
         binary_default: Whether outputs are binary when ``requested`` is None.
+        reserve: Called, before a JSON header holding data is put together in one piece
+            (binary outputs follow it), with an upper bound of its size.
 
     Returns:
         The body's pieces and the extra response headers: ``Content-Type``
@@ -82,6 +86,7 @@ def encode_infer_response(
     doc["outputs"] = entries
     if not blobs:
         return iter_dumps(doc), {"Content-Type": "application/json"}
+    reserve(costs.json_text(sum(array.size for _, array, binary in chosen if not binary)))
     header = b"".join(iter_dumps(doc))
     headers = {
         "Content-Type": "application/octet-stream",

@@ -169,11 +169,11 @@ def check_alpha(alpha: npt.NDArray[Any] | None, num_classes: int) -> FloatArray:
     """``alpha``: None (all ones) or ``(C,)`` finite values >= 0."""
     if alpha is None:
         return np.ones(num_classes, dtype=np.float32)
-    values = _float_array("alpha", alpha)
-    if values.shape != (num_classes,):
+    if alpha.shape != (num_classes,):
         raise invalid(
-            f"alpha: expected {num_classes} values (one per class), got shape {list(values.shape)}"
+            f"alpha: expected {num_classes} values (one per class), got shape {list(alpha.shape)}"
         )
+    values = np.array(_float_array("alpha", alpha), dtype=np.float32)  # not a view of the body
     if not np.isfinite(values).all() or (values < 0).any():
         raise invalid("alpha: expected finite values >= 0")
     return values

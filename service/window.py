@@ -105,11 +105,6 @@ class Window:
             batches += bucket.batches
         return summed, self._samples, batches
 
-    def clear(self) -> None:
-        """Forget every batch."""
-        self._buckets.clear()
-        self._samples = 0
-
     def _evict(self, now: float) -> None:
         oldest_allowed = now - self.max_seconds
         while self._buckets and (

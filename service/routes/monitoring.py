@@ -26,7 +26,9 @@ Runtimes = Annotated[Runtime, Depends(get_runtime)]
 )
 async def metrics(runtime: Runtimes) -> Response:
     """Prometheus text format: service metrics, quality counters, window gauges."""
-    text = await anyio.to_thread.run_sync(generate_latest, runtime.registry)
+    text = await anyio.to_thread.run_sync(
+        generate_latest, runtime.registry, limiter=runtime.monitor_limiter
+    )
     return Response(text, media_type=CONTENT_TYPE_LATEST)
 
 
@@ -44,7 +46,7 @@ async def summary(runtime: Runtimes) -> Response:
     def summarised() -> bytes:  # runs the metrics graph: off the event loop
         return dumps({"model_id": model_id, "sources": monitor.summary()})
 
-    content = await anyio.to_thread.run_sync(summarised)
+    content = await anyio.to_thread.run_sync(summarised, limiter=runtime.monitor_limiter)
     return Response(content, media_type="application/json")
 
 

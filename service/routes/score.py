@@ -9,6 +9,7 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Depends, Request, Response
 
 from service.auth import require_token
+from service.body import refuse_long_json
 from service.errors import RequestError
 from service.exchange import Payload, exchange, reserve_batch
 from service.memory_budget import Reservation
@@ -100,6 +101,7 @@ def _score(
     scorer, settings = runtime.ready_scorer(), runtime.settings
     payload.decode(settings.max_body_bytes, reservation)
     if is_json:
+        refuse_long_json(len(payload.data), settings.max_json_bytes)
         request = decode_json(payload, reservation)
     else:
         request = decode_npz(payload, query, settings.max_body_bytes, reservation)

@@ -18,6 +18,7 @@ from fastapi import APIRouter, Depends, Request, Response
 
 from service import costs
 from service.auth import require_token
+from service.body import refuse_long_json
 from service.errors import RequestError
 from service.exchange import Payload, exchange, reserve_batch
 from service.memory_budget import Reservation
@@ -184,9 +185,9 @@ def _infer(
 ) -> Response:
     scorer, settings = runtime.ready_scorer(), runtime.settings
     payload.decode(settings.max_body_bytes, reservation)
-    header = payload.data if header_length is None else memoryview(payload.data)[:header_length]
-    reservation.grow(costs.json_parse(header), "body (JSON header)")
-    del header
+    json_length = len(payload.data) if header_length is None else header_length
+    refuse_long_json(min(json_length, len(payload.data)), settings.max_json_bytes)
+    reservation.grow(costs.json_parse(payload.data, header_length), "body (JSON header)")
     request = decode_infer_request(payload.data, header_length)
     monitor = request.parameters.get("monitor")
     choice = runtime.monitoring(
@@ -196,7 +197,7 @@ def _infer(
     requested = (
         scorer.per_sample_names if request.outputs is None else [o.name for o in request.outputs]
     )
-    keep = [*requested, "focal_loss"] if choice.wanted else requested
+    keep = {*requested, "focal_loss"} if choice.wanted else set(requested)
     inputs = request.inputs
     arrays = (inputs.get("logits"), inputs.get("labels"), inputs.get("alpha"))
     _check_inputs(request, scorer)
@@ -212,8 +213,10 @@ def _infer(
         outputs,
         request.outputs,
         request.binary_outputs_default,
+        lambda nbytes: reservation.grow(nbytes, "response (JSON header)"),
     )
-    retained = sum(array.nbytes for array in outputs.values())
+    # the arrays, and the JSON header put together before binary outputs (it holds their data)
+    retained = sum(array.nbytes for array in outputs.values()) + int(headers.get(HEADER_LENGTH, 0))
     media_type = headers.pop("Content-Type")
     return respond(pieces, reservation, retained, media_type, headers)
 

@@ -3,26 +3,22 @@
 The container runs as the README's Kubernetes example does (``--memory 512m``, no swap, a
 read-only root filesystem, no capabilities). For at least 60 s, 16 clients each repeat one
 behaviour: classes past the cap, huge declared lengths, slow readers, stalled uploads, one-row
-floods, big npz bodies, C x C work at the cap, gzip bombs, oversized headers, hang-ups. A
-separate process asks ``/healthz`` every 50 ms. The container must never be killed, every
-request must end with 200, a 4xx or 503 (or with the connection cut where that is the
-documented answer), ``/healthz`` must answer within 100 ms (p99), and afterwards a normal
-request must score exactly as eager focal/ does.
+floods, big npz bodies, C x C work at the cap, gzip bombs, oversized headers, hang-ups
+(``tests/container/hostile_clients.py``, run niced: in a pod the clients would not share the
+server's CPUs). A separate process asks ``/healthz`` every 50 ms. The container must never be
+killed, every request must end with 200, a 4xx or 503 (or with the connection cut where that
+is the documented answer), ``/healthz`` must answer within 100 ms (p99), and afterwards a
+normal request must score exactly as eager focal/ does.
 """
 
 from __future__ import annotations
 
-import gzip
-import io
 import json
-import socket
+import os
 import subprocess
 import sys
-import threading
-import time
 from collections import Counter
-from collections.abc import Callable, Iterator
-from dataclasses import dataclass, field
+from collections.abc import Iterator
 
 import httpx
 import numpy as np
@@ -33,12 +29,11 @@ import torch
 from bench.servers import free_port
 from focal import compute, update
 from service import costs
-from tests.container.podman import docker, wait_ready
+from tests.container.hostile_clients import TIMEOUT_S
+from tests.container.podman import ROOT, docker, wait_ready
 
 DURATION_S = 60.0
 CLIENTS = 16
-PAUSE_S = 0.02  # between one client's requests: hostile, but not a CPU race with the server
-TIMEOUT_S = 5.0  # the container's body, header and write timeouts
 MIB = 2**20
 PROBE = """
 import http.client, json, sys, time
@@ -59,149 +54,13 @@ print(json.dumps({"latencies": latencies, "failures": failures}))
 """
 
 
-@dataclass
-class Outcomes:
-    """What each behaviour's requests ended with: an HTTP status, or ``cut`` / ``closed``."""
-
-    counts: Counter[tuple[str, str]] = field(default_factory=Counter)
-    lock: threading.Lock = field(default_factory=threading.Lock)
-
-    def add(self, behaviour: str, outcome: object) -> None:
-        with self.lock:
-            self.counts[(behaviour, str(outcome))] += 1
-
-
-def _npz(logits: np.ndarray, labels: np.ndarray) -> bytes:
-    buffer = io.BytesIO()
-    np.savez(buffer, logits=logits, labels=labels)
-    return buffer.getvalue()
-
-
-def _status_of(sock: socket.socket) -> str:
-    """The status code of the response on ``sock``, or ``closed`` if none comes."""
-    try:
-        head = sock.recv(64)
-    except OSError:
-        return "closed"
-    return head.split(b" ")[1].decode() if head.startswith(b"HTTP/1.1 ") else "closed"
-
-
-def _raw(port: int, head: bytes, body: bytes = b"", rcvbuf: int | None = None) -> socket.socket:
-    sock = socket.create_connection(("127.0.0.1", port), timeout=3 * TIMEOUT_S)
-    if rcvbuf is not None:
-        sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, rcvbuf)
-    sock.sendall(head + body)
-    return sock
-
-
-def _post_head(path: str, content_type: str, length: int, extra: str = "") -> bytes:
-    return (
-        f"POST {path} HTTP/1.1\r\nHost: focal\r\nContent-Type: {content_type}\r\n"
-        f"Content-Length: {length}\r\n{extra}\r\n"
-    ).encode()
-
-
-Behaviour = Callable[[int, httpx.Client], str]
-
-
-def behaviours() -> dict[str, Behaviour]:
-    """Each behaviour sends one request (or one burst) and returns how it ended."""
-    rng = np.random.default_rng(0)
-    many_classes = orjson.dumps({"logits": [[0.0] * 100_000], "labels": [0]})
-    big = _npz(rng.standard_normal((100_000, 100), dtype=np.float32), rng.integers(0, 100, 100_000))
-    wide = _npz(rng.standard_normal((1, 2048), dtype=np.float32), np.array([3]))
-    long_response = _npz(
-        rng.standard_normal((200_000, 2), dtype=np.float32), rng.integers(0, 2, 200_000)
-    )
-    bomb = gzip.compress(bytes(200 * MIB), 9)
-    one_rows = [
-        orjson.dumps(
-            {"logits": rng.standard_normal((1, 100)).tolist(), "labels": [k], "per_sample": False}
-        )
-        for k in range(20)
-    ]
-    json_type, npz_type = "application/json", "application/x-npz"
-
-    def classes_past_the_cap(port: int, client: httpx.Client) -> str:
-        response = client.post("/score", content=many_classes, headers={"content-type": json_type})
-        return str(response.status_code)
-
-    def huge_declared_length(port: int, client: httpx.Client) -> str:
-        with _raw(port, _post_head("/score", npz_type, 256 * MIB), b"PK" * 512) as sock:
-            return _status_of(sock)
-
-    def slow_reader(port: int, client: httpx.Client) -> str:
-        head = _post_head("/score?per_sample=true", npz_type, len(long_response))
-        with _raw(port, head, long_response, rcvbuf=4096) as sock:
-            status = _status_of(sock)
-            time.sleep(TIMEOUT_S + 3)  # read nothing more: the server cuts it off
-            return status
-
-    def stalled_upload(port: int, client: httpx.Client) -> str:
-        with _raw(port, _post_head("/score", npz_type, MIB), b"PK\x03\x04") as sock:
-            return _status_of(sock)
-
-    def one_row_flood(port: int, client: httpx.Client) -> str:
-        statuses = {
-            client.post("/score", content=body, headers={"content-type": json_type}).status_code
-            for body in one_rows
-        }
-        return ",".join(map(str, sorted(statuses)))
-
-    def big_npz(port: int, client: httpx.Client) -> str:
-        response = client.post(
-            "/score",
-            content=big,
-            params={"per_sample": "false"},
-            headers={"content-type": npz_type},
-        )
-        return str(response.status_code)
-
-    def classes_at_the_cap(port: int, client: httpx.Client) -> str:
-        response = client.post(
-            "/score", content=wide, params={"monitor": "false"}, headers={"content-type": npz_type}
-        )
-        return str(response.status_code)
-
-    def gzip_bomb(port: int, client: httpx.Client) -> str:
-        response = client.post(
-            "/score", content=bomb, headers={"content-type": npz_type, "content-encoding": "gzip"}
-        )
-        return str(response.status_code)
-
-    def oversized_headers(port: int, client: httpx.Client) -> str:
-        head = f"GET /healthz HTTP/1.1\r\nHost: focal\r\nX-Pad: {'a' * 40_000}\r\n\r\n"
-        with _raw(port, head.encode()) as sock:
-            return _status_of(sock)
-
-    def hang_up_mid_body(port: int, client: httpx.Client) -> str:
-        head = _post_head("/score", npz_type, len(big))
-        with _raw(port, head, big[: len(big) // 3]):
-            pass
-        return "closed"
-
-    return {
-        function.__name__: function
-        for function in (
-            classes_past_the_cap,
-            huge_declared_length,
-            slow_reader,
-            stalled_upload,
-            one_row_flood,
-            big_npz,
-            classes_at_the_cap,
-            gzip_bomb,
-            oversized_headers,
-            hang_up_mid_body,
-        )
-    }
-
-
 ALLOWED = {
     "classes_past_the_cap": {"422", "503"},
     "huge_declared_length": {"408", "413", "503"},
-    "slow_reader": {"200", "503"},
-    "stalled_upload": {"408", "503"},
+    # "closed": answered before the body ended (503) and closed while the client still sent;
+    # the answer can be lost to the reset that follows
+    "slow_reader": {"200", "503", "closed"},
+    "stalled_upload": {"408", "503", "closed"},
     "one_row_flood": {"200", "200,503", "503"},
     "big_npz": {"200", "408", "503"},  # 408: a 40 MB upload slowed past the body timeout
     "classes_at_the_cap": {"200", "503"},
@@ -243,17 +102,6 @@ def container(image: str) -> Iterator[tuple[str, int]]:
         docker("rm", "-f", cid, check=False)
 
 
-def _client_loop(
-    name: str, behaviour: Behaviour, port: int, stop: threading.Event, outcomes: Outcomes
-) -> None:
-    with httpx.Client(base_url=f"http://127.0.0.1:{port}", timeout=60) as client:
-        while not stop.wait(PAUSE_S):
-            try:
-                outcomes.add(name, behaviour(port, client))
-            except (httpx.TransportError, OSError) as error:
-                outcomes.add(name, f"transport error: {type(error).__name__}")
-
-
 @pytest.mark.timeout(300)
 def test_image_under_512m_survives_a_hostile_load_and_still_scores(
     container: tuple[str, int],
@@ -273,20 +121,17 @@ def test_image_under_512m_survives_a_hostile_load_and_still_scores(
         stdout=subprocess.PIPE,
         text=True,
     )
-    stop, outcomes = threading.Event(), Outcomes()
-    kinds = list(behaviours().items())
-    threads = [
-        threading.Thread(
-            target=_client_loop, args=(*kinds[index % len(kinds)], port, stop, outcomes)
-        )
-        for index in range(CLIENTS)
-    ]
-    for thread in threads:
-        thread.start()
-    time.sleep(DURATION_S)
-    stop.set()
-    for thread in threads:
-        thread.join(timeout=60)
+    load = subprocess.run(
+        [sys.executable, "-m", "tests.container.hostile_clients", str(port), str(DURATION_S),
+         str(CLIENTS)],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=DURATION_S + 120,
+        check=True,
+        preexec_fn=lambda: os.nice(10),  # the clients share this machine's CPUs with the pod
+    )  # fmt: skip
+    outcomes = Counter({(name, outcome): count for name, outcome, count in json.loads(load.stdout)})
     health = json.loads(probe.communicate(timeout=60)[0])
 
     state = json.loads(docker("inspect", cid, "--format", "{{json .State}}").stdout)
@@ -295,7 +140,7 @@ def test_image_under_512m_survives_a_hostile_load_and_still_scores(
     ).stdout.strip()
     latencies = sorted(health["latencies"])
     p99 = latencies[int(0.99 * (len(latencies) - 1))]
-    print(f"\noutcomes: {dict(sorted(outcomes.counts.items()))}")
+    print(f"\noutcomes: {dict(sorted(outcomes.items()))}")
     print(
         f"healthz: {len(latencies)} answers, p50 {latencies[len(latencies) // 2] * 1e3:.1f} ms,"
         f" p99 {p99 * 1e3:.1f} ms, max {latencies[-1] * 1e3:.1f} ms;"
@@ -303,14 +148,11 @@ def test_image_under_512m_survives_a_hostile_load_and_still_scores(
     )
     peak = f"{int(usage) / MIB:.0f} MiB" if usage.isdigit() else usage
     print(f"container peak memory: {peak} of 512 MiB")
-    assert not any(thread.is_alive() for thread in threads)
     assert state["Running"] is True, state
     assert state["OOMKilled"] is False, state
-    unexpected = {
-        key: count for key, count in outcomes.counts.items() if key[1] not in ALLOWED[key[0]]
-    }
+    unexpected = {key: count for key, count in outcomes.items() if key[1] not in ALLOWED[key[0]]}
     assert not unexpected, unexpected
-    served = [outcome for name, outcome in outcomes.counts if name == "one_row_flood"]
+    served = [outcome for name, outcome in outcomes if name == "one_row_flood"]
     assert any(outcome.startswith("200") for outcome in served)  # ordinary traffic got through
     assert not health["failures"], health["failures"]
     assert p99 <= 0.1

@@ -649,3 +649,70 @@ def test_a_client_that_hangs_up_mid_body_is_recorded_as_499_without_a_traceback(
     log = bounded.log()
     assert f"client hung up during POST {path}" in log
     assert "Traceback" not in log
+
+
+# --- 7. what a client can do once it has a connection ------------------------------------------
+def test_empty_lines_do_not_postpone_the_idle_timeout(bounded: Running) -> None:
+    before = closed(scrape(bounded), "idle")
+    with connect(bounded) as sock:
+        start = time.monotonic()
+        sock.settimeout(0.3)
+        open_for = None
+        while time.monotonic() - start < 5 * IDLE_TIMEOUT_S:
+            try:
+                sock.sendall(b"\r\n")  # starts no request: httptools skips it
+                if sock.recv(1) == b"":
+                    open_for = time.monotonic() - start
+                    break
+            except TimeoutError:
+                continue
+            except (ConnectionResetError, BrokenPipeError):
+                open_for = time.monotonic() - start
+                break
+    assert open_for is not None, "empty lines kept the connection open"
+    assert 0.5 * IDLE_TIMEOUT_S <= open_for <= 3 * IDLE_TIMEOUT_S
+    assert closed(scrape(bounded), "idle") - before >= 1
+
+
+def test_an_answer_before_the_body_ends_closes_the_connection(bounded: Running) -> None:
+    before = closed(scrape(bounded), "unread_body")
+    with connect(bounded) as sock:
+        head = upload_head("/score", 10 * 2**20, content_type="text/plain")  # 415 at once
+        sock.sendall(head + b"x" * 1000)
+        reply = receive_reply(sock)
+        assert reply.status == 415
+        assert seconds_until_closed(sock) <= 3  # the body nobody reads does not keep it open
+    assert closed(scrape(bounded), "unread_body") - before == 1
+
+
+def test_a_client_pipelining_more_than_two_requests_is_closed_after_its_answers(
+    bounded: Running,
+) -> None:
+    before = closed(scrape(bounded), "pipelined")
+    with connect(bounded) as sock:
+        sock.sendall(request_head([("Host", HOST)]) * 50)
+        answers = 0
+        try:
+            while True:
+                answers += receive_reply(sock).status == 200
+        except (AssertionError, ConnectionResetError, TimeoutError):
+            pass  # closed after the first answers
+    assert 1 <= answers <= 4
+    assert closed(scrape(bounded), "pipelined") - before == 1
+
+
+def test_chunked_trailers_count_as_headers(bounded: Running) -> None:
+    before = closed(scrape(bounded), "header_too_large")
+    with connect(bounded) as sock:
+        sock.sendall(
+            f"POST /score HTTP/1.1\r\nHost: {HOST}\r\nContent-Type: application/json\r\n"
+            "Transfer-Encoding: chunked\r\n\r\n2\r\n{}\r\n0\r\nX-Trailer: ".encode()
+        )
+        try:
+            for _ in range(4 * MAX_HEADER_BYTES // 1024):
+                sock.sendall(b"t" * 1024)
+                time.sleep(0.01)
+        except (ConnectionResetError, BrokenPipeError):
+            pass
+        seconds_until_closed(sock)
+    assert closed(scrape(bounded), "header_too_large") - before == 1

@@ -244,7 +244,7 @@ class Peaks:
 
     def _measure(self, shape: Shape) -> None:
         batch = make_batch(shape.n, shape.c)
-        specs = [focal_spec() for _ in shape.kinds]
+        specs = [focal_spec({"FOCAL_MAX_JSON_BYTES": "256Mi"}) for _ in shape.kinds]
         with serve(*specs) as servers:
             for kind, server in zip(shape.kinds, servers, strict=True):
                 try:
@@ -726,3 +726,36 @@ def test_healthz_answers_while_summary_computes_a_large_monitor() -> None:
 
         slowest = slowest_healthz(server, summarise, f"/summary at C={c}")
     assert slowest < LOOP_BOUND_S
+
+
+# --- JSON that is not arrays of numbers --------------------------------------------------------
+OBJECTS = (
+    b'{"logits": [[1, 2]], "labels": [0], "gamma": [' + b",".join([b'{"a":1}'] * 1_000_000) + b"]}"
+)
+STRINGS = b'{"logits": [[1, 2]], "labels": [0], "source": "' + b"s" * 12_000_000 + b'"}'
+LISTS = b'{"logits": [[1, 2]], "labels": [0], "alpha": [' + b",".join([b"[]"] * 2_000_000) + b"]}"
+
+
+@pytest.mark.parametrize(
+    ("body", "status"),
+    [
+        pytest.param(OBJECTS, 422, id="a-million-objects"),
+        pytest.param(STRINGS, 422, id="a-12-MB-string"),
+        pytest.param(LISTS, 422, id="two-million-empty-lists"),
+    ],
+)
+def test_json_objects_strings_and_lists_are_within_the_reservation(
+    body: bytes, status: int
+) -> None:
+    with focal_server({"FOCAL_MAX_JSON_BYTES": "64Mi"}) as server:
+        before = request_memory(server)
+        with httpx.Client(timeout=TIMEOUT_S) as client:
+            idle = rss_bytes(server.pid)
+            assert reset_peak(server.pid)
+            response = client.post(server.url + SCORE, content=body, headers=JSON)
+            peak = status_kib(server.pid, "VmHWM") * 1024
+        assert response.status_code == status, response.text
+        reserved = peak_reservation(server, before)
+    print(f"\n{len(body) / MIB:.1f} MiB: peak over idle {(peak - idle) / MIB:.1f} MiB, reserved"
+          f" {reserved / MIB:.1f} MiB")  # fmt: skip
+    assert peak - idle <= reserved

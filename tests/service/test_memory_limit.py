@@ -6,7 +6,7 @@ import pytest
 
 from service import memory_limit
 from service.memory_limit import (
-    Budget,
+    DerivedBudget,
     connection_bytes,
     container_limit,
     derive_budget,
@@ -67,12 +67,12 @@ def test_physical_memory_is_the_kernels_memtotal() -> None:
 @pytest.mark.parametrize(
     ("connections", "header_bytes", "expected"),
     [
-        pytest.param(100, 32 * 1024, 50 * MIB, id="defaults-50MiB"),
-        pytest.param(1, 1024, 1024 + 480 * 1024, id="one-connection"),
+        pytest.param(100, 32 * 1024, 100 * (3 * 32 + 480) * 1024, id="defaults-56MiB"),
+        pytest.param(1, 1024, 3 * 1024 + 480 * 1024, id="one-connection"),
         pytest.param(0, 32 * 1024, 0, id="none"),
     ],
 )
-def test_connection_bytes_are_headers_plus_480_kib_buffers_each(
+def test_connection_bytes_are_three_heads_plus_480_kib_buffers_each(
     connections: int, header_bytes: int, expected: int
 ) -> None:
     assert connection_bytes(connections, header_bytes) == expected
@@ -82,7 +82,7 @@ def test_configured_limit_replaces_the_calculation(
     monkeypatch: pytest.MonkeyPatch, tmp_path: Path
 ) -> None:
     _cgroup(monkeypatch, tmp_path, "1048576\n")  # far too small, but never read
-    assert derive_budget(512 * MIB, 10**12, 10**12, 10**12) == Budget(
+    assert derive_budget(512 * MIB, 10**12, 10**12, 10**12) == DerivedBudget(
         512 * MIB, "FOCAL_MEMORY_LIMIT (512.0 MiB)"
     )
 
@@ -149,7 +149,7 @@ def test_16_mib_is_the_smallest_budget(
 
 def test_request_budget_uses_the_configured_limit() -> None:
     settings = Settings(threads=1, memory_limit=64 * MIB)
-    assert request_budget(settings, lambda classes: 8 * classes * classes) == Budget(
+    assert request_budget(settings, lambda classes: 8 * classes * classes) == DerivedBudget(
         64 * MIB, "FOCAL_MEMORY_LIMIT (64.0 MiB)"
     )
 

@@ -539,3 +539,27 @@ def test_unexpected_error_is_a_plain_500_and_is_logged(
     assert "POST /score" in records[0].getMessage()
     assert records[0].exc_info is not None
     assert isinstance(records[0].exc_info[1], RuntimeError)
+
+
+def test_json_over_the_json_limit_is_413_naming_the_setting() -> None:
+    logits, labels = batch(2000, 3, seed=3)
+    body = orjson.dumps(json_body(logits, labels))
+    with scoring_client(max_json_bytes=4096) as client:
+        response = client.post("/score", content=body, headers={"content-type": "application/json"})
+        assert_error(
+            response,
+            413,
+            f"body: {len(body)} bytes of JSON is over the limit of 4096 (FOCAL_MAX_JSON_BYTES);"
+            " send large batches as .npz or v2 binary",
+        )
+        inputs = [
+            {"name": "logits", "shape": [2000, 3], "datatype": "FP32", "data": logits.tolist()},
+            {"name": "labels", "shape": [2000], "datatype": "INT64", "data": labels.tolist()},
+        ]
+        v2 = orjson.dumps({"inputs": inputs})
+        infer = client.post("/v2/models/focal-eval/infer", content=v2)
+        assert_error(infer, 413, f"body: {len(v2)} bytes of JSON is over the limit of 4096")
+        archive = io.BytesIO()
+        np.savez(archive, logits=logits, labels=labels)  # binary bodies are not JSON
+        npz = client.post("/score", content=archive.getvalue(), headers=NPZ)
+        assert npz.status_code == 200

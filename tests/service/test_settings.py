@@ -180,7 +180,7 @@ def test_bad_alpha_is_one_line_naming_the_variable(
 @pytest.mark.parametrize(
     ("name", "value", "expected"),
     [
-        pytest.param("FOCAL_MEMORY_LIMIT", "1048576", MIB, id="memory-bytes"),
+        pytest.param("FOCAL_MEMORY_LIMIT", "16777216", 16 * MIB, id="memory-bytes"),
         pytest.param("FOCAL_MEMORY_LIMIT", "512Mi", 512 * MIB, id="memory-kubernetes-Mi"),
         pytest.param("FOCAL_MEMORY_LIMIT", "512MiB", 512 * MIB, id="memory-MiB"),
         pytest.param("FOCAL_MEMORY_LIMIT", "300MB", 300_000_000, id="memory-MB"),
@@ -224,8 +224,8 @@ def test_byte_size_defaults() -> None:
         pytest.param(
             "FOCAL_MEMORY_LIMIT",
             "1Ki",
-            "FOCAL_MEMORY_LIMIT: Input should be greater than or equal to 1048576 (got '1Ki')",
-            id="memory-below-1MiB",
+            "FOCAL_MEMORY_LIMIT: Input should be greater than or equal to 16777216 (got '1Ki')",
+            id="memory-below-16MiB",
         ),
         pytest.param(
             "FOCAL_MAX_BODY_BYTES",

@@ -130,14 +130,6 @@ def test_total_returns_a_copy() -> None:
     assert again["confusion_matrix"].tolist() == [[3]]
 
 
-def test_clear_empties_the_window() -> None:
-    window, _ = _window(max_samples=100, max_seconds=100, buckets=10)
-    window.push(stats(3), 3)
-    window.clear()
-    assert window.total() == (None, 0, 0)
-    assert window.buckets == 0
-
-
 def test_max_buckets_is_2k_plus_2() -> None:
     assert [max_buckets(k) for k in (1, 2, 10, 1000)] == [4, 6, 22, 2002]
 
