@@ -9,15 +9,18 @@ from contextlib import asynccontextmanager
 
 from fastapi import FastAPI
 
-from service.errors import install_error_handlers
-from service.memory_budget import MemoryBudget, mib
-from service.memory_limit import DerivedBudget, request_budget
-from service.monitoring import Monitor
-from service.routes import health, monitoring, score, v2
-from service.scoring import Scorer
-from service.settings import Settings, get_settings
-from service.state import Runtime
-from service.telemetry import TelemetryMiddleware
+from service.core import health
+from service.core.errors import install_error_handlers
+from service.core.runtime import Runtime
+from service.core.scoring import Scorer
+from service.core.settings import Settings, get_settings
+from service.inference import rest
+from service.memory.budget import MemoryBudget, mib
+from service.memory.derive import DerivedBudget, request_budget
+from service.monitoring import routes as monitoring
+from service.monitoring.monitor import Monitor
+from service.monitoring.telemetry import TelemetryMiddleware
+from service.score import routes as score
 
 logger = logging.getLogger(__name__)
 
@@ -79,7 +82,7 @@ def create_app(
     )
     app.state.runtime = runtime
     install_error_handlers(app)
-    for module in (health, score, v2, monitoring):
+    for module in (health, score, rest, monitoring):
         app.include_router(module.router)
     app.add_middleware(TelemetryMiddleware, telemetry=runtime.telemetry)
     return app

@@ -10,8 +10,8 @@ from typing import NoReturn
 from pydantic import ValidationError
 from pydantic_settings import SettingsError
 
+from service.core.settings import Settings, describe_error
 from service.server import serve
-from service.settings import Settings, describe_error
 
 USAGE = """usage: focal <command> [options]
 

@@ -1,9 +1,9 @@
 """The service's request stages, timed in process, and their memory for a large request.
 
-Calls the same functions the routes call (``service.score_codec``, ``service.v2_decode``,
-``service.v2_encode``, ``service.validation``, ``service.scoring``) on prepared bodies, so that
-the share of each stage is known without HTTP in the way, including the graph run that
-py-spy's GIL mode cannot see. Receiving is emulated as the server does it: 64 KiB chunks
+Calls the same functions the routes call (``service.score.codec``, ``service.inference``'s
+``decode`` and ``encode``, ``service.core.validation``, ``service.core.scoring``) on prepared
+bodies, so that the share of each stage is known without HTTP in the way, including the graph
+run that py-spy's GIL mode cannot see. Receiving is emulated as the server does it: 64 KiB chunks
 appended to one growing buffer. Memory is reserved against an unlimited budget.
 """
 
@@ -18,14 +18,14 @@ from typing import Any
 from bench.data import GAMMA, IGNORE_INDEX, make_batch
 from bench.memory import MIB, reset_peak, rss_bytes, status_kib, v2_body
 from bench.transport import json_body, npz_body
-from service.exchange import Payload
-from service.memory_budget import MemoryBudget
-from service.score_codec import decode_json, decode_npz, encode_response
-from service.scoring import Scorer
-from service.settings import Settings
-from service.v2_decode import decode_infer_request
-from service.v2_encode import encode_infer_response
-from service.validation import make_batch as validate
+from service.core.scoring import Scorer
+from service.core.settings import Settings
+from service.core.validation import make_batch as validate
+from service.http.exchange import Payload
+from service.inference.decode import decode_infer_request
+from service.inference.encode import encode_infer_response
+from service.memory.budget import MemoryBudget
+from service.score.codec import decode_json, decode_npz, encode_response
 
 CHUNK = 64 * 1024
 Stage = tuple[str, Callable[[Any], Any]]

@@ -28,7 +28,7 @@ import torch
 
 from bench.servers import free_port
 from focal import compute, update
-from service import costs
+from service.memory import costs
 from tests.container.hostile_clients import TIMEOUT_S
 from tests.container.podman import ROOT, docker, wait_ready
 

@@ -8,7 +8,7 @@ from fastapi.testclient import TestClient
 
 from bench.servers import focal_server
 from service.app import create_app
-from service.settings import Settings
+from service.core.settings import Settings
 
 
 @pytest.fixture

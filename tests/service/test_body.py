@@ -18,8 +18,8 @@ from starlette.responses import JSONResponse
 from starlette.routing import Route
 from starlette.types import Message, Receive
 
-from service.body import decode_content_encoding, read_body
-from service.errors import RequestError
+from service.core.errors import RequestError
+from service.http.body import decode_content_encoding, read_body
 
 with warnings.catch_warnings():
     # starlette 1.10 asks for httpx2 instead of httpx; nothing here depends on the difference.

@@ -13,8 +13,9 @@ from typing import Any
 
 import pytest
 
-from service import cli, memory_limit, server
-from service.settings import Settings
+from service import cli, server
+from service.core.settings import Settings
+from service.memory import derive as memory_limit
 
 ARTIFACTS = Path(__file__).resolve().parents[2] / "service" / "artifacts"
 EVALUATION_MANIFEST = "evaluation.onnx.manifest.json"

@@ -7,7 +7,7 @@ from fastapi import FastAPI
 from fastapi.testclient import TestClient
 
 from service.app import create_app
-from service.settings import Settings
+from service.core.settings import Settings
 from tests.service.reference import MODEL_ID, assert_error
 
 NOT_READY = "server: not ready (the evaluation graph is loading)"

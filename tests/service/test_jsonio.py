@@ -11,8 +11,8 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from hypothesis.extra import numpy as npst
 
-from service import jsonio
-from service.jsonio import ARRAY_PIECE, dumps, iter_dumps
+from service.http import jsonio
+from service.http.jsonio import ARRAY_PIECE, dumps, iter_dumps
 
 
 def _pieces(document: Any) -> list[bytes]:

@@ -7,8 +7,8 @@ from collections.abc import Callable, Iterator
 
 import pytest
 
-from service.errors import RequestError
-from service.memory_budget import MemoryBudget, mib
+from service.core.errors import RequestError
+from service.memory.budget import MemoryBudget, mib
 
 MIB = 2**20
 LIMIT = 50 * MIB

@@ -4,8 +4,9 @@ from pathlib import Path
 
 import pytest
 
-from service import memory_limit
-from service.memory_limit import (
+from service.core.settings import Settings
+from service.memory import derive as memory_limit
+from service.memory.derive import (
     DerivedBudget,
     connection_bytes,
     container_limit,
@@ -13,7 +14,6 @@ from service.memory_limit import (
     physical_memory,
     request_budget,
 )
-from service.settings import Settings
 
 MIB = 2**20
 V2 = "the container's memory limit (cgroup v2)"

@@ -16,8 +16,8 @@ from pydantic import SecretStr
 
 from focal import compute, update
 from service.app import create_app
-from service.monitoring import LOSS_BUCKETS
-from service.settings import Settings
+from service.core.settings import Settings
+from service.monitoring.monitor import LOSS_BUCKETS
 
 C = 4
 IGNORE = -100
@@ -182,7 +182,7 @@ def test_batch_above_the_monitor_class_cap_is_scored_counted_and_not_monitored(
 ) -> None:
     with TestClient(create_app(Settings(threads=1, monitor_max_classes=5))) as client:
         logits, labels = batch(100, 1, c=7)
-        with caplog.at_level(logging.WARNING, logger="service.monitoring"):
+        with caplog.at_level(logging.WARNING, logger="service.monitoring.monitor"):
             got = post(client, logits, labels)
             post(client, logits, labels)
         assert (got["monitored"], got["unmonitored_reason"]) == (False, "too_many_classes")
@@ -200,7 +200,7 @@ def test_batch_above_the_monitor_class_cap_is_scored_counted_and_not_monitored(
         (("reason", "too_many_classes"), ("source", "default")),
     )
     assert samples[key] == 2
-    logged = [r.getMessage() for r in caplog.records if r.name == "service.monitoring"]
+    logged = [r.getMessage() for r in caplog.records if r.name == "service.monitoring.monitor"]
     assert len(logged) == 1  # the first of a kind; then at most once a minute
     assert "the batch has 7 classes, more than the monitor keeps" in logged[0]
     assert explicit.status_code == 422

@@ -15,8 +15,8 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from numpy.lib import format as npy_format
 
-from service.errors import RequestError
-from service.npz import load_npz
+from service.core.errors import RequestError
+from service.score.npz import load_npz
 
 REQUIRED = ("logits", "labels")
 OPTIONAL = ("weights",)

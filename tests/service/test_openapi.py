@@ -20,8 +20,8 @@ from hypothesis_jsonschema import from_schema
 from openapi_spec_validator import validate
 
 from service.app import create_app
-from service.score_codec import QUERY_FIELDS
-from service.settings import Settings
+from service.core.settings import Settings
+from service.score.codec import QUERY_FIELDS
 from tests.service.reference import (
     DEFAULT_GAMMA,
     DEFAULT_IGNORE_INDEX,

@@ -23,7 +23,7 @@ from fastapi.testclient import TestClient
 
 import focal
 from service.app import create_app
-from service.settings import Settings
+from service.core.settings import Settings
 from tests.service.reference import (
     DEFAULT_GAMMA,
     DEFAULT_IGNORE_INDEX,
@@ -528,12 +528,12 @@ def test_unexpected_error_is_a_plain_500_and_is_logged(
             raise RuntimeError("secret internals at /opt/graph")
 
         app.state.runtime.scorer.score = broken
-        with caplog.at_level(logging.ERROR, logger="service.errors"):
+        with caplog.at_level(logging.ERROR, logger="service.core.errors"):
             response = client.post("/score", json=document())
     assert response.status_code == 500
     assert response.json() == {"error": "Internal server error"}
     assert "secret" not in response.text
-    records = [r for r in caplog.records if r.name == "service.errors"]
+    records = [r for r in caplog.records if r.name == "service.core.errors"]
     assert len(records) == 1
     assert records[0].levelno == logging.ERROR
     assert "POST /score" in records[0].getMessage()

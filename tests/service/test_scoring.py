@@ -6,12 +6,12 @@ import numpy as np
 import pytest
 import torch
 
-import service.scoring
+import service.core.scoring
 from focal import Metrics, PerSample, Statistics, compute, update
-from service.errors import RequestError
-from service.scoring import Scorer, chunk_rows
-from service.settings import Settings
-from service.validation import make_batch
+from service.core.errors import RequestError
+from service.core.scoring import Scorer, chunk_rows
+from service.core.settings import Settings
+from service.core.validation import make_batch
 
 NAMES = PerSample._fields + Statistics._fields + Metrics._fields
 
@@ -26,7 +26,7 @@ def test_chunk_rows_bounds_the_work_per_run() -> None:
 def test_chunked_scoring_equals_eager_on_the_whole_batch(
     monkeypatch: pytest.MonkeyPatch, rows: int
 ) -> None:
-    monkeypatch.setattr(service.scoring, "chunk_rows", lambda num_classes: rows)
+    monkeypatch.setattr(service.core.scoring, "chunk_rows", lambda num_classes: rows)
     rng = np.random.default_rng(rows)
     logits = (rng.standard_normal((500, 6)) * 3).astype(np.float32)
     labels = rng.integers(0, 6, 500)
@@ -51,7 +51,7 @@ def test_chunked_scoring_equals_eager_on_the_whole_batch(
 def test_an_overflow_in_a_later_chunk_names_its_row_in_the_batch(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    monkeypatch.setattr(service.scoring, "chunk_rows", lambda num_classes: 10)
+    monkeypatch.setattr(service.core.scoring, "chunk_rows", lambda num_classes: 10)
     logits = np.zeros((30, 2), dtype=np.float32)
     logits[23] = [3e38, -3e38]  # finite, but the cross entropy of label 1 overflows
     labels = np.zeros(30, dtype=np.int64)

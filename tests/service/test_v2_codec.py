@@ -13,15 +13,15 @@ from hypothesis import strategies as st
 from hypothesis.extra import numpy as hnp
 from tritonclient.utils import np_to_triton_dtype
 
-from service.errors import RequestError
-from service.v2_decode import (
+from service.core.errors import RequestError
+from service.inference.datatypes import HEADER_LENGTH, datatype_of
+from service.inference.decode import (
     InferRequest,
     RequestedOutput,
     decode_infer_request,
     parse_header_length,
 )
-from service.v2_encode import encode_infer_response
-from service.v2_tensors import HEADER_LENGTH, datatype_of
+from service.inference.encode import encode_infer_response
 
 DATATYPES: dict[str, type[np.generic]] = {
     "FP32": np.float32,

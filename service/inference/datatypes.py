@@ -1,8 +1,8 @@
 """Open Inference Protocol (KServe v2) datatypes, and the helpers its codec shares.
 
-The codec is :mod:`service.v2_decode` (requests) and :mod:`service.v2_encode` (responses): pure
-functions from HTTP bodies to numpy arrays and back, so that ``tritonclient.http`` works
-unchanged against the service. A body is a JSON object, optionally followed by raw tensor
+The codec is :mod:`service.inference.decode` (requests) and :mod:`service.inference.encode`
+(responses): pure functions from HTTP bodies to numpy arrays and back, so that
+``tritonclient.http`` works unchanged against the service. A body is a JSON object, optionally followed by raw tensor
 bytes; the ``Inference-Header-Content-Length`` header gives the length of the JSON part and
 each binary tensor carries ``parameters.binary_data_size``. Binary blobs follow the JSON in
 tensor order, little-endian, row-major, BOOL as one byte 0 or 1. Every protocol problem is a
@@ -18,7 +18,7 @@ import numpy as np
 import numpy.typing as npt
 import orjson
 
-from service.errors import RequestError
+from service.core.errors import RequestError
 
 HEADER_LENGTH = "Inference-Header-Content-Length"
 

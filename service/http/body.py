@@ -14,7 +14,7 @@ from collections.abc import Callable
 
 from starlette.requests import Request
 
-from service.errors import RequestError
+from service.core.errors import RequestError
 
 __all__ = ["content_length", "decode_content_encoding", "read_body", "refuse_long_json"]
 

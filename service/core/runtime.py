@@ -8,14 +8,14 @@ from anyio import CapacityLimiter
 from fastapi import Request
 from prometheus_client import CollectorRegistry
 
-from service.concurrency import Gate
-from service.errors import RequestError
-from service.memory_budget import MemoryBudget, Reservation
-from service.monitoring import Monitor
-from service.scoring import Outputs, Scorer
-from service.settings import Settings
-from service.telemetry import Telemetry
-from service.validation import invalid
+from service.core.errors import RequestError
+from service.core.gate import Gate
+from service.core.scoring import Outputs, Scorer
+from service.core.settings import Settings
+from service.core.validation import invalid
+from service.memory.budget import MemoryBudget, Reservation
+from service.monitoring.monitor import Monitor
+from service.monitoring.telemetry import Telemetry
 
 
 @dataclass(frozen=True)

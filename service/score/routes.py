@@ -8,15 +8,15 @@ from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, Request, Response
 
-from service.auth import require_token
-from service.body import refuse_long_json
-from service.errors import RequestError
-from service.exchange import Payload, exchange, reserve_batch
-from service.memory_budget import Reservation
-from service.responses import respond
-from service.schemas import ErrorResponse, ScoreRequest, ScoreResponse
-from service.score_codec import decode_json, decode_npz, encode_response
-from service.state import Runtime, get_runtime
+from service.core.auth import require_token
+from service.core.errors import RequestError
+from service.core.runtime import Runtime, get_runtime
+from service.http.body import refuse_long_json
+from service.http.exchange import Payload, exchange, reserve_batch
+from service.http.responses import respond
+from service.memory.budget import Reservation
+from service.score.codec import decode_json, decode_npz, encode_response
+from service.score.schemas import ErrorResponse, ScoreRequest, ScoreResponse
 
 router = APIRouter(tags=["score"])
 ROUTE = "/score"

@@ -8,7 +8,7 @@
    the graph, encoding) runs in a worker thread, resizing the reservation as sizes become
    known and refusing with 503 / 413 when they would not fit.
 4. The response holds what is left of the reservation until it is sent
-   (:mod:`service.responses`).
+   (:mod:`service.http.responses`).
 """
 
 from __future__ import annotations
@@ -22,12 +22,12 @@ import numpy as np
 import numpy.typing as npt
 from fastapi import Request, Response
 
-from service import costs
-from service.body import content_length, decode_content_encoding, read_body
-from service.errors import RequestError
-from service.memory_budget import Reservation
-from service.state import Runtime
-from service.validation import batch_size
+from service.core.errors import RequestError
+from service.core.runtime import Runtime
+from service.core.validation import batch_size
+from service.http.body import content_length, decode_content_encoding, read_body
+from service.memory import costs
+from service.memory.budget import Reservation
 
 
 @dataclass

@@ -84,8 +84,8 @@ class Artifact:
 
 
 def default_artifact_dir() -> Path:
-    """The directory of the artifacts shipped inside the package."""
-    return Path(__file__).parent / "artifacts"
+    """This package's folder: the artifacts shipped with the server."""
+    return Path(__file__).parent
 
 
 def find_artifact(directory: Path, kind: str, format: str = "onnx") -> Artifact:

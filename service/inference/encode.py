@@ -13,10 +13,10 @@ from typing import Any
 import numpy as np
 import numpy.typing as npt
 
-from service import costs
-from service.jsonio import iter_dumps
-from service.v2_decode import RequestedOutput
-from service.v2_tensors import HEADER_LENGTH, datatype_of, fail, short
+from service.http.jsonio import iter_dumps
+from service.inference.datatypes import HEADER_LENGTH, datatype_of, fail, short
+from service.inference.decode import RequestedOutput
+from service.memory import costs
 
 
 def encode_infer_response(
@@ -31,7 +31,7 @@ def encode_infer_response(
     """Encode a v2 inference response, JSON or JSON followed by binary tensor data.
 
     Nothing is copied into one response body: the pieces are the JSON (in pieces, see
-    :func:`service.jsonio.iter_dumps`) and, for binary outputs, views of the arrays.
+    :func:`service.http.jsonio.iter_dumps`) and, for binary outputs, views of the arrays.
 
     Args:
         model_name: Echoed as ``model_name``.

@@ -33,11 +33,11 @@ import numpy.typing as npt
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, HistogramMetricFamily
 from prometheus_client.registry import Collector
 
-from service.window import Statistics, Window, max_buckets
+from service.monitoring import PREFIX
+from service.monitoring.window import Statistics, Window, max_buckets
 
 logger = logging.getLogger(__name__)
 
-PREFIX = "focal_eval"
 LOSS_BUCKETS = (0.001, 0.003, 0.01, 0.03, 0.1, 0.3, 1.0, 3.0, 10.0, 30.0)
 WINDOW_GAUGES = (
     "balanced_accuracy",

@@ -16,24 +16,24 @@ from typing import Annotated, Any
 import numpy.typing as npt
 from fastapi import APIRouter, Depends, Request, Response
 
-from service import costs
-from service.auth import require_token
-from service.body import refuse_long_json
-from service.errors import RequestError
-from service.exchange import Payload, exchange, reserve_batch
-from service.memory_budget import Reservation
-from service.responses import respond
-from service.schemas import ErrorResponse
-from service.scoring import Scorer
-from service.state import Runtime, get_runtime
-from service.v2_decode import InferRequest, decode_infer_request, parse_header_length
-from service.v2_encode import encode_infer_response
-from service.v2_tensors import HEADER_LENGTH
-from service.validation import (
+from service.core.auth import require_token
+from service.core.errors import RequestError
+from service.core.runtime import Runtime, get_runtime
+from service.core.scoring import Scorer
+from service.core.validation import (
     Batch,
     check_bool,
     check_source_type,
 )
+from service.http.body import refuse_long_json
+from service.http.exchange import Payload, exchange, reserve_batch
+from service.http.responses import respond
+from service.inference.datatypes import HEADER_LENGTH
+from service.inference.decode import InferRequest, decode_infer_request, parse_header_length
+from service.inference.encode import encode_infer_response
+from service.memory import costs
+from service.memory.budget import Reservation
+from service.score.schemas import ErrorResponse
 
 router = APIRouter(prefix="/v2", tags=["open inference protocol"])
 ROUTE = "/v2/models/{name}/infer"

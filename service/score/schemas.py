@@ -1,7 +1,7 @@
 """Pydantic models that document the HTTP surface in OpenAPI.
 
 They describe requests and responses; the hot path does not validate through them (bodies are
-parsed with orjson straight into numpy, see :mod:`service.score_codec`), and tests check that
+parsed with orjson straight into numpy, see :mod:`service.score.codec`), and tests check that
 what these schemas state is what the endpoints accept and return.
 """
 

@@ -16,9 +16,9 @@ import numpy as np
 import numpy.typing as npt
 
 from service.artifacts import Artifact, ArtifactError, find_artifact, open_session
-from service.errors import RequestError
-from service.settings import Settings
-from service.validation import (
+from service.core.errors import RequestError
+from service.core.settings import Settings
+from service.core.validation import (
     Batch,
     check_gamma,
     check_ignore_index,

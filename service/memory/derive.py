@@ -5,7 +5,7 @@
 - limit: ``memory.max`` (cgroup v2) or ``memory.limit_in_bytes`` (cgroup v1); without a
   limit, half of the machine's RAM.
 - process: the server's resident memory once its graphs are loaded and warmed up.
-- monitor: the most the monitor can hold (:meth:`service.monitoring.Monitor.max_bytes`).
+- monitor: the most the monitor can hold (:meth:`service.monitoring.monitor.Monitor.max_bytes`).
 - connections: ``FOCAL_MAX_CONNECTIONS`` times what one connection may buffer.
 - margin: 10% of the limit, for allocator slack and Python's small objects.
 
@@ -21,10 +21,10 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
-from service.connections import MAX_PIPELINED
-from service.memory_budget import mib
-from service.monitoring import Monitor
-from service.settings import Settings
+from service.core.settings import Settings
+from service.http.connections import MAX_PIPELINED
+from service.memory.budget import mib
+from service.monitoring.monitor import Monitor
 
 logger = logging.getLogger(__name__)
 

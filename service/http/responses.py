@@ -4,7 +4,7 @@ A response of at most ``SMALL`` bytes is sent whole and its request's reservatio
 once (what one connection may buffer is part of the connection headroom). A larger one is
 streamed in chunks of about ``costs.RESPONSE_CHUNK`` bytes, each encoded only when the client
 has taken the one before, and it holds the reservation until its last byte is written or the
-connection is cut (by the client, or by the write timeout of :mod:`service.connections`).
+connection is cut (by the client, or by the write timeout of :mod:`service.http.connections`).
 """
 
 from __future__ import annotations
@@ -15,8 +15,8 @@ from itertools import chain
 from starlette.responses import Response, StreamingResponse
 from starlette.types import Receive, Scope, Send
 
-from service import costs
-from service.memory_budget import Reservation
+from service.memory import costs
+from service.memory.budget import Reservation
 
 SMALL = 64 * 1024
 

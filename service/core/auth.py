@@ -7,8 +7,8 @@ from typing import Annotated
 
 from fastapi import Depends, Request
 
-from service.errors import RequestError
-from service.state import Runtime, get_runtime
+from service.core.errors import RequestError
+from service.core.runtime import Runtime, get_runtime
 
 
 def require_token(request: Request, runtime: Annotated[Runtime, Depends(get_runtime)]) -> None:

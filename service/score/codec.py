@@ -15,20 +15,20 @@ import numpy as np
 import numpy.typing as npt
 import orjson
 
-from service import costs
-from service.errors import RequestError
-from service.exchange import Payload
-from service.json_arrays import load_arrays
-from service.jsonio import iter_dumps
-from service.memory_budget import Reservation
-from service.npz import load_npz
-from service.scoring import Defaults, Outputs, Scorer
-from service.validation import (
+from service.core.errors import RequestError
+from service.core.scoring import Defaults, Outputs, Scorer
+from service.core.validation import (
     Batch,
     check_bool,
     check_source_type,
     invalid,
 )
+from service.http.exchange import Payload
+from service.http.json_arrays import load_arrays
+from service.http.jsonio import iter_dumps
+from service.memory import costs
+from service.memory.budget import Reservation
+from service.score.npz import load_npz
 
 JSON_FIELDS = (
     "logits",
@@ -72,7 +72,7 @@ class ScoreRequest:
     source: str | None  # None: the first of FOCAL_MONITOR_SOURCES
 
     def batch(self, defaults: Defaults) -> Batch:
-        """The validated batch (see :meth:`service.scoring.Defaults.batch`)."""
+        """The validated batch (see :meth:`service.core.scoring.Defaults.batch`)."""
         return defaults.batch(self.logits, self.labels, self.alpha, self.gamma, self.ignore_index)
 
 
@@ -80,9 +80,9 @@ def decode_json(payload: Payload, reservation: Reservation) -> ScoreRequest:
     """Parse a JSON body into arrays, freeing the text as soon as it is parsed.
 
     Regular logits and labels go straight from the text to numpy
-    (:func:`service.json_arrays.load_arrays`); anything else is parsed by orjson into Python
+    (:func:`service.http.json_arrays.load_arrays`); anything else is parsed by orjson into Python
     objects, which gives malformed input its precise error. Each path's memory is reserved
-    before it runs (:mod:`service.costs`, counted from the text), so that no JSON body can
+    before it runs (:mod:`service.memory.costs`, counted from the text), so that no JSON body can
     take more than the budget allows.
 
     Raises:
@@ -130,7 +130,7 @@ def decode_npz(
     inflated.
 
     Raises:
-        RequestError: 400 / 413 / 415 for the archive (see :func:`service.npz.load_npz`);
+        RequestError: 400 / 413 / 415 for the archive (see :func:`service.score.npz.load_npz`);
             422 for a missing, unknown or invalid array or parameter; 503 / 413 when the
             inflated members would not fit in the memory budget.
     """
@@ -162,7 +162,7 @@ def encode_response(
     model_name: str,
     unmonitored: tuple[bool, str | None],
 ) -> Iterator[bytes]:
-    """The JSON response, in pieces (:func:`service.jsonio.iter_dumps`).
+    """The JSON response, in pieces (:func:`service.http.jsonio.iter_dumps`).
 
     Model, parameters, metrics, per-class table, statistics, per-sample arrays. NaN
     (undefined metrics) is written as ``null``. ``unmonitored`` is whether the batch fed the

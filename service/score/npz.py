@@ -21,7 +21,7 @@ import numpy as np
 import numpy.typing as npt
 from numpy.lib import format as npy_format
 
-from service.errors import RequestError
+from service.core.errors import RequestError
 
 __all__ = ["load_npz"]
 

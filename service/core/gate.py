@@ -14,7 +14,7 @@ from typing import TypeVar
 import anyio.to_thread
 from anyio import CapacityLimiter
 
-from service.errors import RequestError
+from service.core.errors import RequestError
 
 T = TypeVar("T")
 

@@ -1,0 +1,1 @@
+"""The shared core: settings, errors, auth, the runtime, validation and the scorer."""

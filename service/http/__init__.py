@@ -1,0 +1,1 @@
+"""The HTTP exchange: bounded connections, bodies, JSON, and responses that hold their memory."""

@@ -1,0 +1,1 @@
+"""The ``/score`` protocol: routes, the JSON / npz codec, and the OpenAPI schemas."""
