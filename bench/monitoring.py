@@ -14,8 +14,8 @@ import numpy as np
 
 from bench.data import case_name, make_batch
 from bench.report import Section, Target
-from bench.servers import focal_server
 from bench.timing import interleave
+from service.testing import focal_server
 
 CASES = ((64, 10), (10_000, 100), (100_000, 10))
 HEADERS = {"content-type": "application/x-npz"}

@@ -222,6 +222,13 @@ def _symbolic(
     symbols = {(11, 13): "N", (7, 9): "C"}
     described = []
     for name, a, b in zip(names, first, second, strict=True):
+        if a.dim() != b.dim() or any(
+            d1 != d2 and (d1, d2) not in symbols for d1, d2 in zip(a.shape, b.shape, strict=True)
+        ):
+            raise ValueError(
+                f"Expected each dimension of `{name}` to be a constant, N or C, but got"
+                f" {list(a.shape)} at N=11, C=7 and {list(b.shape)} at N=13, C=9"
+            )
         shape = [
             d1 if d1 == d2 else symbols[(d1, d2)] for d1, d2 in zip(a.shape, b.shape, strict=True)
         ]
@@ -245,26 +252,43 @@ def _flatten(outputs: Any) -> list[torch.Tensor]:
     return [tensor for item in outputs for tensor in _flatten(item)]
 
 
+def metrics_inputs_signature(num_bins: int) -> list[dict[str, Any]]:
+    """Names, dtypes and symbolic shapes of the metrics graph's inputs: the statistics."""
+    return _symbolic(
+        lambda n, c: list(_statistics(example_evaluation_inputs(n, c), slice(None), num_bins)),
+        METRICS_INPUTS,
+    )
+
+
 def _export_metrics_onnx(path: Path, num_bins: int, opset: int) -> None:
-    """C dynamic; the bin count is a constant, as in the evaluation graph it pairs with.
+    """C dynamic wherever a statistic's shape follows it; the bin count is a constant.
 
     (A second dynamic dim with the same constraints as C would be given C's name in the ONNX
     graph, and onnxruntime would then share buffers between the two.)
     """
     _, statistics = update(*example_evaluation_inputs()[:2], num_bins=num_bins)
-    c = torch.export.Dim("C")
-    shapes: dict[str, dict[int, Any]] = {name: {} for name in METRICS_INPUTS}
-    shapes |= {"confusion_matrix": {0: c, 1: c}}
-    shapes |= {name: {0: c} for name in METRICS_INPUTS[1:5]}
     export_onnx(
         MetricsFromStatistics(),
         tuple(statistics),
         path,
         METRICS_INPUTS,
         METRICS_OUTPUTS,
-        shapes,
+        _dynamic_shapes(metrics_inputs_signature(num_bins)),
         opset,
     )
+
+
+def _dynamic_shapes(signature: list[dict[str, Any]]) -> dict[str, dict[int, Any]]:
+    """``torch.export`` dims, by input name, for each symbolic ("N" / "C") dimension."""
+    dims: dict[str, Any] = {}
+    shapes: dict[str, dict[int, Any]] = {}
+    for entry in signature:
+        shapes[entry["name"]] = {
+            axis: dims.setdefault(size, torch.export.Dim(size))
+            for axis, size in enumerate(entry["shape"])
+            if isinstance(size, str)
+        }
+    return shapes
 
 
 def _export_sigmoid_onnx(path: Path, graph: SigmoidFocalLossGraph, opset: int) -> None:

@@ -10,6 +10,7 @@ from typing import NamedTuple
 
 from torch import Tensor, nn
 
+from focal._fields import define, keyword_arguments
 from focal._validation import check_num_bins
 from focal.metrics import Metrics, _compute
 from focal.statistics import DEFAULT_NUM_BINS, PerSample, Statistics, _update
@@ -47,29 +48,20 @@ class EvaluationStep(nn.Module):
 
 
 class MetricsFromStatistics(nn.Module):
-    """The eight statistics tensors (in :class:`~focal.statistics.Statistics` order) to metrics."""
+    """Metrics of statistics given as tensors, one per :class:`~focal.statistics.Statistics` field.
 
-    def forward(
-        self,
-        confusion_matrix: Tensor,
-        focal_loss_sum: Tensor,
-        cross_entropy_sum: Tensor,
-        alpha_sum: Tensor,
-        brier_sum: Tensor,
-        bin_count: Tensor,
-        bin_confidence_sum: Tensor,
-        bin_correct: Tensor,
-    ) -> Metrics:
-        """Metrics of (merged) statistics."""
-        return _compute(
-            Statistics(
-                confusion_matrix,
-                focal_loss_sum,
-                cross_entropy_sum,
-                alpha_sum,
-                brier_sum,
-                bin_count,
-                bin_confidence_sum,
-                bin_correct,
-            )
-        )
+    ``forward(self, confusion_matrix, focal_loss_sum, ...)`` is written from
+    ``Statistics._fields`` in their order (see :mod:`focal._fields`): its argument names are the
+    metrics graph's input names, and a new statistic is a new argument.
+    """
+
+    forward = define(
+        "forward",
+        f'''def forward(self, {", ".join(f"{field}: Tensor" for field in Statistics._fields)}
+) -> Metrics:
+    """Metrics of (merged) statistics."""
+    return _compute(Statistics({keyword_arguments(Statistics._fields, "{}")}))
+''',
+        globals(),
+        qualname="MetricsFromStatistics.forward",
+    )

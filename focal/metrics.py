@@ -30,11 +30,15 @@ from typing import NamedTuple
 import torch
 from torch import Tensor
 
-from focal.statistics import Statistics
+from focal.statistics import Statistics, check_statistics
 
 
 class Metrics(NamedTuple):
-    """Metrics of a set of statistics: scalars are float64 0-d, per-class values ``(C,)``."""
+    """Metrics of a set of statistics: scalars are float64 0-d, per-class values ``(C,)``.
+
+    A new metric is a field here, computed in :func:`_compute`: the evaluation and metrics
+    graphs, their manifests and the parity checks follow from ``_fields``.
+    """
 
     accuracy: Tensor
     balanced_accuracy: Tensor
@@ -67,29 +71,8 @@ def compute(statistics: Statistics) -> Metrics:
         >>> round(metrics.accuracy.item(), 4), round(metrics.balanced_accuracy.item(), 4)
         (0.3333, 0.25)
     """
-    _check_statistics(statistics)
+    check_statistics(statistics)
     return _compute(statistics)
-
-
-def _check_statistics(s: Statistics) -> None:
-    cm = s.confusion_matrix
-    if cm.dim() != 2 or cm.shape[0] != cm.shape[1]:
-        raise ValueError(
-            f"Expected `confusion_matrix` to have shape (C, C), but got {list(cm.shape)}"
-        )
-    for name, per_class in [
-        ("focal_loss_sum", s.focal_loss_sum),
-        ("cross_entropy_sum", s.cross_entropy_sum),
-        ("alpha_sum", s.alpha_sum),
-        ("brier_sum", s.brier_sum),
-    ]:
-        if list(per_class.shape) != [cm.shape[0]]:
-            raise ValueError(
-                f"Expected `{name}` to have shape ({cm.shape[0]},), but got {list(per_class.shape)}"
-            )
-    bins = s.bin_count.shape
-    if s.bin_confidence_sum.shape != bins or s.bin_correct.shape != bins or len(bins) != 1:
-        raise ValueError("Expected `bin_count`, `bin_confidence_sum`, `bin_correct` of shape (B,)")
 
 
 def _compute(s: Statistics) -> Metrics:

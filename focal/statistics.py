@@ -11,12 +11,13 @@ bins are equal-width over the confidence (max probability): bin :math:`b` holds 
 :math:`(b/B, (b+1)/B]`.
 """
 
-from typing import NamedTuple, Optional, Tuple
+from typing import Callable, NamedTuple, Optional, Tuple
 
 import torch
 import torch.nn.functional as F
 from torch import Tensor
 
+from focal._fields import define, keyword_arguments, names_function
 from focal._validation import (
     check_alpha,
     check_finite,
@@ -42,7 +43,12 @@ class PerSample(NamedTuple):
 
 
 class Statistics(NamedTuple):
-    """Additive sufficient statistics of one or many batches (C classes, B bins)."""
+    """Additive sufficient statistics of one or many batches (C classes, B bins).
+
+    Every field is summed by :func:`merge`. A new statistic is a field here, computed in
+    :func:`_update`: :func:`merge`, :func:`empty_statistics`, :func:`check_statistics`, the
+    metrics graph's inputs and the export manifests follow from ``_fields``.
+    """
 
     confusion_matrix: Tensor  # int64 (C, C): rows true class, columns predicted class
     focal_loss_sum: Tensor  # float64 (C,): sum of focal loss by true class
@@ -52,6 +58,18 @@ class Statistics(NamedTuple):
     bin_count: Tensor  # int64 (B,): samples per confidence bin
     bin_confidence_sum: Tensor  # float64 (B,): sum of confidence per bin
     bin_correct: Tensor  # int64 (B,): correct predictions per bin
+
+
+# Written from Statistics._fields (see focal._fields): TorchScript cannot build a NamedTuple
+# in a loop over its fields, nor read `_fields`.
+_add: Callable[[Statistics, Statistics], Statistics] = define(
+    "_add",
+    f"""def _add(a: Statistics, b: Statistics) -> Statistics:
+    return Statistics({keyword_arguments(Statistics._fields, "a.{} + b.{}")})
+""",
+    globals(),
+)
+_statistics_fields = names_function("_statistics_fields", Statistics._fields, globals())
 
 
 def update(
@@ -120,49 +138,65 @@ def check_update_tensors(
 
 
 def merge(a: Statistics, b: Statistics) -> Statistics:
-    """Statistics of the union of two sets of batches (elementwise sum).
+    """Statistics of the union of two sets of batches (elementwise sum, field by field).
 
     Raises:
         ValueError: the two were computed for different numbers of classes or bins.
     """
-    if (
-        a.confusion_matrix.shape != b.confusion_matrix.shape
-        or a.bin_count.shape != b.bin_count.shape
-    ):
-        raise ValueError(
-            f"Expected statistics of the same shape, but got {list(a.confusion_matrix.shape)}"
-            f" classes x {list(a.bin_count.shape)} bins and {list(b.confusion_matrix.shape)}"
-            f" x {list(b.bin_count.shape)}"
-        )
-    return Statistics(
-        a.confusion_matrix + b.confusion_matrix,
-        a.focal_loss_sum + b.focal_loss_sum,
-        a.cross_entropy_sum + b.cross_entropy_sum,
-        a.alpha_sum + b.alpha_sum,
-        a.brier_sum + b.brier_sum,
-        a.bin_count + b.bin_count,
-        a.bin_confidence_sum + b.bin_confidence_sum,
-        a.bin_correct + b.bin_correct,
-    )
+    names = _statistics_fields()
+    for i, (x, y) in enumerate(zip(a, b, strict=True)):
+        if x.shape != y.shape:
+            raise ValueError(
+                f"Expected statistics of the same shape, but got `{names[i]}` of shape"
+                f" {list(x.shape)} and {list(y.shape)}"
+            )
+    return _add(a, b)
 
 
 def empty_statistics(
     num_classes: int, num_bins: int = DEFAULT_NUM_BINS, device: Optional[torch.device] = None
 ) -> Statistics:
-    """All-zero statistics, the identity of :func:`merge`."""
-    counts = torch.zeros(num_classes, num_classes, dtype=torch.long, device=device)
-    per_class = torch.zeros(num_classes, dtype=torch.float64, device=device)
-    per_bin = torch.zeros(num_bins, dtype=torch.float64, device=device)
-    return Statistics(
-        counts,
-        per_class,
-        per_class.clone(),
-        per_class.clone(),
-        per_class.clone(),
-        per_bin.long(),
-        per_bin,
-        per_bin.long(),
-    )
+    """All-zero statistics, the identity of :func:`merge`: those of a batch of no rows.
+
+    Example:
+        >>> empty = empty_statistics(3)
+        >>> empty.confusion_matrix.shape, empty.bin_count.shape, empty.brier_sum.dtype
+        (torch.Size([3, 3]), torch.Size([15]), torch.float64)
+    """
+    return _update(
+        torch.zeros(0, num_classes, device=device),
+        torch.zeros(0, dtype=torch.long, device=device),
+        torch.ones(num_classes, device=device),
+        torch.tensor(0.0, dtype=torch.float64),
+        torch.tensor(-100),
+        num_bins,
+    )[1]
+
+
+def check_statistics(s: Statistics) -> None:
+    """Every field must have the shape it has in statistics of C classes and B bins.
+
+    C is read from ``confusion_matrix`` (C, C) and B from ``bin_count`` (B,).
+
+    Raises:
+        ValueError: a field's shape does not fit; the message names it.
+    """
+    cm = s.confusion_matrix
+    if cm.dim() != 2 or cm.shape[0] != cm.shape[1]:
+        raise ValueError(
+            f"Expected `confusion_matrix` to have shape (C, C), but got {list(cm.shape)}"
+        )
+    if s.bin_count.dim() != 1:
+        raise ValueError(
+            f"Expected `bin_count` to have shape (B,), but got {list(s.bin_count.shape)}"
+        )
+    names = _statistics_fields()
+    expected = empty_statistics(cm.shape[0], s.bin_count.shape[0], cm.device)
+    for i, (got, want) in enumerate(zip(s, expected, strict=True)):
+        if got.shape != want.shape:
+            raise ValueError(
+                f"Expected `{names[i]}` to have shape {list(want.shape)}, but got {list(got.shape)}"
+            )
 
 
 def _update(
@@ -203,16 +237,27 @@ def _update(
     per_bin = torch.zeros(num_bins, dtype=torch.float64, device=x.device)
 
     statistics = Statistics(
-        confusion.reshape(num_classes, num_classes),
-        per_class.scatter_add(0, safe_labels, focal.double()),
-        per_class.scatter_add(0, safe_labels, cross_entropy.double()),
-        per_class.scatter_add(0, safe_labels, torch.where(valid, alpha_true, zero).double()),
-        per_class.scatter_add(0, safe_labels, torch.where(valid, brier, zero).double()),
-        per_bin.long().scatter_add(0, bins, valid_count),
-        per_bin.scatter_add(0, bins, torch.where(valid, confidence, zero).double()),
-        per_bin.long().scatter_add(0, bins, correct),
+        confusion_matrix=confusion.reshape(num_classes, num_classes),
+        focal_loss_sum=per_class.scatter_add(0, safe_labels, focal.double()),
+        cross_entropy_sum=per_class.scatter_add(0, safe_labels, cross_entropy.double()),
+        alpha_sum=per_class.scatter_add(
+            0, safe_labels, torch.where(valid, alpha_true, zero).double()
+        ),
+        brier_sum=per_class.scatter_add(0, safe_labels, torch.where(valid, brier, zero).double()),
+        bin_count=per_bin.long().scatter_add(0, bins, valid_count),
+        bin_confidence_sum=per_bin.scatter_add(
+            0, bins, torch.where(valid, confidence, zero).double()
+        ),
+        bin_correct=per_bin.long().scatter_add(0, bins, correct),
     )
-    return PerSample(focal, cross_entropy, p_true, prediction, confidence), statistics
+    per_sample = PerSample(
+        focal_loss=focal,
+        cross_entropy=cross_entropy,
+        p_true=p_true,
+        prediction=prediction,
+        confidence=confidence,
+    )
+    return per_sample, statistics
 
 
 def _calibration_bin(confidence: Tensor, num_bins: int) -> Tensor:

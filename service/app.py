@@ -9,10 +9,11 @@ from contextlib import asynccontextmanager
 
 from fastapi import FastAPI
 
+from service.artifacts import find_artifact
 from service.core import health
 from service.core.errors import install_error_handlers
 from service.core.runtime import Runtime
-from service.core.scoring import Scorer
+from service.core.scoring import EVALUATION, Scorer
 from service.core.settings import Settings, get_settings
 from service.inference import rest
 from service.memory.budget import MemoryBudget, mib
@@ -82,7 +83,12 @@ def create_app(
     )
     app.state.runtime = runtime
     install_error_handlers(app)
-    for module in (health, score, rest, monitoring):
-        app.include_router(module.router)
+    evaluation = (
+        scorer.evaluation if scorer else find_artifact(runtime.settings.artifact_dir, EVALUATION)
+    )
+    app.include_router(health.router)
+    app.include_router(score.build_router(evaluation.outputs))
+    app.include_router(rest.router)
+    app.include_router(monitoring.router)
     app.add_middleware(TelemetryMiddleware, telemetry=runtime.telemetry)
     return app

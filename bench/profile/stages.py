@@ -18,6 +18,7 @@ from typing import Any
 from bench.data import GAMMA, IGNORE_INDEX, make_batch
 from bench.memory import MIB, reset_peak, rss_bytes, status_kib, v2_body
 from bench.transport import json_body, npz_body
+from service.core.batches import Scored
 from service.core.scoring import Scorer
 from service.core.settings import Settings
 from service.core.validation import make_batch as validate
@@ -52,15 +53,19 @@ def pipelines(
     defaults, limit = scorer.defaults, 2**31
 
     def validate_score(request: Any) -> Any:
-        return request, request.batch(defaults)
+        decoded = request.decoded
+        batch = defaults.batch(
+            decoded.logits, decoded.labels, decoded.alpha, decoded.gamma, decoded.ignore_index
+        )
+        return request, batch
 
     def score_request(pair: Any) -> Any:
         return pair[0], pair[1], scorer.score(pair[1])
 
     def encode_score(triple: Any) -> bytes:
         request, batch, outputs = triple
-        pieces = encode_response(scorer, request, batch, outputs, "focal-eval", (False, None))
-        return b"".join(pieces)
+        scored = Scored(batch, outputs, False, None)
+        return b"".join(encode_response(scorer, request, scored, "focal-eval"))
 
     def decode_v2(payload: Payload) -> Any:
         return decode_infer_request(payload.data, header_length)

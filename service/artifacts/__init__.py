@@ -9,10 +9,12 @@ from __future__ import annotations
 
 import hashlib
 import json
+import math
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
 
+import numpy as np
 import onnxruntime
 from pydantic import TypeAdapter, ValidationError
 from typing_extensions import NotRequired, TypedDict
@@ -43,6 +45,20 @@ class _Manifest(TypedDict):
 
 
 _MANIFEST: TypeAdapter[_Manifest] = TypeAdapter(_Manifest)
+
+
+@dataclass(frozen=True)
+class Output:
+    """One output of a graph, as its manifest describes it."""
+
+    name: str
+    group: str  # per_sample, statistics or metrics (evaluation graphs); "" otherwise
+    dtype: np.dtype[Any]
+    shape: tuple[int | str, ...]  # "N" and "C" are dynamic
+
+    def elements(self, num_classes: int) -> int:
+        """Elements for one row (``"N"`` = 1) at ``num_classes`` (``"C"``)."""
+        return math.prod(num_classes if d == "C" else 1 if d == "N" else int(d) for d in self.shape)
 
 
 class ArtifactError(Exception):
@@ -78,6 +94,14 @@ class Artifact:
         return [entry["name"] for entry in self.manifest["outputs"]]
 
     @property
+    def outputs(self) -> list[Output]:
+        """Graph outputs in order, with their group, dtype and shape."""
+        return [
+            Output(e["name"], e.get("group", ""), np.dtype(e["dtype"]), tuple(e["shape"]))
+            for e in self.manifest["outputs"]
+        ]
+
+    @property
     def defaults(self) -> dict[str, Any]:
         """Defaults recorded at export (gamma, ignore_index, num_bins, alpha)."""
         return dict(self.manifest.get("defaults", {}))
@@ -88,26 +112,57 @@ def default_artifact_dir() -> Path:
     return Path(__file__).parent
 
 
-def find_artifact(directory: Path, kind: str, format: str = "onnx") -> Artifact:
-    """The one artifact of ``kind`` and ``format`` in ``directory``, loaded and verified.
+def load_artifacts(directory: Path, format: str = "onnx") -> dict[str, Artifact]:
+    """Every artifact of ``format`` in ``directory``, loaded and verified, by kind.
+
+    Kinds are data: whatever the manifests declare is loaded, and a task takes the kinds it
+    needs (the multi-class scorer: ``evaluation`` and ``metrics``).
 
     Raises:
-        ArtifactError: the directory is missing, holds none or several such manifests, or the
+        ArtifactError: the directory is missing, two manifests declare the same kind, or an
             artifact fails :func:`load_artifact`.
     """
     if not directory.is_dir():
         raise ArtifactError(f"artifact directory {directory} does not exist")
-    matches = []
+    found: dict[str, list[Path]] = {}
     for manifest_file in sorted(directory.glob(f"*{MANIFEST_SUFFIX}")):
         manifest = _read_manifest(manifest_file)
-        if manifest["kind"] == kind and manifest["format"] == format:
-            matches.append(manifest_file)
-    if len(matches) != 1:
-        found = ", ".join(m.name for m in matches) or "none"
+        if manifest["format"] == format:
+            found.setdefault(manifest["kind"], []).append(manifest_file)
+    for kind, files in found.items():
+        if len(files) > 1:
+            names = ", ".join(file.name for file in files)
+            raise ArtifactError(
+                f"expected one {format} artifact of kind {kind!r} in {directory}, found {names}"
+            )
+    return {
+        kind: load_artifact(files[0].with_name(files[0].name.removesuffix(MANIFEST_SUFFIX)))
+        for kind, files in found.items()
+    }
+
+
+def find_artifact(directory: Path, kind: str, format: str = "onnx") -> Artifact:
+    """The one artifact of ``kind`` and ``format`` in ``directory`` (see :func:`load_artifacts`).
+
+    Raises:
+        ArtifactError: as :func:`load_artifacts`, or there is no artifact of ``kind``.
+    """
+    return pick(load_artifacts(directory, format), kind, directory)
+
+
+def pick(artifacts: dict[str, Artifact], kind: str, directory: Path) -> Artifact:
+    """The artifact of ``kind`` among those loaded from ``directory``.
+
+    Raises:
+        ArtifactError: there is none.
+    """
+    if kind not in artifacts:
+        kinds = ", ".join(sorted(artifacts)) or "none"
         raise ArtifactError(
-            f"expected one {format} artifact of kind {kind!r} in {directory}, found {found}"
+            f"expected one artifact of kind {kind!r} in {directory}, found none"
+            f" (kinds there: {kinds})"
         )
-    return load_artifact(matches[0].with_name(matches[0].name.removesuffix(MANIFEST_SUFFIX)))
+    return artifacts[kind]
 
 
 def load_artifact(path: Path) -> Artifact:

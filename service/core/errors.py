@@ -1,18 +1,27 @@
-"""Expected request failures: an HTTP status and a message that names the field at fault."""
+"""Expected request failures: an HTTP status and a message that names the field at fault.
+
+One vocabulary for every protocol: :func:`bad_request` (400, a malformed body),
+:func:`invalid` (422, a well-formed value out of its domain), :class:`RequestError` for the
+other statuses; client values appear in messages through :func:`show` (their JSON, at most
+60 characters), client names and library messages through :func:`cut`.
+"""
 
 from __future__ import annotations
 
 import logging
 
+import orjson
 from fastapi import FastAPI, Request, Response
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
+from pydantic import BaseModel
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.requests import ClientDisconnect
 
 logger = logging.getLogger(__name__)
 
 CLIENT_CLOSED = 499  # nginx's "client closed request": recorded, never sent, never a 5xx
+SHOWN = 60  # characters of a client value or name in a message
 
 
 class RequestError(Exception):
@@ -32,6 +41,41 @@ class RequestError(Exception):
         self.status_code = status_code
         self.message = message
         self.headers = headers
+
+
+class ErrorResponse(BaseModel):
+    """Every error: a message that names the field at fault."""
+
+    error: str
+
+
+def bad_request(message: str) -> RequestError:
+    """A 400 for a malformed body (syntax, encoding, protocol, truncated data)."""
+    return RequestError(400, message)
+
+
+def invalid(message: str) -> RequestError:
+    """A 422 for a well-formed request with a value out of its domain."""
+    return RequestError(422, message)
+
+
+def show(value: object) -> str:
+    """A client value for a message: its JSON (Python's repr if it has none), cut to fit.
+
+    Example:
+        >>> show("2"), show(True), show([1.5, None])
+        ('"2"', 'true', '[1.5,null]')
+    """
+    try:
+        text = orjson.dumps(value).decode()
+    except TypeError:  # not from JSON (e.g. an integer over 64 bits)
+        text = repr(value)
+    return cut(text)
+
+
+def cut(text: str, limit: int = SHOWN) -> str:
+    """``text`` (a client-chosen name, a library's message) cut to ``limit`` characters."""
+    return text if len(text) <= limit else text[: limit - 3] + "..."
 
 
 def install_error_handlers(app: FastAPI) -> None:

@@ -8,11 +8,10 @@ from anyio import CapacityLimiter
 from fastapi import Request
 from prometheus_client import CollectorRegistry
 
-from service.core.errors import RequestError
+from service.core.errors import RequestError, invalid, show
 from service.core.gate import Gate
 from service.core.scoring import Outputs, Scorer
 from service.core.settings import Settings
-from service.core.validation import invalid
 from service.memory.budget import MemoryBudget, Reservation
 from service.monitoring.monitor import Monitor
 from service.monitoring.telemetry import Telemetry
@@ -82,9 +81,7 @@ class Runtime:
         """
         sources = self.settings.monitor_sources
         if source is not None and source not in sources:
-            raise invalid(
-                f"source: {source[:64]!r} is not one of {sources} (FOCAL_MONITOR_SOURCES)"
-            )
+            raise invalid(f"source: {show(source)} is not one of {sources} (FOCAL_MONITOR_SOURCES)")
         wanted = self.settings.monitor_default if monitor is None else monitor
         return MonitorChoice(wanted, source or sources[0], monitor is True)
 

@@ -7,7 +7,6 @@ the GIL); callers run it off the event loop.
 from __future__ import annotations
 
 import logging
-import math
 from collections.abc import Collection, Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any
@@ -15,20 +14,20 @@ from typing import Any
 import numpy as np
 import numpy.typing as npt
 
-from service.artifacts import Artifact, ArtifactError, find_artifact, open_session
-from service.core.errors import RequestError
+from service.artifacts import Artifact, ArtifactError, load_artifacts, open_session, pick
+from service.core.errors import RequestError, invalid
 from service.core.settings import Settings
 from service.core.validation import (
     Batch,
     check_gamma,
     check_ignore_index,
-    invalid,
     make_batch,
 )
 
 logger = logging.getLogger(__name__)
 
 Outputs = dict[str, npt.NDArray[Any]]
+EVALUATION, METRICS = "evaluation", "metrics"  # the artifact kinds this task scores with
 
 
 @dataclass(frozen=True)
@@ -75,11 +74,6 @@ def chunk_rows(num_classes: int) -> int:
     return max(min(CHUNK_ELEMENTS // num_classes, MAX_CHUNK_ROWS), num_classes)
 
 
-def sized(shape: list[Any], num_classes: int) -> int:
-    """Elements of a manifest shape (``"C"`` = ``num_classes``) for one row (``"N"`` = 1)."""
-    return math.prod(num_classes if dim == "C" else 1 if dim == "N" else int(dim) for dim in shape)
-
-
 class Scorer:
     """Scores validated batches with the evaluation graph; metrics from merged statistics."""
 
@@ -110,24 +104,34 @@ class Scorer:
         ungrouped = [e["name"] for e in evaluation.manifest["outputs"] if "group" not in e]
         if ungrouped:
             raise ArtifactError(f"{evaluation.path}: outputs {ungrouped} have no group")
-        self.groups = {e["name"]: e["group"] for e in evaluation.manifest["outputs"]}
-        self.statistics_names = [n for n, g in self.groups.items() if g == "statistics"]
-        self.per_sample_names = [n for n, g in self.groups.items() if g == "per_sample"]
-        self._itemsizes = {
-            e["name"]: (np.dtype(e["dtype"]).itemsize, e["shape"])
-            for e in evaluation.manifest["outputs"]
-        }
+        self.outputs = {output.name: output for output in evaluation.outputs}
+        self.groups = {name: output.group for name, output in self.outputs.items()}
+        self.statistics_names = self.names("statistics")
+        self.per_sample_names = self.names("per_sample")
+
+    def names(self, group: str, rank: int | None = None) -> list[str]:
+        """Outputs of ``group`` (of ``rank`` dimensions, if given), in graph order.
+
+        From the manifest: scalar metrics are ``names("metrics", 0)``, per-class ones
+        ``names("metrics", 1)``; nothing in the service lists them again.
+        """
+        return [
+            name
+            for name, output in self.outputs.items()
+            if output.group == group and (rank is None or len(output.shape) == rank)
+        ]
 
     def row_bytes(self, names: Iterable[str]) -> int:
         """Bytes per row of the named per-sample outputs."""
-        return sum(self._itemsizes[name][0] for name in names if self.groups[name] == "per_sample")
+        return sum(
+            self.outputs[name].dtype.itemsize for name in names if self.groups[name] == "per_sample"
+        )
 
     def statistics_bytes(self, num_classes: int) -> int:
         """Bytes of one batch's statistics at ``num_classes`` classes."""
         return sum(
-            itemsize * sized(shape, num_classes)
-            for name, (itemsize, shape) in self._itemsizes.items()
-            if self.groups[name] == "statistics"
+            self.outputs[name].dtype.itemsize * self.outputs[name].elements(num_classes)
+            for name in self.statistics_names
         )
 
     @classmethod
@@ -137,9 +141,10 @@ class Scorer:
         Raises:
             ArtifactError: either graph is missing, corrupt, or they do not belong together.
         """
-        evaluation = find_artifact(settings.artifact_dir, "evaluation")
-        metrics = find_artifact(settings.artifact_dir, "metrics")
-        scorer = cls(evaluation, metrics, settings)
+        directory = settings.artifact_dir
+        artifacts = load_artifacts(directory)
+        evaluation = pick(artifacts, EVALUATION, directory)
+        scorer = cls(evaluation, pick(artifacts, METRICS, directory), settings)
         logger.info(
             "loaded evaluation graph %s (sha256 %s) from %s",
             evaluation.path.name,

@@ -14,7 +14,7 @@ from typing import Any
 import numpy as np
 import numpy.typing as npt
 
-from service.core.errors import RequestError
+from service.core.errors import invalid, show
 
 FloatArray = npt.NDArray[np.float32]
 IntArray = npt.NDArray[np.int64]
@@ -41,11 +41,6 @@ class Batch:
     def num_classes(self) -> int:
         """C."""
         return int(self.logits.shape[1])
-
-
-def invalid(message: str) -> RequestError:
-    """A 422 for a well-formed request with a value out of its domain."""
-    return RequestError(422, message)
 
 
 def make_batch(
@@ -132,7 +127,7 @@ def batch_size(logits: npt.NDArray[Any], max_classes: int | None = None) -> tupl
 def check_gamma(gamma: Any) -> float:
     """``gamma`` is a finite real number >= 0."""
     if isinstance(gamma, bool) or not isinstance(gamma, int | float | np.floating | np.integer):
-        raise invalid(f"gamma: expected a number, got {_show(gamma)}")
+        raise invalid(f"gamma: expected a number, got {show(gamma)}")
     if not (math.isfinite(gamma) and gamma >= 0):
         raise invalid(f"gamma: expected a finite number >= 0, got {gamma}")
     if gamma > _FLOAT32_MAX:  # the graph takes gamma as float32: it would become inf
@@ -145,7 +140,7 @@ def check_ignore_index(ignore_index: Any) -> int:
     if isinstance(ignore_index, float) and not -(2**63) <= ignore_index < 2**63:  # huge JSON int
         raise invalid(f"ignore_index: {ignore_index:.0f} is outside the int64 range")
     if isinstance(ignore_index, bool) or not isinstance(ignore_index, int | np.integer):
-        raise invalid(f"ignore_index: expected an integer, got {_show(ignore_index)}")
+        raise invalid(f"ignore_index: expected an integer, got {show(ignore_index)}")
     if not -(2**63) <= int(ignore_index) < 2**63:
         raise invalid(f"ignore_index: {ignore_index} is outside the int64 range")
     return int(ignore_index)
@@ -154,14 +149,14 @@ def check_ignore_index(ignore_index: Any) -> int:
 def check_bool(name: str, value: Any) -> bool:
     """A JSON ``true`` / ``false``."""
     if not isinstance(value, bool):
-        raise invalid(f"{name}: expected true or false, got {_show(value)}")
+        raise invalid(f"{name}: expected true or false, got {show(value)}")
     return value
 
 
 def check_source_type(source: Any) -> str | None:
     """A monitoring source tag is a string (which ones are allowed is a server setting)."""
     if source is not None and not isinstance(source, str):
-        raise invalid(f"source: expected a string, got {_show(source)}")
+        raise invalid(f"source: expected a string, got {show(source)}")
     return source
 
 
@@ -228,8 +223,3 @@ def _check_label_range(labels: IntArray, num_classes: int, ignore_index: int) ->
             f"labels: {int(bad.sum())} values outside [0, {num_classes}) that are not"
             f" ignore_index ({ignore_index}); first {int(labels[first])} at index {first}"
         )
-
-
-def _show(value: Any) -> str:
-    text = repr(value)
-    return text if len(text) <= 40 else text[:37] + "..."

@@ -14,9 +14,15 @@ from collections.abc import Callable
 
 from starlette.requests import Request
 
-from service.core.errors import RequestError
+from service.core.errors import RequestError, bad_request, cut, show
 
-__all__ = ["content_length", "decode_content_encoding", "read_body", "refuse_long_json"]
+__all__ = [
+    "content_length",
+    "decode_content_encoding",
+    "parse_length",
+    "read_body",
+    "refuse_long_json",
+]
 
 logger = logging.getLogger(__name__)
 
@@ -25,6 +31,8 @@ _ZLIB_WBITS = zlib.MAX_WBITS
 _RAW_DEFLATE_WBITS = -zlib.MAX_WBITS
 _IDENTITY = frozenset({"", "identity"})
 _GZIP = frozenset({"gzip", "x-gzip"})
+_LENGTH_DIGITS = 30
+OVERLONG = 10**_LENGTH_DIGITS  # a length header with more digits: longer than any body
 _CHUNK = 1 << 20  # output bytes inflated at once
 _PIECE = 1 << 16  # input bytes fed at once
 
@@ -68,9 +76,7 @@ async def read_body(
                 if len(buffer) + len(chunk) > allowed:
                     received = len(buffer) + len(chunk)
                     if declared is not None:
-                        raise RequestError(
-                            400, f"body: longer than its Content-Length ({declared})"
-                        )
+                        raise bad_request(f"body: longer than its Content-Length ({declared})")
                     raise RequestError(
                         413, f"body: exceeds the limit of {limit} bytes (stopped after {received})"
                     )
@@ -82,9 +88,7 @@ async def read_body(
         buffer.clear()
         raise
     if declared is not None and len(buffer) != declared:
-        raise RequestError(
-            400, f"body: {len(buffer)} bytes, short of its Content-Length ({declared})"
-        )
+        raise bad_request(f"body: {len(buffer)} bytes, short of its Content-Length ({declared})")
     return buffer
 
 
@@ -102,19 +106,31 @@ def refuse_long_json(length: int, limit: int) -> None:
         )
 
 
-def content_length(value: str | None, limit: int) -> int | None:
-    """The declared length; refuse one malformed (400) or over ``limit`` (413)."""
+def parse_length(name: str, value: str | None) -> int | None:
+    """A length header's byte count (``Content-Length``, ``Inference-Header-Content-Length``).
+
+    None when the header is absent. Digits beyond any real length (int() refuses over 4300)
+    read as ``OVERLONG``.
+
+    Raises:
+        RequestError: 400 naming ``name`` when the value is not a non-negative integer.
+    """
     if value is None:
         return None
     text = value.strip()
     if not (text.isascii() and text.isdigit()):
-        raise RequestError(400, f"Content-Length: expected a non-negative integer, got {value!r}")
+        raise bad_request(f"{name}: expected a non-negative integer, got {show(value)}")
     digits = text.lstrip("0") or "0"
-    # Compare lengths first: int() refuses more than 4300 digits, and no body is that long.
-    if len(digits) > len(str(limit)) or int(digits) > limit:
-        shown = digits if len(digits) <= 20 else f"{digits[:20]}..."
-        raise RequestError(413, f"body: {shown} bytes exceeds the limit of {limit} bytes")
-    return int(digits)
+    return int(digits) if len(digits) < _LENGTH_DIGITS else OVERLONG
+
+
+def content_length(value: str | None, limit: int) -> int | None:
+    """The declared length; refuse one malformed (400) or over ``limit`` (413)."""
+    declared = parse_length("Content-Length", value)
+    if declared is not None and declared > limit:
+        digits = str(declared) if declared < OVERLONG else (value or "").strip().lstrip("0")
+        raise RequestError(413, f"body: {cut(digits, 23)} bytes exceeds the limit of {limit} bytes")
+    return declared
 
 
 def decode_content_encoding(
@@ -214,7 +230,7 @@ def _inflate(
                     data = view[position : position + _PIECE]
                     position += len(data)
                 else:
-                    raise RequestError(400, f"body: invalid {name} data (truncated stream)")
+                    raise bad_request(f"body: invalid {name} data (truncated stream)")
                 part = _inflate_chunk(inflater, data, name, min(_CHUNK, limit + 1 - len(output)))
                 if len(output) + len(part) > limit:
                     raise RequestError(
@@ -226,9 +242,7 @@ def _inflate(
             if start == len(view):
                 return output
             if wbits != _GZIP_WBITS:
-                raise RequestError(
-                    400, f"body: invalid {name} data (trailing bytes after the stream)"
-                )
+                raise bad_request(f"body: invalid {name} data (trailing bytes after the stream)")
     except BaseException:
         output.clear()  # a traceback may keep this frame alive for a while: free it now
         raise
@@ -243,4 +257,4 @@ def _inflate_chunk(
     try:
         return inflater.decompress(data, most)
     except zlib.error as error:
-        raise RequestError(400, f"body: invalid {name} data ({error})") from None
+        raise bad_request(f"body: invalid {name} data ({error})") from None

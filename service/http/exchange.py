@@ -13,18 +13,14 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any
 
 import anyio
-import numpy as np
-import numpy.typing as npt
 from fastapi import Request, Response
 
 from service.core.errors import RequestError
 from service.core.runtime import Runtime
-from service.core.validation import batch_size
 from service.http.body import content_length, decode_content_encoding, read_body
 from service.memory import costs
 from service.memory.budget import Reservation
@@ -110,33 +106,3 @@ def _without_frames(error: RequestError) -> RequestError:
         cause.__traceback__ = None
         cause = cause.__cause__ or cause.__context__
     return error
-
-
-def reserve_batch(
-    reservation: Reservation,
-    payload: Payload,
-    arrays: Iterable[npt.NDArray[Any] | None],
-    kept_bytes_per_row: int,
-    max_classes: int,
-) -> None:
-    """Admit validating and scoring a decoded batch: resize the reservation to its cost.
-
-    ``arrays`` are the decoded logits, labels and alpha (logits first, labels second): views
-    of the body cost nothing more, arrays of their own count by size.
-
-    Raises:
-        RequestError: 422 for logits of no rows, fewer than 2 or over ``max_classes``
-            classes; 503 / 413 when the work does not fit in the budget now / ever.
-    """
-    logits, labels, *rest = arrays
-    assert logits is not None
-    assert labels is not None
-    n, c = batch_size(logits, max_classes)
-    body = np.frombuffer(payload.data, np.uint8)
-    held = costs.received(len(payload.data)) + sum(
-        array.nbytes
-        for array in (logits, labels, *rest)
-        if array is not None and not np.may_share_memory(array, body)
-    )
-    work = costs.conversion(logits, labels) + costs.scoring(n, c, kept_bytes_per_row)
-    reservation.resize(held + work, f"batch (N={n}, C={c})")

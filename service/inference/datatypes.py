@@ -1,24 +1,22 @@
-"""Open Inference Protocol (KServe v2) datatypes, and the helpers its codec shares.
+"""Open Inference Protocol (KServe v2): its datatypes and request types.
 
-The codec is :mod:`service.inference.decode` (requests) and :mod:`service.inference.encode`
-(responses): pure functions from HTTP bodies to numpy arrays and back, so that
-``tritonclient.http`` works unchanged against the service. A body is a JSON object, optionally followed by raw tensor
-bytes; the ``Inference-Header-Content-Length`` header gives the length of the JSON part and
-each binary tensor carries ``parameters.binary_data_size``. Binary blobs follow the JSON in
-tensor order, little-endian, row-major, BOOL as one byte 0 or 1. Every protocol problem is a
-400 whose message starts with the field at fault.
+The REST codec is :mod:`service.inference.decode` (requests) and
+:mod:`service.inference.encode` (responses), pure functions from HTTP bodies to numpy arrays
+and back, so that ``tritonclient.http`` works unchanged against the service. A body is a JSON
+object, optionally followed by raw tensor bytes: the ``Inference-Header-Content-Length``
+header gives the length of the JSON part, and each binary tensor carries
+``parameters.binary_data_size``. Binary blobs follow the JSON in tensor order, little-endian,
+row-major, BOOL as one byte 0 or 1. Every protocol problem is a 400 whose message starts with
+the field at fault.
 """
 
 from __future__ import annotations
 
-import re
-from typing import Any, NoReturn
+from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 import numpy.typing as npt
-import orjson
-
-from service.core.errors import RequestError
 
 HEADER_LENGTH = "Inference-Header-Content-Length"
 
@@ -45,26 +43,16 @@ UNSUPPORTED = {
     "BF16": "BF16 is not supported; send FP32 or FP16",
 }
 KINDS = {"b": "booleans", "i": "integers", "u": "integers", "f": "floats", "U": "strings"}
-DIGITS = re.compile(r"[0-9]{1,20}")
 
 
-def fail(message: str) -> NoReturn:
-    """Raise the protocol's 400 with ``message``."""
-    raise RequestError(400, message)
+def manifest_datatype(dtype: str) -> str:
+    """The v2 datatype of a manifest's dtype name.
 
-
-def show(value: object) -> str:
-    """A short JSON rendering of a client value, for error messages."""
-    try:
-        text = orjson.dumps(value).decode()
-    except orjson.JSONEncodeError:  # not from JSON (e.g. an integer over 64 bits)
-        text = repr(value)
-    return text if len(text) <= 60 else text[:57] + "..."
-
-
-def short(name: str) -> str:
-    """A client-chosen name, cut short for error messages."""
-    return name if len(name) <= 60 else name[:57] + "..."
+    Example:
+        >>> manifest_datatype("float32"), manifest_datatype("int64")
+        ('FP32', 'INT64')
+    """
+    return datatype_of(np.empty(0, dtype=dtype))
 
 
 def datatype_of(array: npt.NDArray[Any]) -> str:
@@ -87,3 +75,30 @@ def datatype_of(array: npt.NDArray[Any]) -> str:
     if name is None:
         raise ValueError(f"dtype {array.dtype} has no supported Open Inference Protocol datatype")
     return name
+
+
+@dataclass(frozen=True)
+class RequestedOutput:
+    """An output the client asked for, and whether it wants it as binary data."""
+
+    name: str
+    binary: bool
+
+
+@dataclass(frozen=True)
+class InferRequest:
+    """A decoded inference request.
+
+    Attributes:
+        id: The request ``id``, echoed in the response; None when absent.
+        inputs: Decoded tensors by input name, with the declared dtype and shape.
+        parameters: The request-level ``parameters`` object (empty when absent).
+        outputs: The requested outputs in request order; None when the client named none.
+        binary_outputs_default: ``parameters["binary_data_output"]``, False when absent.
+    """
+
+    id: str | None
+    inputs: dict[str, npt.NDArray[Any]]
+    parameters: dict[str, object]
+    outputs: tuple[RequestedOutput, ...] | None
+    binary_outputs_default: bool

@@ -17,75 +17,26 @@ See :mod:`service.inference.datatypes` for the wire format. Decoding notes:
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
 import numpy.typing as npt
 import orjson
 
+from service.core.errors import bad_request, cut, show
 from service.inference.datatypes import (
-    DIGITS,
     DTYPES,
     HEADER_LENGTH,
     KINDS,
     UNSUPPORTED,
-    fail,
-    short,
-    show,
+    InferRequest,
+    RequestedOutput,
 )
-
-
-@dataclass(frozen=True)
-class RequestedOutput:
-    """An output the client asked for, and whether it wants it as binary data."""
-
-    name: str
-    binary: bool
-
-
-@dataclass(frozen=True)
-class InferRequest:
-    """A decoded inference request.
-
-    Attributes:
-        id: The request ``id``, echoed in the response; None when absent.
-        inputs: Decoded tensors by input name, with the declared dtype and shape.
-        parameters: The request-level ``parameters`` object (empty when absent).
-        outputs: The requested outputs in request order; None when the client named none.
-        binary_outputs_default: ``parameters["binary_data_output"]``, False when absent.
-    """
-
-    id: str | None
-    inputs: dict[str, npt.NDArray[Any]]
-    parameters: dict[str, object]
-    outputs: tuple[RequestedOutput, ...] | None
-    binary_outputs_default: bool
-
-
-def parse_header_length(value: str | None) -> int | None:
-    """Validate the ``Inference-Header-Content-Length`` header.
-
-    Args:
-        value: The raw header value, None when the header is absent.
-
-    Returns:
-        The length in bytes of the JSON part of the body, or None when the header is absent.
-
-    Raises:
-        RequestError: 400 when the value is not a non-negative decimal integer.
-    """
-    if value is None:
-        return None
-    text = value.strip()
-    if not DIGITS.fullmatch(text):
-        fail(f"{HEADER_LENGTH}: expected a non-negative decimal integer, got {show(value)}")
-    return int(text)
 
 
 def _object(value: object, where: str) -> dict[str, Any]:
     if not isinstance(value, dict):
-        fail(f"{where}: expected a JSON object, got {show(value)}")
+        raise bad_request(f"{where}: expected a JSON object, got {show(value)}")
     return value
 
 
@@ -97,14 +48,16 @@ def _parameters(holder: dict[str, Any], where: str) -> dict[str, Any]:
 def _name(holder: dict[str, Any], where: str) -> str:
     name = holder.get("name")
     if not isinstance(name, str) or not name:
-        fail(f"{where}.name: expected a non-empty string, got {show(name)}")
+        raise bad_request(f"{where}.name: expected a non-empty string, got {show(name)}")
     return name
 
 
 def _shape(holder: dict[str, Any], where: str) -> list[int]:
     shape = holder.get("shape")
     if not isinstance(shape, list) or not all(type(dim) is int and dim >= 0 for dim in shape):
-        fail(f"{where}.shape: expected a list of non-negative integers, got {show(shape)}")
+        raise bad_request(
+            f"{where}.shape: expected a list of non-negative integers, got {show(shape)}"
+        )
     return shape
 
 
@@ -113,15 +66,17 @@ def _datatype(holder: dict[str, Any], where: str) -> str:
     if isinstance(datatype, str) and datatype in DTYPES:
         return datatype
     if isinstance(datatype, str) and datatype in UNSUPPORTED:
-        fail(f"{where}.datatype: {UNSUPPORTED[datatype]}")
-    fail(f"{where}.datatype: expected one of {', '.join(DTYPES)}, got {show(datatype)}")
+        raise bad_request(f"{where}.datatype: {UNSUPPORTED[datatype]}")
+    raise bad_request(
+        f"{where}.datatype: expected one of {', '.join(DTYPES)}, got {show(datatype)}"
+    )
 
 
 def _reshape(array: npt.NDArray[Any], shape: list[int], label: str) -> npt.NDArray[Any]:
     try:
         return array.reshape(shape)
     except ValueError:  # over 64 dimensions, or a zero-size shape too large for numpy
-        fail(f"{label}: shape {shape} cannot be represented")
+        raise bad_request(f"{label}: shape {shape} cannot be represented") from None
 
 
 def _from_binary(
@@ -130,18 +85,18 @@ def _from_binary(
     dtype = DTYPES[datatype]
     expected = math.prod(shape) * dtype.itemsize
     if size != expected:
-        fail(
+        raise bad_request(
             f"{label}: binary_data_size {size} does not match shape {shape} of {datatype} "
             f"({expected} bytes expected)"
         )
     if start + size > len(body):
-        fail(
+        raise bad_request(
             f"{label}: binary_data_size {size} overruns the body: "
             f"{len(body) - start} bytes of binary data remain at offset {start}"
         )
     chunk = body[start : start + size]
     if datatype == "BOOL" and size and int(np.frombuffer(chunk, np.uint8).max()) > 1:
-        fail(f"{label}: BOOL binary data must be bytes 0 or 1")
+        raise bad_request(f"{label}: BOOL binary data must be bytes 0 or 1")
     return _reshape(np.frombuffer(chunk, dtype), shape, label)
 
 
@@ -154,12 +109,12 @@ def _convert(array: npt.NDArray[Any], datatype: str, label: str) -> npt.NDArray[
     if kind not in allowed:
         wanted = {"b": "true/false", "f": "numbers"}.get(dtype.kind, "integers")
         got = KINDS.get(kind, "null or non-numeric values")
-        fail(f"{label}: data must hold {wanted} for {datatype}, got {got}")
+        raise bad_request(f"{label}: data must hold {wanted} for {datatype}, got {got}")
     if dtype.kind == "f":
         with np.errstate(over="ignore"):
             converted = array.astype(dtype, copy=False)
         if dtype.itemsize < 8 and not np.isfinite(converted).all():
-            fail(f"{label}: data has values out of range for {datatype}")
+            raise bad_request(f"{label}: data has values out of range for {datatype}")
         return converted
     if dtype.kind == "b":
         return array
@@ -167,20 +122,24 @@ def _convert(array: npt.NDArray[Any], datatype: str, label: str) -> npt.NDArray[
     low, high = int(array.min()), int(array.max())
     if low < info.min or high > info.max:
         bad = low if low < info.min else high
-        fail(f"{label}: data value {bad} is out of range for {datatype}")
+        raise bad_request(f"{label}: data value {bad} is out of range for {datatype}")
     return array.astype(dtype, copy=False)
 
 
 def _from_json(data: object, shape: list[int], datatype: str, label: str) -> npt.NDArray[Any]:
     if not isinstance(data, list):
-        fail(f"{label}: data must be a list, got {show(data)}")
+        raise bad_request(f"{label}: data must be a list, got {show(data)}")
     try:
         array = np.asarray(data)
     except (ValueError, TypeError, OverflowError, RecursionError):
-        fail(f"{label}: data must be a flat or regularly nested list of numbers")
+        raise bad_request(
+            f"{label}: data must be a flat or regularly nested list of numbers"
+        ) from None
     count = math.prod(shape)
     if array.size != count:
-        fail(f"{label}: data has {array.size} elements but shape {shape} needs {count}")
+        raise bad_request(
+            f"{label}: data has {array.size} elements but shape {shape} needs {count}"
+        )
     return _reshape(_convert(array, datatype, label), shape, label)
 
 
@@ -189,7 +148,7 @@ def _decode_inputs(
 ) -> dict[str, npt.NDArray[Any]]:
     raw_inputs = doc.get("inputs")
     if not isinstance(raw_inputs, list):
-        fail(f"inputs: expected a list of input tensors, got {show(raw_inputs)}")
+        raise bad_request(f"inputs: expected a list of input tensors, got {show(raw_inputs)}")
     decoded: dict[str, npt.NDArray[Any]] = {}
     first_index: dict[str, int] = {}
     offset = len(body) if header_end is None else header_end
@@ -199,31 +158,41 @@ def _decode_inputs(
         name = _name(tensor, where)
         if name in first_index:
             first = first_index[name]
-            fail(f"{where}.name: duplicate input name {short(name)!r} (also inputs[{first}])")
+            raise bad_request(
+                f"{where}.name: duplicate input name {cut(name)!r} (also inputs[{first}])"
+            )
         first_index[name] = i
         shape, datatype = _shape(tensor, where), _datatype(tensor, where)
         parameters = _parameters(tensor, f"{where}.parameters")
         if "shared_memory_region" in parameters:
-            fail(f"{where}.parameters.shared_memory_region: shared memory is not supported")
+            raise bad_request(
+                f"{where}.parameters.shared_memory_region: shared memory is not supported"
+            )
         size, data = parameters.get("binary_data_size"), tensor.get("data")
-        label = f"{where} ({short(name)})"
+        label = f"{where} ({cut(name)})"
         if size is None and data is None:
-            fail(f"{label}: no tensor data; expected data or parameters.binary_data_size")
+            raise bad_request(
+                f"{label}: no tensor data; expected data or parameters.binary_data_size"
+            )
         if size is not None and data is not None:
-            fail(f"{label}: give either data or parameters.binary_data_size, not both")
+            raise bad_request(f"{label}: give either data or parameters.binary_data_size, not both")
         if data is not None:
             decoded[name] = _from_json(data, shape, datatype, label)
             continue
         if type(size) is not int or size < 0:
             got = show(size)
-            fail(f"{where}.parameters.binary_data_size: expected an integer >= 0, got {got}")
+            raise bad_request(
+                f"{where}.parameters.binary_data_size: expected an integer >= 0, got {got}"
+            )
         if header_end is None and size:
-            fail(f"{label}: binary_data_size {size} given but no {HEADER_LENGTH} header")
+            raise bad_request(
+                f"{label}: binary_data_size {size} given but no {HEADER_LENGTH} header"
+            )
         decoded[name] = _from_binary(body, offset, size, shape, datatype, label)
         offset += size
     if offset != len(body):
         declared, present = offset - (header_end or 0), len(body) - (header_end or 0)
-        fail(
+        raise bad_request(
             f"body: {present} bytes follow the JSON header but the inputs' binary_data_size "
             f"add up to {declared}"
         )
@@ -235,20 +204,22 @@ def _requested_outputs(doc: dict[str, Any], default: bool) -> tuple[RequestedOut
     if raw_outputs is None:
         return None
     if not isinstance(raw_outputs, list):
-        fail(f"outputs: expected a list of requested outputs, got {show(raw_outputs)}")
+        raise bad_request(f"outputs: expected a list of requested outputs, got {show(raw_outputs)}")
     requested: list[RequestedOutput] = []
     for j, raw in enumerate(raw_outputs):
         where = f"outputs[{j}]"
         item = _object(raw, where)
         name, parameters = _name(item, where), _parameters(item, f"{where}.parameters")
         if any(r.name == name for r in requested):
-            fail(f"{where}.name: output {short(name)!r} is requested twice")
+            raise bad_request(f"{where}.name: output {cut(name)!r} is requested twice")
         for unsupported in ("classification", "shared_memory_region"):
             if unsupported in parameters:
-                fail(f"{where}.parameters.{unsupported}: not supported")
+                raise bad_request(f"{where}.parameters.{unsupported}: not supported")
         binary = parameters.get("binary_data", default)
         if not isinstance(binary, bool):
-            fail(f"{where}.parameters.binary_data: expected true or false, got {show(binary)}")
+            raise bad_request(
+                f"{where}.parameters.binary_data: expected true or false, got {show(binary)}"
+            )
         requested.append(RequestedOutput(name, binary))
     return tuple(requested) or None
 
@@ -270,20 +241,24 @@ def decode_infer_request(body: bytes | bytearray, header_length: int | None) -> 
     """
     view = memoryview(body)
     if header_length is not None and header_length > len(body):
-        fail(f"{HEADER_LENGTH}: {header_length} exceeds the body size ({len(body)} bytes)")
+        raise bad_request(
+            f"{HEADER_LENGTH}: {header_length} exceeds the body size ({len(body)} bytes)"
+        )
     try:
         doc = orjson.loads(view if header_length is None else view[:header_length])
     except orjson.JSONDecodeError as exc:
         where = "body" if header_length is None else f"body[:{header_length}] (JSON header)"
-        fail(f"{where}: malformed JSON ({exc})")
+        raise bad_request(f"{where}: malformed JSON ({exc})") from None
     doc = _object(doc, "body")
     request_id = doc.get("id")
     if request_id is not None and not isinstance(request_id, str):
-        fail(f"id: expected a string, got {show(request_id)}")
+        raise bad_request(f"id: expected a string, got {show(request_id)}")
     parameters = _parameters(doc, "parameters")
     binary_default = parameters.get("binary_data_output", False)
     if not isinstance(binary_default, bool):
-        fail(f"parameters.binary_data_output: expected true or false, got {show(binary_default)}")
+        raise bad_request(
+            f"parameters.binary_data_output: expected true or false, got {show(binary_default)}"
+        )
     return InferRequest(
         id=request_id,
         inputs=_decode_inputs(doc, view, header_length),

@@ -13,9 +13,9 @@ from typing import Any
 import numpy as np
 import numpy.typing as npt
 
+from service.core.errors import bad_request, cut
 from service.http.jsonio import iter_dumps
-from service.inference.datatypes import HEADER_LENGTH, datatype_of, fail, short
-from service.inference.decode import RequestedOutput
+from service.inference.datatypes import HEADER_LENGTH, RequestedOutput, datatype_of
 from service.memory import costs
 
 
@@ -59,8 +59,8 @@ def encode_infer_response(
         chosen = []
         for j, want in enumerate(requested):
             if want.name not in outputs:
-                label, known = f"outputs[{j}] ({short(want.name)})", ", ".join(map(repr, outputs))
-                fail(f"{label}: no such output; the model produces {known}")
+                label, known = f"outputs[{j}] ({cut(want.name)})", ", ".join(map(repr, outputs))
+                raise bad_request(f"{label}: no such output; the model produces {known}")
             chosen.append((want.name, outputs[want.name], want.binary))
     entries: list[dict[str, object]] = []
     blobs: list[memoryview] = []

@@ -1,10 +1,10 @@
 """Open Inference Protocol (KServe v2) REST routes, with Triton's binary tensor extension.
 
-Inputs: ``logits`` (N, C) and ``labels`` (N) required; ``alpha`` (C), ``gamma`` and
-``ignore_index`` (shape [] or [1]) optional, defaulting as on ``/score``; request parameters
-``monitor`` (bool) and ``source`` (str) as on ``/score``. Outputs: every output of the
-evaluation graph, by name; binary or JSON as the client asks. Errors are
-``{"error": "..."}``: 400 for protocol errors, 404 for an unknown model, 422 for invalid values.
+A thin layer over :mod:`service.inference.dataplane`: each route receives the body
+(:mod:`service.http.exchange`), decodes it (:mod:`service.inference.decode`), calls the
+dataplane, and encodes the outputs (:mod:`service.inference.encode`), binary or JSON as the
+client asks. Errors are ``{"error": "..."}``: 400 for protocol errors, 404 for an unknown
+model, 422 for invalid values.
 """
 
 from __future__ import annotations
@@ -13,33 +13,23 @@ import importlib.metadata
 from functools import partial
 from typing import Annotated, Any
 
-import numpy.typing as npt
 from fastapi import APIRouter, Depends, Request, Response
 
 from service.core.auth import require_token
-from service.core.errors import RequestError
+from service.core.errors import ErrorResponse
 from service.core.runtime import Runtime, get_runtime
-from service.core.scoring import Scorer
-from service.core.validation import (
-    Batch,
-    check_bool,
-    check_source_type,
-)
-from service.http.body import refuse_long_json
-from service.http.exchange import Payload, exchange, reserve_batch
+from service.http.body import parse_length, refuse_long_json
+from service.http.exchange import Payload, exchange
 from service.http.responses import respond
+from service.inference import dataplane
 from service.inference.datatypes import HEADER_LENGTH
-from service.inference.decode import InferRequest, decode_infer_request, parse_header_length
+from service.inference.decode import decode_infer_request
 from service.inference.encode import encode_infer_response
 from service.memory import costs
 from service.memory.budget import Reservation
-from service.score.schemas import ErrorResponse
 
 router = APIRouter(prefix="/v2", tags=["open inference protocol"])
 ROUTE = "/v2/models/{name}/infer"
-VERSION = "1"
-INPUTS = ("logits", "labels", "alpha", "gamma", "ignore_index")
-DATATYPES = {"float32": "FP32", "float64": "FP64", "int64": "INT64"}
 ERRORS: dict[int | str, dict[str, Any]] = {
     status: {"model": ErrorResponse, "description": description}
     for status, description in [
@@ -118,26 +108,26 @@ async def server_metadata() -> dict[str, Any]:
 @router.get("/models/{name}", responses=MODEL_ERRORS)
 async def model_metadata(name: str, runtime: Runtimes) -> dict[str, Any]:
     """Inputs and outputs of the evaluation graph, as v2 tensor metadata (-1: dynamic)."""
-    return _metadata(runtime, name, VERSION)
+    return dataplane.metadata(runtime, name, dataplane.VERSION)
 
 
 @router.get("/models/{name}/versions/{version}", responses=MODEL_ERRORS)
 async def model_version_metadata(name: str, version: str, runtime: Runtimes) -> dict[str, Any]:
     """:func:`model_metadata` of one version (there is one: ``1``)."""
-    return _metadata(runtime, name, version)
+    return dataplane.metadata(runtime, name, version)
 
 
 @router.get("/models/{name}/ready", responses=MODEL_ERRORS)
 async def model_ready(name: str, runtime: Runtimes) -> dict[str, Any]:
     """200 when the model is loaded and warmed up."""
-    _model(runtime, name, VERSION)
+    dataplane.ready_model(runtime, name, dataplane.VERSION)
     return {"name": name, "ready": True}
 
 
 @router.get("/models/{name}/versions/{version}/ready", responses=MODEL_ERRORS)
 async def model_version_ready(name: str, version: str, runtime: Runtimes) -> dict[str, Any]:
     """:func:`model_ready` of one version."""
-    _model(runtime, name, version)
+    dataplane.ready_model(runtime, name, version)
     return {"name": name, "ready": True}
 
 
@@ -149,7 +139,7 @@ async def model_version_ready(name: str, version: str, runtime: Runtimes) -> dic
 )
 async def infer(name: str, request: Request, runtime: Runtimes) -> Response:
     """Score a batch sent as v2 tensors (JSON, or binary after an Inference-Header)."""
-    return await _exchange(request, runtime, name, VERSION)
+    return await _exchange(request, runtime, name, dataplane.VERSION)
 
 
 @router.post(
@@ -164,114 +154,32 @@ async def infer_version(name: str, version: str, request: Request, runtime: Runt
 
 
 async def _exchange(request: Request, runtime: Runtime, name: str, version: str) -> Response:
-    _model(runtime, name, version)
-    header_length = parse_header_length(request.headers.get(HEADER_LENGTH))
+    dataplane.ready_model(runtime, name, version)
+    header_length = parse_length(HEADER_LENGTH, request.headers.get(HEADER_LENGTH))
     return await exchange(request, runtime, ROUTE, partial(_infer, runtime, header_length))
-
-
-def _metadata(runtime: Runtime, name: str, version: str) -> dict[str, Any]:
-    manifest = _model(runtime, name, version).evaluation.manifest
-    return {
-        "name": name,
-        "versions": [VERSION],
-        "platform": "onnxruntime_onnx",
-        "inputs": [_tensor(e) for e in manifest["inputs"]],
-        "outputs": [_tensor(e) for e in manifest["outputs"]],
-    }
 
 
 def _infer(
     runtime: Runtime, header_length: int | None, payload: Payload, reservation: Reservation
 ) -> Response:
-    scorer, settings = runtime.ready_scorer(), runtime.settings
+    """Decode the HTTP body, score it through the dataplane, encode the outputs."""
+    settings = runtime.settings
     payload.decode(settings.max_body_bytes, reservation)
     json_length = len(payload.data) if header_length is None else header_length
     refuse_long_json(min(json_length, len(payload.data)), settings.max_json_bytes)
     reservation.grow(costs.json_parse(payload.data, header_length), "body (JSON header)")
     request = decode_infer_request(payload.data, header_length)
-    monitor = request.parameters.get("monitor")
-    choice = runtime.monitoring(
-        None if monitor is None else check_bool("parameters.monitor", monitor),
-        check_source_type(request.parameters.get("source")),
-    )
-    requested = (
-        scorer.per_sample_names if request.outputs is None else [o.name for o in request.outputs]
-    )
-    keep = {*requested, "focal_loss"} if choice.wanted else set(requested)
-    inputs = request.inputs
-    arrays = (inputs.get("logits"), inputs.get("labels"), inputs.get("alpha"))
-    _check_inputs(request, scorer)
-    reserve_batch(reservation, payload, arrays, scorer.row_bytes(keep), settings.max_classes)
-    runtime.check_monitorable(choice, inputs["logits"].shape[1])
-    batch = _batch(request, scorer)
-    outputs = scorer.score(batch, keep)
-    runtime.record(ROUTE, choice, len(batch.labels), outputs)
+    scored = dataplane.infer(runtime, ROUTE, request, payload.data, reservation)
     pieces, headers = encode_infer_response(
         settings.model_name,
-        VERSION,
+        dataplane.VERSION,
         request.id,
-        outputs,
+        scored.outputs,
         request.outputs,
         request.binary_outputs_default,
         lambda nbytes: reservation.grow(nbytes, "response (JSON header)"),
     )
     # the arrays, and the JSON header put together before binary outputs (it holds their data)
-    retained = sum(array.nbytes for array in outputs.values()) + int(headers.get(HEADER_LENGTH, 0))
+    retained = sum(a.nbytes for a in scored.outputs.values()) + int(headers.get(HEADER_LENGTH, 0))
     media_type = headers.pop("Content-Type")
     return respond(pieces, reservation, retained, media_type, headers)
-
-
-def _check_inputs(request: InferRequest, scorer: Scorer) -> None:
-    inputs = request.inputs
-    unknown = [name for name in inputs if name not in INPUTS]
-    if unknown:
-        raise RequestError(
-            400, f"inputs: unknown input {unknown[0][:40]!r} (accepted: {', '.join(INPUTS)})"
-        )
-    for required in ("logits", "labels"):
-        if required not in inputs:
-            raise RequestError(400, f"inputs: missing required input {required!r}")
-    if request.outputs is not None:
-        produced = scorer.evaluation.output_names
-        for j, wanted in enumerate(request.outputs):
-            if wanted.name not in produced:
-                raise RequestError(400, f"outputs[{j}]: no output named {wanted.name[:40]!r}")
-
-
-def _batch(request: InferRequest, scorer: Scorer) -> Batch:
-    inputs = request.inputs
-    gamma = _scalar(inputs.get("gamma"), "gamma")
-    ignore_index = _scalar(inputs.get("ignore_index"), "ignore_index")
-    return scorer.defaults.batch(
-        inputs["logits"], inputs["labels"], inputs.get("alpha"), gamma, ignore_index
-    )
-
-
-def _scalar(tensor: npt.NDArray[Any] | None, name: str) -> Any:
-    if tensor is None:
-        return None
-    if tensor.size != 1:
-        raise RequestError(
-            400,
-            f"inputs ({name}): expected one value (shape [] or [1]),"
-            f" got shape {list(tensor.shape)}",
-        )
-    return tensor.reshape(()).item()
-
-
-def _model(runtime: Runtime, name: str, version: str) -> Scorer:
-    if name != runtime.settings.model_name:
-        raise RequestError(
-            404,
-            f"model {name[:60]!r} not found (this server serves {runtime.settings.model_name!r})",
-        )
-    if version != VERSION:
-        raise RequestError(
-            404, f"model {name!r} has no version {version[:20]!r} (versions: {VERSION})"
-        )
-    return runtime.ready_scorer()
-
-
-def _tensor(entry: dict[str, Any]) -> dict[str, Any]:
-    shape = [d if isinstance(d, int) else -1 for d in entry["shape"]]
-    return {"name": entry["name"], "datatype": DATATYPES[entry["dtype"]], "shape": shape}

@@ -9,9 +9,9 @@ from fastapi import APIRouter, Depends, Query, Response
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
 from service.core.auth import require_token, require_token_for_monitoring
+from service.core.errors import ErrorResponse
 from service.core.runtime import Runtime, get_runtime
 from service.http.jsonio import dumps
-from service.score.schemas import ErrorResponse
 
 router = APIRouter(tags=["monitoring"])
 UNAUTHORIZED: dict[int | str, dict[str, Any]] = {401: {"model": ErrorResponse}}

@@ -15,13 +15,12 @@ import numpy as np
 import numpy.typing as npt
 import orjson
 
-from service.core.errors import RequestError
-from service.core.scoring import Defaults, Outputs, Scorer
+from service.core.batches import Decoded, Scored
+from service.core.errors import bad_request, cut, invalid, show
+from service.core.scoring import Scorer
 from service.core.validation import (
-    Batch,
     check_bool,
     check_source_type,
-    invalid,
 )
 from service.http.exchange import Payload
 from service.http.json_arrays import load_arrays
@@ -41,39 +40,15 @@ JSON_FIELDS = (
     "source",
 )
 QUERY_FIELDS = ("gamma", "ignore_index", "per_sample", "monitor", "source")
-PER_SAMPLE = ("focal_loss", "cross_entropy", "p_true", "prediction", "confidence")
-PER_CLASS = ("precision", "recall", "f1", "support")
-SCALAR_METRICS = (
-    "accuracy",
-    "balanced_accuracy",
-    "macro_f1",
-    "weighted_f1",
-    "matthews_corrcoef",
-    "mean_focal_loss",
-    "alpha_weighted_focal_loss",
-    "class_balanced_focal_loss",
-    "mean_cross_entropy",
-    "expected_calibration_error",
-    "brier_score",
-)
+CONFUSION = "confusion_matrix"  # a statistic the response puts beside the others
 
 
 @dataclass(frozen=True)
 class ScoreRequest:
-    """A decoded ``/score`` request: its arrays as sent, and its options checked."""
+    """A decoded ``/score`` request; ``per_sample``: answer with the per-sample arrays."""
 
-    logits: npt.NDArray[Any]
-    labels: npt.NDArray[Any]
-    alpha: npt.NDArray[Any] | None
-    gamma: Any  # None: the server's default; checked by Defaults.batch
-    ignore_index: Any
+    decoded: Decoded
     per_sample: bool
-    monitor: bool | None  # None: the server's default (FOCAL_MONITOR_DEFAULT)
-    source: str | None  # None: the first of FOCAL_MONITOR_SOURCES
-
-    def batch(self, defaults: Defaults) -> Batch:
-        """The validated batch (see :meth:`service.core.scoring.Defaults.batch`)."""
-        return defaults.batch(self.logits, self.labels, self.alpha, self.gamma, self.ignore_index)
 
 
 def decode_json(payload: Payload, reservation: Reservation) -> ScoreRequest:
@@ -97,7 +72,7 @@ def decode_json(payload: Payload, reservation: Reservation) -> ScoreRequest:
         try:
             document = orjson.loads(payload.data)
         except orjson.JSONDecodeError as error:
-            raise RequestError(400, f"body: malformed JSON ({error})") from error
+            raise bad_request(f"body: malformed JSON ({error})") from error
     payload.data = b""
     if not isinstance(document, dict):
         raise invalid("body: expected a JSON object with logits and labels")
@@ -109,16 +84,16 @@ def decode_json(payload: Payload, reservation: Reservation) -> ScoreRequest:
     labels = _numeric_array("labels", document.pop("labels"), None)
     alpha = document.pop("alpha", None)
     monitor = document.get("monitor")
-    return ScoreRequest(
+    decoded = Decoded(
         logits,
         labels,
         None if alpha is None else _numeric_array("alpha", alpha, np.float32),
         document.get("gamma"),
         document.get("ignore_index"),
-        check_bool("per_sample", document.get("per_sample", True)),
         None if monitor is None else check_bool("monitor", monitor),
         check_source_type(document.get("source")),
     )
+    return ScoreRequest(decoded, check_bool("per_sample", document.get("per_sample", True)))
 
 
 def decode_npz(
@@ -142,33 +117,29 @@ def decode_npz(
         limit=limit,
         reserve=lambda nbytes: reservation.grow(nbytes, "body (.npz members)"),
     )
-    return ScoreRequest(
+    decoded = Decoded(
         arrays["logits"],
         arrays["labels"],
         arrays.get("alpha"),
         _parse_query("gamma", query.get("gamma"), float),
         _parse_query("ignore_index", query.get("ignore_index"), int),
-        _query_bool("per_sample", query.get("per_sample")) is not False,
         _query_bool("monitor", query.get("monitor")),
         query.get("source"),
     )
+    return ScoreRequest(decoded, _query_bool("per_sample", query.get("per_sample")) is not False)
 
 
 def encode_response(
-    scorer: Scorer,
-    request: ScoreRequest,
-    batch: Batch,
-    outputs: Outputs,
-    model_name: str,
-    unmonitored: tuple[bool, str | None],
+    scorer: Scorer, request: ScoreRequest, scored: Scored, model_name: str
 ) -> Iterator[bytes]:
     """The JSON response, in pieces (:func:`service.http.jsonio.iter_dumps`).
 
-    Model, parameters, metrics, per-class table, statistics, per-sample arrays. NaN
-    (undefined metrics) is written as ``null``. ``unmonitored`` is whether the batch fed the
-    monitor and, if it asked to and did not, why not.
+    Model, batch, parameters, then the graph's outputs by their manifest groups: scalar
+    metrics, per-class metrics, the confusion matrix, the other statistics, and (if asked)
+    the per-sample arrays. NaN (an undefined metric) is written as ``null``.
     """
-    monitored, reason = unmonitored
+    batch, outputs = scored.batch, scored.outputs
+    alpha_given = request.decoded.alpha is not None or scorer.defaults.alpha is not None
     document: dict[str, Any] = {
         "model": {
             "name": model_name,
@@ -179,32 +150,30 @@ def encode_response(
         "n": int(batch.labels.shape[0]),
         "num_classes": batch.num_classes,
         "shape": list(batch.shape),
-        "valid": int(outputs["confusion_matrix"].sum()),
-        "monitored": monitored,
-        "unmonitored_reason": reason,
+        "valid": int(outputs[CONFUSION].sum()),
+        "monitored": scored.monitored,
+        "unmonitored_reason": scored.unmonitored_reason,
         "parameters": {
             "gamma": batch.gamma,
             "ignore_index": batch.ignore_index,
-            "alpha": batch.alpha
-            if request.alpha is not None or scorer.defaults.alpha is not None
-            else None,
+            "alpha": batch.alpha if alpha_given else None,
         },
-        "metrics": {name: float(outputs[name]) for name in SCALAR_METRICS},
-        "per_class": {name: outputs[name] for name in PER_CLASS},
-        "confusion_matrix": outputs["confusion_matrix"],
+        "metrics": {name: float(outputs[name]) for name in scorer.names("metrics", 0)},
+        "per_class": {name: outputs[name] for name in scorer.names("metrics", 1)},
+        CONFUSION: outputs[CONFUSION],
         "statistics": {
-            name: outputs[name] for name in scorer.statistics_names if name != "confusion_matrix"
+            name: outputs[name] for name in scorer.statistics_names if name != CONFUSION
         },
     }
     if request.per_sample:
-        document["per_sample"] = {name: outputs[name] for name in PER_SAMPLE}
+        document["per_sample"] = {name: outputs[name] for name in scorer.per_sample_names}
     return iter_dumps(document)
 
 
 def _check_fields(given: Mapping[str, Any], accepted: tuple[str, ...], what: str) -> None:
     unknown = [name for name in given if name not in accepted]
     if unknown:
-        raise invalid(f"{unknown[0][:40]}: unknown {what} (accepted: {', '.join(accepted)})")
+        raise invalid(f"{cut(unknown[0])}: unknown {what} (accepted: {', '.join(accepted)})")
 
 
 def _numeric_array(name: str, value: Any, dtype: type[np.floating[Any]] | None) -> npt.NDArray[Any]:
@@ -231,7 +200,7 @@ def _query_bool(name: str, value: str | None) -> bool | None:
     if value is None:
         return None
     if value.lower() not in ("true", "false", "1", "0"):
-        raise invalid(f"{name}: expected true or false, got {value[:40]!r}")
+        raise invalid(f"{name}: expected true or false, got {show(value)}")
     return value.lower() in ("true", "1")
 
 
@@ -242,4 +211,4 @@ def _parse_query(name: str, value: str | None, kind: type[float] | type[int]) ->
         return kind(value)
     except ValueError as error:
         expected = "a number" if kind is float else "an integer"
-        raise invalid(f"{name}: expected {expected}, got {value[:40]!r}") from error
+        raise invalid(f"{name}: expected {expected}, got {show(value)}") from error

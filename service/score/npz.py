@@ -21,7 +21,7 @@ import numpy as np
 import numpy.typing as npt
 from numpy.lib import format as npy_format
 
-from service.core.errors import RequestError
+from service.core.errors import RequestError, bad_request, cut, invalid, show
 
 __all__ = ["load_npz"]
 
@@ -79,8 +79,7 @@ def load_npz(
         (['labels', 'logits'], (2, 3))
     """
     if body.startswith(_NPY_MAGIC):
-        raise RequestError(
-            400,
+        raise bad_request(
             "body: got a single .npy array; send an .npz archive with arrays named "
             + " and ".join(required),
         )
@@ -105,15 +104,14 @@ def load_npz(
         }
 
 
-def _invalid(reason: object) -> RequestError:
-    """The 400 error for a body that is not a readable .npz archive."""
-    return RequestError(400, f"body: not a valid .npz archive ({_shorten(reason)})")
+def _not_an_archive(reason: object) -> RequestError:
+    """The 400 for a body that is not a readable .npz archive; ``reason`` a library's error."""
+    return bad_request(f"body: not a valid .npz archive ({_reason(reason)})")
 
 
-def _shorten(reason: object) -> str:
-    """A library's error text, cut to ``_REASON_CHARS`` (it may quote client data)."""
-    text = str(reason) or type(reason).__name__
-    return text if len(text) <= _REASON_CHARS else text[:_REASON_CHARS] + "..."
+def _reason(reason: object) -> str:
+    """A library's error text (it may quote client data), cut to ``_REASON_CHARS``."""
+    return cut(str(reason) or type(reason).__name__, _REASON_CHARS)
 
 
 class _ViewReader(io.RawIOBase):
@@ -157,7 +155,7 @@ def _open_archive(body: bytes | bytearray) -> zipfile.ZipFile:
     try:
         return zipfile.ZipFile(io.BufferedReader(_ViewReader(body)))
     except _ZIP_ERRORS as error:
-        raise _invalid(error) from None
+        raise _not_an_archive(error) from None
 
 
 def _members(archive: zipfile.ZipFile) -> dict[str, zipfile.ZipInfo]:
@@ -166,9 +164,9 @@ def _members(archive: zipfile.ZipFile) -> dict[str, zipfile.ZipInfo]:
     for info in archive.infolist():
         name = info.filename.removesuffix(_NPY_SUFFIX)
         if name in members:
-            raise _invalid(f"array {name[:64]!r} appears more than once")
+            raise _not_an_archive(f"array {show(name)} appears more than once")
         if info.flag_bits & 0x1:
-            raise _invalid(f"member {info.filename[:64]!r} is encrypted")
+            raise _not_an_archive(f"member {show(info.filename)} is encrypted")
         members[name] = info
     return members
 
@@ -202,19 +200,18 @@ def _check_names(
     unknown = sorted(names.difference(accepted))
     if unknown:
         noun = "array" if len(unknown) == 1 else "arrays"
-        raise RequestError(
-            422,
+        raise invalid(
             f"{_quoted(unknown)}: unexpected {noun} in the .npz body "
             f"(accepted: {', '.join(accepted)})",
         )
     missing = [name for name in required if name not in names]
     if missing:
-        raise RequestError(422, f"{', '.join(missing)}: missing from the .npz body")
+        raise invalid(f"{', '.join(missing)}: missing from the .npz body")
 
 
 def _quoted(names: list[str]) -> str:
     """Client-chosen names, quoted and shortened so that a message stays short and printable."""
-    shown = ", ".join(repr(name[:64]) for name in names[:_SHOWN_NAMES])
+    shown = ", ".join(show(name) for name in names[:_SHOWN_NAMES])
     hidden = len(names) - _SHOWN_NAMES
     return f"{shown} and {hidden} more" if hidden > 0 else shown
 
@@ -229,13 +226,12 @@ def _check_header(archive: zipfile.ZipFile, name: str, info: zipfile.ZipInfo) ->
             shape, fortran_order, dtype = _read_header(member, name)
             header_size = member.tell()
     except _ZIP_ERRORS as error:
-        raise _invalid(f"{info.filename}: {_shorten(error)}") from None
+        raise _not_an_archive(f"{info.filename}: {_reason(error)}") from None
     if dtype.hasobject:
-        raise RequestError(422, f"{name}: object arrays are not accepted")
+        raise invalid(f"{name}: object arrays are not accepted")
     data_size = math.prod(shape) * dtype.itemsize
     if header_size + data_size > info.file_size:
-        raise RequestError(
-            400,
+        raise bad_request(
             f"{name}: truncated .npy member (its header declares {data_size} bytes of data, "
             f"the member holds {info.file_size - header_size})",
         )
@@ -258,14 +254,14 @@ def _read_header(member: IO[bytes], name: str) -> tuple[tuple[int, ...], bool, n
         else:
             raise ValueError(f"unsupported .npy format version {major}")
     except ValueError as error:
-        raise RequestError(400, f"{name}: not a valid .npy array ({_shorten(error)})") from None
+        raise bad_request(f"{name}: not a valid .npy array ({_reason(error)})") from None
     if any(size < 0 for size in shape):
-        raise RequestError(400, f"{name}: not a valid .npy array (negative shape {shape})")
+        raise bad_request(f"{name}: not a valid .npy array (negative shape {shape})")
     # numpy refuses a shape whose non-zero sizes multiply past its range, even beside a 0
     nonzero = math.prod(size for size in shape if size) * max(dtype.itemsize, 1)
     if len(shape) > _MAX_DIMS or nonzero >= _MAX_BYTES:
-        raise RequestError(
-            400, f"{name}: not a valid .npy array (shape {_shorten(shape)} is beyond numpy's range)"
+        raise bad_request(
+            f"{name}: not a valid .npy array (shape {_reason(shape)} is beyond numpy's range)"
         )
     return shape, fortran_order, dtype
 
@@ -276,9 +272,9 @@ def _read_member(archive: zipfile.ZipFile, name: str, info: zipfile.ZipInfo) -> 
         with archive.open(info) as member:
             array: npt.NDArray[Any] = npy_format.read_array(member, allow_pickle=False)
     except (zipfile.BadZipFile, zlib.error, EOFError, OSError, NotImplementedError) as error:
-        raise _invalid(f"{info.filename}: {_shorten(error)}") from None
+        raise _not_an_archive(f"{info.filename}: {_reason(error)}") from None
     except ValueError as error:
-        raise RequestError(400, f"{name}: truncated .npy member ({_shorten(error)})") from None
+        raise bad_request(f"{name}: truncated .npy member ({_reason(error)})") from None
     logger.debug("loaded %s: %s %s", name, array.dtype, array.shape)
     return array
 
@@ -295,12 +291,12 @@ def _stored_view(
     shape, fortran_order, dtype, header_size = header
     start = info.header_offset
     if body[start : start + 4] != b"PK\x03\x04":
-        raise _invalid(f"{info.filename}: no local file header at offset {start}")
+        raise _not_an_archive(f"{info.filename}: no local file header at offset {start}")
     name_length, extra_length = struct.unpack_from("<HH", body, start + 26)
     begin = start + 30 + name_length + extra_length
     data = memoryview(body)[begin : begin + info.compress_size]
     if len(data) != info.compress_size or zlib.crc32(data) != info.CRC:
-        raise _invalid(f"{info.filename}: Bad CRC-32 for file {info.filename!r}")
+        raise _not_an_archive(f"{info.filename}: Bad CRC-32 for file {info.filename!r}")
     count = math.prod(shape)
     array = np.frombuffer(data, dtype=dtype, count=count, offset=header_size)
     if fortran_order:

@@ -2,23 +2,24 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from functools import partial
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, Request, Response
 
+from service.artifacts import Output
 from service.core.auth import require_token
-from service.core.errors import RequestError
+from service.core.batches import score_decoded
+from service.core.errors import ErrorResponse, RequestError
 from service.core.runtime import Runtime, get_runtime
 from service.http.body import refuse_long_json
-from service.http.exchange import Payload, exchange, reserve_batch
+from service.http.exchange import Payload, exchange
 from service.http.responses import respond
 from service.memory.budget import Reservation
-from service.score.codec import decode_json, decode_npz, encode_response
-from service.score.schemas import ErrorResponse, ScoreRequest, ScoreResponse
+from service.score.codec import QUERY_FIELDS, decode_json, decode_npz, encode_response
+from service.score.schemas import ScoreRequestBody, query_parameters, score_response
 
-router = APIRouter(tags=["score"])
 ROUTE = "/score"
 
 JSON_TYPES = ("application/json",)
@@ -41,30 +42,29 @@ OPENAPI: dict[str, Any] = {
         "description": "JSON, or an np.savez / np.savez_compressed archive (application/x-npz)"
         " with arrays logits, labels and optionally alpha, its other parameters in the query",
         "content": {
-            "application/json": {"schema": ScoreRequest.model_json_schema()},
+            "application/json": {"schema": ScoreRequestBody.model_json_schema()},
             "application/x-npz": {"schema": {"type": "string", "format": "binary"}},
         },
     },
-    "parameters": [
-        {"name": name, "in": "query", "required": False, "schema": schema, "description": text}
-        for name, schema, text in [
-            ("gamma", {"type": "number", "minimum": 0}, ".npz bodies only"),
-            ("ignore_index", {"type": "integer"}, ".npz bodies only"),
-            ("per_sample", {"type": "boolean"}, ".npz bodies only"),
-            ("monitor", {"type": "boolean"}, ".npz bodies only: feed the monitor"),
-            ("source", {"type": "string"}, ".npz bodies only: the monitoring source"),
-        ]
-    ],
+    "parameters": query_parameters(QUERY_FIELDS),
 }
 
 
-@router.post(
-    "/score",
-    response_model=ScoreResponse,
-    responses=ERRORS,
-    openapi_extra=OPENAPI,
-    dependencies=[Depends(require_token)],
-)
+def build_router(outputs: Sequence[Output]) -> APIRouter:
+    """``POST /score``, its response schema built from the evaluation graph's ``outputs``."""
+    router = APIRouter(tags=["score"])
+    router.add_api_route(
+        ROUTE,
+        score,
+        methods=["POST"],
+        response_model=score_response(outputs),
+        responses=ERRORS,
+        openapi_extra=OPENAPI,
+        dependencies=[Depends(require_token)],
+    )
+    return router
+
+
 async def score(request: Request, runtime: Annotated[Runtime, Depends(get_runtime)]) -> Response:
     """Score a batch: per-sample focal loss and class-balanced metrics.
 
@@ -105,24 +105,8 @@ def _score(
         request = decode_json(payload, reservation)
     else:
         request = decode_npz(payload, query, settings.max_body_bytes, reservation)
-    choice = runtime.monitoring(request.monitor, request.source)
-    if request.per_sample:
-        keep = scorer.per_sample_names
-    else:
-        keep = ["focal_loss"] if choice.wanted else []  # the monitor's loss histogram
-    arrays = (request.logits, request.labels, request.alpha)
-    reserve_batch(reservation, payload, arrays, scorer.row_bytes(keep), settings.max_classes)
-    runtime.check_monitorable(choice, request.logits.shape[1])
-    batch = request.batch(scorer.defaults)
-    outputs = scorer.score(batch, keep)
-    reason = runtime.record(ROUTE, choice, len(batch.labels), outputs)
-    pieces = encode_response(
-        scorer,
-        request,
-        batch,
-        outputs,
-        settings.model_name,
-        (choice.wanted and reason is None, reason),
-    )
-    retained = sum(array.nbytes for array in outputs.values())
+    per_sample = scorer.per_sample_names if request.per_sample else ()
+    scored = score_decoded(runtime, ROUTE, request.decoded, per_sample, payload.data, reservation)
+    pieces = encode_response(scorer, request, scored, settings.model_name)
+    retained = sum(array.nbytes for array in scored.outputs.values())
     return respond(pieces, reservation, retained, "application/json")

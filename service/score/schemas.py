@@ -1,16 +1,22 @@
-"""Pydantic models that document the HTTP surface in OpenAPI.
+"""Pydantic models that document ``/score`` in OpenAPI.
 
 They describe requests and responses; the hot path does not validate through them (bodies are
-parsed with orjson straight into numpy, see :mod:`service.score.codec`), and tests check that
-what these schemas state is what the endpoints accept and return.
+parsed straight into numpy, see :mod:`service.score.codec`), and tests check that what these
+schemas state is what the endpoint accepts and returns. The response model is built from the
+evaluation graph's manifest (:func:`score_response`).
 """
 
 from __future__ import annotations
 
-from pydantic import BaseModel, ConfigDict, Field
+from collections.abc import Sequence
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict, Field, create_model
+
+from service.artifacts import Output
 
 
-class ScoreRequest(BaseModel):
+class ScoreRequestBody(BaseModel):
     """``POST /score`` JSON body."""
 
     model_config = ConfigDict(
@@ -51,6 +57,25 @@ class ScoreRequest(BaseModel):
     )
 
 
+def query_parameters(names: Sequence[str]) -> list[dict[str, Any]]:
+    """The named body fields as OpenAPI query parameters (how ``.npz`` bodies send them)."""
+    properties = ScoreRequestBody.model_json_schema()["properties"]
+    parameters = []
+    for name in names:
+        field = properties[name]
+        schema = next(s for s in field.get("anyOf", [field]) if s.get("type") != "null")
+        parameters.append(
+            {
+                "name": name,
+                "in": "query",
+                "required": False,
+                "schema": {key: value for key, value in schema.items() if key != "title"},
+                "description": f".npz bodies only: {field['description']}",
+            }
+        )
+    return parameters
+
+
 class ModelInfo(BaseModel):
     """Which graph scored the request."""
 
@@ -68,55 +93,8 @@ class Parameters(BaseModel):
     alpha: list[float] | None = Field(description="null: all ones")
 
 
-class Metrics(BaseModel):
-    """Scalar metrics; null when undefined (no valid rows)."""
-
-    accuracy: float | None
-    balanced_accuracy: float | None
-    macro_f1: float | None
-    weighted_f1: float | None
-    matthews_corrcoef: float | None
-    mean_focal_loss: float | None
-    alpha_weighted_focal_loss: float | None
-    class_balanced_focal_loss: float | None
-    mean_cross_entropy: float | None
-    expected_calibration_error: float | None
-    brier_score: float | None
-
-
-class PerClass(BaseModel):
-    """Per-class values, each of length C."""
-
-    precision: list[float]
-    recall: list[float]
-    f1: list[float]
-    support: list[int]
-
-
-class Statistics(BaseModel):
-    """The batch's additive statistics besides the confusion matrix: add them across batches."""
-
-    focal_loss_sum: list[float]
-    cross_entropy_sum: list[float]
-    alpha_sum: list[float]
-    brier_sum: list[float]
-    bin_count: list[int]
-    bin_confidence_sum: list[float]
-    bin_correct: list[int]
-
-
-class PerSample(BaseModel):
-    """Per-row values in the labels' row-major order (0 loss / p_true where ignored)."""
-
-    focal_loss: list[float]
-    cross_entropy: list[float]
-    p_true: list[float]
-    prediction: list[int]
-    confidence: list[float]
-
-
-class ScoreResponse(BaseModel):
-    """``POST /score`` response."""
+class ScoreResponseBase(BaseModel):
+    """``POST /score`` response: what every response has, whatever the graph outputs."""
 
     model: ModelInfo
     n: int = Field(description="rows scored (N * d1 * ... for segmentation-shaped input)")
@@ -129,14 +107,65 @@ class ScoreResponse(BaseModel):
         " (over FOCAL_MONITOR_MAX_CLASSES) or class_count (its source monitors another count)"
     )
     parameters: Parameters
-    metrics: Metrics
-    per_class: PerClass
-    confusion_matrix: list[list[int]] = Field(description="rows: true class; columns: predicted")
-    statistics: Statistics
-    per_sample: PerSample | None = Field(None, description="absent when per_sample is false")
 
 
-class ErrorResponse(BaseModel):
-    """Every error: a message that names the field at fault."""
+def score_response(outputs: Sequence[Output]) -> type[BaseModel]:
+    """The ``/score`` response model for an evaluation graph's ``outputs`` (its manifest).
 
-    error: str
+    ``metrics`` holds the scalar metrics (null when undefined), ``per_class`` the per-class
+    ones, ``confusion_matrix`` and ``statistics`` the additive statistics, ``per_sample`` the
+    per-row arrays: each named and typed as the manifest states, so that a new output of the
+    graph appears here (and in the OpenAPI document) with no edit to the service.
+    """
+
+    def group(name: str, doc: str, group: str, rank: int | None, value: Any) -> type[BaseModel]:
+        fields: dict[str, Any] = {
+            o.name: (value(o), ...)
+            for o in outputs
+            if o.group == group
+            and (rank is None or len(o.shape) == rank)
+            and o.name != "confusion_matrix"
+        }
+        return create_model(name, __doc__=doc, **fields)
+
+    def listed(output: Output) -> Any:
+        return list[int] if output.dtype.kind in "iu" else list[float]
+
+    metrics = group(
+        "Metrics",
+        "Scalar metrics; null when undefined (no valid rows).",
+        "metrics",
+        0,
+        lambda o: float | None,
+    )
+    per_class = group("PerClass", "Per-class values, each of length C.", "metrics", 1, listed)
+    statistics = group(
+        "Statistics",
+        "The batch's additive statistics besides the confusion matrix: add them across batches.",
+        "statistics",
+        None,
+        listed,
+    )
+    per_sample = group(
+        "PerSample",
+        "Per-row values in the labels' row-major order (0 loss / p_true where ignored).",
+        "per_sample",
+        None,
+        listed,
+    )
+    optional_per_sample: Any = per_sample | None
+    return create_model(
+        "ScoreResponse",
+        __base__=ScoreResponseBase,
+        metrics=(metrics, ...),
+        per_class=(per_class, ...),
+        confusion_matrix=(
+            list[list[int]],
+            Field(description="rows: true class; columns: predicted"),
+        ),
+        statistics=(statistics, ...),
+        per_sample=(
+            optional_per_sample,
+            Field(None, description="absent when per_sample is false"),
+        ),
+    )

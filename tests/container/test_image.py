@@ -20,9 +20,9 @@ import orjson
 import pytest
 import torch
 
-from bench.servers import free_port
 from focal import compute, update
 from service.artifacts import default_artifact_dir
+from service.testing import free_port
 from tests.container.podman import docker, wait_ready
 
 

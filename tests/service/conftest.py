@@ -6,9 +6,9 @@ import pytest
 from fastapi import FastAPI
 from fastapi.testclient import TestClient
 
-from bench.servers import focal_server
 from service.app import create_app
 from service.core.settings import Settings
+from service.testing import focal_server
 
 
 @pytest.fixture

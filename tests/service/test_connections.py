@@ -27,7 +27,7 @@ import orjson
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
-from bench.servers import HOST, REPO, focal_spec
+from service.testing import HOST, REPO, focal_spec
 
 SOCKET_TIMEOUT_S = 10.0  # no socket operation in this file may block longer
 READY_TIMEOUT_S = 60.0

@@ -32,12 +32,12 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from bench.data import Batch, make_batch
 from bench.memory import peak_during, peak_rss, reset_peak, rss_bytes, status_kib
-from bench.servers import Server, focal_server, focal_spec, serve
 from service.core.scoring import Scorer
 from service.core.settings import Settings
 from service.memory import costs
 from service.memory.budget import mib
 from service.monitoring.monitor import Monitor
+from service.testing import Server, focal_server, focal_spec, serve
 
 MIB = 2**20
 TIMEOUT_S = 60.0

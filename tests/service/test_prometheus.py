@@ -13,8 +13,8 @@ import orjson
 import pytest
 import torch
 
-from bench.servers import focal_server, free_port
 from focal import compute, update
+from service.testing import focal_server, free_port
 from tests.system import require
 
 C = 5

@@ -11,7 +11,7 @@ import httpx
 import numpy as np
 import orjson
 
-from bench.servers import focal_server
+from service.testing import focal_server
 
 
 def test_sigterm_lets_the_request_in_flight_finish_and_exits_zero() -> None:
