@@ -6,17 +6,19 @@ FROM python:3.11-slim AS build
 ENV PIP_NO_CACHE_DIR=1 PIP_DISABLE_PIP_VERSION_CHECK=1
 WORKDIR /src
 # only the service package: focal/ and export/ need torch, which the image must not carry
-COPY pyproject.toml README.md ./
+COPY pyproject.toml README.md LICENSE ./
 COPY service ./service
 # Trimmed: test suites; onnxruntime's optional tooling (transformers, quantization, tools)
-# and its C-API library libonnxruntime.so, which the Python module does not link. (No
+# and its C-API library libonnxruntime.so, which the Python module does not link; Swagger UI's
+# source maps and ES-module bundles, which /docs does not load. (No
 # `strip`: it breaks the auditwheel-patched libraries in numpy.libs.) The container tests
 # score through the result.
 RUN pip install --target /install . \
     && cd /install \
     && find . -depth -type d \( -name tests -o -name __pycache__ \) -exec rm -rf {} + \
     && rm -rf numpy/f2py numpy/distutils onnxruntime/transformers onnxruntime/quantization \
-              onnxruntime/tools onnxruntime/capi/libonnxruntime.so*
+              onnxruntime/tools onnxruntime/capi/libonnxruntime.so* \
+    && find swagger_ui_bundle \( -name "*.map" -o -name "*-es-bundle*" \) -delete
 
 # --- runtime ------------------------------------------------------------------------------
 FROM python:3.11-slim

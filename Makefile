@@ -3,13 +3,22 @@ PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 INSTALLED := $(VENV)/.installed-dev
+SERVER_INSTALLED := $(VENV)/.installed-server
 
 .PHONY: test lint serve artifacts bench profile
 
-$(INSTALLED): pyproject.toml
-	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+$(VENV)/bin/python:
+	$(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
-	$(BIN)/python -m pip install --quiet -e '.[dev]'
+
+# everything, torch pinned to the CPU build the tests use (constraints.txt)
+$(INSTALLED): pyproject.toml constraints.txt | $(VENV)/bin/python
+	$(BIN)/python -m pip install --quiet -c constraints.txt -e '.[dev]'
+	touch $@ $(SERVER_INSTALLED)
+
+# the server alone: no torch, no test tools
+$(SERVER_INSTALLED): pyproject.toml | $(VENV)/bin/python
+	$(BIN)/python -m pip install --quiet -e .
 	touch $@
 
 lint: $(INSTALLED)
@@ -21,7 +30,7 @@ test: lint
 	$(BIN)/pytest
 
 # serve the shipped evaluation graph on 127.0.0.1:8000 (FOCAL_* variables change settings)
-serve: $(INSTALLED)
+serve: $(SERVER_INSTALLED)
 	$(BIN)/focal serve
 
 # regenerate the default graphs shipped in the package (tests prove they equal a fresh export)

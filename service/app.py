@@ -12,6 +12,7 @@ from fastapi import FastAPI
 from service.artifacts import find_artifact
 from service.core import health
 from service.core.errors import install_error_handlers
+from service.docs import install_docs
 from service.core.runtime import Runtime
 from service.core.scoring import EVALUATION, Scorer
 from service.core.settings import Settings, get_settings
@@ -80,9 +81,12 @@ def create_app(
         version=importlib.metadata.version("focal-eval"),
         summary="Focal loss and class-balanced metrics for submitted logits and labels.",
         lifespan=lifespan,
+        docs_url=None,
+        redoc_url=None,
     )
     app.state.runtime = runtime
     install_error_handlers(app)
+    install_docs(app)
     evaluation = (
         scorer.evaluation if scorer else find_artifact(runtime.settings.artifact_dir, EVALUATION)
     )
