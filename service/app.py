@@ -12,10 +12,10 @@ from fastapi import FastAPI
 from service.artifacts import find_artifact
 from service.core import health
 from service.core.errors import install_error_handlers
-from service.docs import install_docs
 from service.core.runtime import Runtime
 from service.core.scoring import EVALUATION, Scorer
 from service.core.settings import Settings, get_settings
+from service.docs import install_docs
 from service.inference import rest
 from service.memory.budget import MemoryBudget, mib
 from service.memory.derive import DerivedBudget, request_budget
