@@ -7,6 +7,8 @@ argument per statistic) are written here from ``_fields`` at import time, the wa
 :func:`collections.namedtuple` and :mod:`dataclasses` write theirs: compiled in the calling
 module's namespace, with the source kept in :mod:`linecache` under a ``<generated ...>`` file
 name, where :func:`inspect.getsource`, and so ``torch.jit.script`` and tracebacks, find it.
+(Like any such entry, it is lost to a later ``linecache.clearcache()``; TorchScript reads it
+once per function and process, when it first compiles it.)
 """
 
 import linecache

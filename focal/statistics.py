@@ -141,7 +141,8 @@ def merge(a: Statistics, b: Statistics) -> Statistics:
     """Statistics of the union of two sets of batches (elementwise sum, field by field).
 
     Raises:
-        ValueError: the two were computed for different numbers of classes or bins.
+        ValueError: a field's shape differs between the two (they were computed for different
+            numbers of classes or bins); the message names it.
     """
     names = _statistics_fields()
     for i, (x, y) in enumerate(zip(a, b, strict=True)):
@@ -163,6 +164,7 @@ def empty_statistics(
         >>> empty.confusion_matrix.shape, empty.bin_count.shape, empty.brier_sum.dtype
         (torch.Size([3, 3]), torch.Size([15]), torch.float64)
     """
+    # no rows: gamma and ignore_index change nothing; every field gets its dtype and shape
     return _update(
         torch.zeros(0, num_classes, device=device),
         torch.zeros(0, dtype=torch.long, device=device),

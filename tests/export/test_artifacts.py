@@ -15,7 +15,9 @@ import export.parity
 from export import ArtifactReport
 from export.cli import main
 from export.manifest import sha256_of
+from export.onnx import graph_signature
 from export.parity import Case
+from export.pipeline import metrics_inputs_signature
 from focal import Metrics, Statistics, compute, merge, update
 from service.artifacts import default_artifact_dir
 from service.cli import main as focal_main
@@ -46,6 +48,12 @@ def test_metrics_graph_on_merged_statistics_equals_eager_on_concatenation(
     want = compute(update(logits, labels, alpha, 2.0)[1])
     for name, x, ref in zip(Metrics._fields, got, want, strict=True):
         np.testing.assert_allclose(x, ref.numpy(), rtol=1e-9, atol=1e-12, err_msg=name)
+
+
+def test_metrics_inputs_signature_is_the_graphs_own(exported: dict[str, ArtifactReport]) -> None:
+    inputs, _ = graph_signature(exported["metrics.onnx"].path)
+    assert metrics_inputs_signature(15) == inputs
+    assert [entry["name"] for entry in inputs] == list(Statistics._fields)
 
 
 @pytest.mark.parametrize("scale", [1.0, 30.0, 1e4])

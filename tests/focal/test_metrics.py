@@ -18,7 +18,15 @@ from sklearn.metrics import (
     precision_recall_fscore_support,
 )
 
-from focal import Evaluator, Metrics, compute, merge, softmax_focal_loss, update
+from focal import (
+    Evaluator,
+    Metrics,
+    compute,
+    empty_statistics,
+    merge,
+    softmax_focal_loss,
+    update,
+)
 from tests.focal.reference import expected_calibration_error64, focal_loss64, softmax64
 
 IGNORE = -100
@@ -191,6 +199,19 @@ def test_merged_statistics_equal_statistics_of_concatenation(
             torch.testing.assert_close(a, b, rtol=1e-12, atol=1e-12, msg=name)
     for name, a, b in zip(Metrics._fields, compute(merged), compute(whole), strict=True):
         torch.testing.assert_close(a, b, rtol=1e-12, atol=1e-12, equal_nan=True, msg=name)
+
+
+@pytest.mark.parametrize("num_bins", [1, 15])
+def test_empty_statistics_are_zero_and_the_identity_of_merge(num_bins: int) -> None:
+    logits, labels = batch(3, 40, 4)
+    statistics = update(logits, labels, num_bins=num_bins)[1]
+    empty = empty_statistics(4, num_bins)
+    for name, zero, value in zip(statistics._fields, empty, statistics, strict=True):
+        assert zero.dtype == value.dtype, name
+        assert zero.shape == value.shape, name
+        assert not zero.any(), name
+    for name, a, b in zip(statistics._fields, merge(empty, statistics), statistics, strict=True):
+        assert torch.equal(a, b), name
 
 
 def test_evaluator_over_batches_equals_one_update() -> None:

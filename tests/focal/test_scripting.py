@@ -121,6 +121,17 @@ def test_scripted_functions_raise_the_eager_messages() -> None:
         scripted(torch.randn(2, 3), torch.tensor([0, 3]))
 
 
+def test_scripted_statistics_checks_raise_the_eager_messages() -> None:
+    stats = update(torch.randn(4, 3), torch.tensor([0, 1, 2, 0]))[1]
+    wrong = stats._replace(alpha_sum=torch.zeros(4, dtype=torch.float64))
+    with pytest.raises(
+        torch.jit.Error, match=r"Expected `alpha_sum` to have shape \[3\], but got \[4\]"
+    ):
+        torch.jit.script(compute)(wrong)
+    with pytest.raises(torch.jit.Error, match=r"got `alpha_sum` of shape \[3\] and \[4\]"):
+        torch.jit.script(merge)(stats, wrong)
+
+
 PUBLIC_CALLABLES: list[Callable[..., Any]] = [
     getattr(focal, name) for name in focal.__all__ if callable(getattr(focal, name))
 ]

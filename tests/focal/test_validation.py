@@ -149,11 +149,12 @@ CASES: list[Any] = [
     ),
     (
         lambda: merge(empty_statistics(3), empty_statistics(4)),
-        r"Expected statistics of the same shape, but got \[3, 3\] classes x \[15\] bins and \[4, 4\] x \[15\]",
+        r"Expected statistics of the same shape, but got `confusion_matrix` of shape \[3, 3\]"
+        r" and \[4, 4\]",
     ),
     (
         lambda: compute(bad_stats()),
-        r"Expected `focal_loss_sum` to have shape \(3,\), but got \[4\]",
+        r"Expected `focal_loss_sum` to have shape \[3\], but got \[4\]",
     ),
     (
         lambda: compute(empty_statistics(3)._replace(confusion_matrix=torch.zeros(3, 2))),
@@ -161,7 +162,15 @@ CASES: list[Any] = [
     ),
     (
         lambda: compute(empty_statistics(3)._replace(bin_correct=torch.zeros(3))),
-        r"Expected `bin_count`, `bin_confidence_sum`, `bin_correct` of shape \(B,\)",
+        r"Expected `bin_correct` to have shape \[15\], but got \[3\]",
+    ),
+    (
+        lambda: compute(empty_statistics(3)._replace(bin_count=torch.zeros(3, 1))),
+        r"Expected `bin_count` to have shape \(B,\), but got \[3, 1\]",
+    ),
+    (
+        lambda: merge(empty_statistics(3, 15), empty_statistics(3, 10)),
+        r"Expected statistics of the same shape, but got `bin_count` of shape \[15\] and \[10\]",
     ),
     (lambda: Evaluator(1), r"Expected argument `num_classes` to be an integer >= 2, but got 1"),
     (
