@@ -34,17 +34,6 @@ BIN_OUTPUTS = ("bin_count", "bin_confidence_sum", "bin_correct", "expected_calib
 RTOL, ATOL = 1e-4, 1e-5
 
 
-def batch(
-    n: int, c: int, seed: int = 0, ignore: int = 0, ignore_index: int = DEFAULT_IGNORE_INDEX
-) -> tuple[np.ndarray, np.ndarray]:
-    """Random float32 logits ``(n, c)`` and int64 labels, the first ``ignore`` rows ignored."""
-    rng = np.random.default_rng(seed)
-    logits = (rng.standard_normal((n, c)) * 2).astype(np.float32)
-    labels = rng.integers(0, c, size=n)
-    labels[:ignore] = ignore_index
-    return logits, labels
-
-
 def flatten(logits: np.ndarray, labels: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """Segmentation-shaped ``(N, C, d1, ...)`` / ``(N, d1, ...)`` to ``(M, C)`` / ``(M,)``."""
     c = logits.shape[1]

@@ -14,18 +14,16 @@ import torch
 import tritonclient.http as triton
 
 from focal import Metrics, PerSample, Statistics, compute, update
+from tests.service._inputs import IGNORE_INDEX, batch, class_weights
 
 C = 7
-IGNORE = -100
 
 
-def batch(n: int = 300, seed: int = 0) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+def weighted_batch(n: int = 300, seed: int = 0) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Logits, labels (a tenth ignored) and a per-class alpha."""
     rng = np.random.default_rng(seed)
-    logits = (rng.standard_normal((n, C)) * 3).astype(np.float32)
-    labels = rng.integers(0, C, n)
-    labels[rng.random(n) < 0.1] = IGNORE
-    alpha = (rng.random(C) + 0.5).astype(np.float32)
-    return logits, labels, alpha
+    logits, labels = batch(n, C, rng, scale=3.0, ignore_fraction=0.1)
+    return logits, labels, class_weights(rng, C)
 
 
 def eager(
@@ -61,7 +59,7 @@ def check_score_response(document: dict[str, Any], want: dict[str, np.ndarray]) 
 
 
 def test_json_score_over_http_matches_eager(server_url: str) -> None:
-    logits, labels, alpha = batch()
+    logits, labels, alpha = weighted_batch()
     body = orjson.dumps(
         {"logits": logits, "labels": labels, "alpha": alpha, "gamma": 1.5},
         option=orjson.OPT_SERIALIZE_NUMPY,
@@ -75,12 +73,12 @@ def test_json_score_over_http_matches_eager(server_url: str) -> None:
     assert response.status_code == 200, response.text
     document = response.json()
     assert document["n"] == 300
-    assert document["valid"] == int((labels != IGNORE).sum())
+    assert document["valid"] == int((labels != IGNORE_INDEX).sum())
     check_score_response(document, eager(logits, labels, alpha, 1.5))
 
 
 def test_npz_score_over_http_matches_eager(server_url: str) -> None:
-    logits, labels, alpha = batch(seed=1)
+    logits, labels, alpha = weighted_batch(seed=1)
     archive = io.BytesIO()
     np.savez_compressed(
         archive, logits=logits.astype(np.float64), labels=labels.astype(np.int32), alpha=alpha
@@ -100,7 +98,7 @@ def test_npz_score_over_http_matches_eager(server_url: str) -> None:
     "binary", [pytest.param(True, id="binary"), pytest.param(False, id="json")]
 )
 def test_tritonclient_infer_matches_eager(server_url: str, binary: bool) -> None:
-    logits, labels, alpha = batch(seed=2)
+    logits, labels, alpha = weighted_batch(seed=2)
     client = triton.InferenceServerClient(server_url.removeprefix("http://"), network_timeout=30.0)
     try:
         assert client.is_server_live()

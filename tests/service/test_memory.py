@@ -30,7 +30,6 @@ import orjson
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
-from bench.data import Batch, make_batch
 from bench.memory import peak_during, peak_rss, reset_peak, rss_bytes, status_kib
 from service.core.scoring import Scorer
 from service.core.settings import Settings
@@ -38,6 +37,7 @@ from service.memory import costs
 from service.memory.budget import mib
 from service.monitoring.monitor import Monitor
 from service.testing import Server, focal_server, focal_spec, serve
+from tests.service._inputs import Batch, benchmark_batch
 
 MIB = 2**20
 TIMEOUT_S = 60.0
@@ -243,7 +243,7 @@ class Peaks:
         return peak
 
     def _measure(self, shape: Shape) -> None:
-        batch = make_batch(shape.n, shape.c)
+        batch = benchmark_batch(shape.n, shape.c)
         specs = [focal_spec({"FOCAL_MAX_JSON_BYTES": "256Mi"}) for _ in shape.kinds]
         with serve(*specs) as servers:
             for kind, server in zip(shape.kinds, servers, strict=True):
@@ -342,9 +342,8 @@ def post_all(url: str, bodies: list[bytes], clients: int = 4) -> list[httpx.Resp
 
 
 def one_row_bodies(count: int, c: int, seed: int) -> list[bytes]:
-    rng = np.random.default_rng(seed)
-    logits = rng.standard_normal((count, 1, c), dtype=np.float32)
-    labels = rng.integers(0, c, (count, 1))
+    drawn = benchmark_batch(count, c, seed)
+    logits, labels = drawn.logits[:, np.newaxis], drawn.labels[:, np.newaxis]  # one row each
     return [json_body(x, y, per_sample=False) for x, y in zip(logits, labels, strict=True)]
 
 
@@ -533,7 +532,7 @@ def batch_cost(batch: Batch, body: bytes) -> int:
 
 
 def test_work_that_can_never_fit_is_413_naming_the_budget(budgeted: Server) -> None:
-    batch = make_batch(1, 2048)  # about 256 MiB of C x C work
+    batch = benchmark_batch(1, 2048)  # about 256 MiB of C x C work
     response = post_npz(budgeted, batch)
     need = batch_cost(batch, npz(batch))
     assert response.status_code == 413, response.text
@@ -548,7 +547,7 @@ def test_work_that_can_never_fit_is_413_naming_the_budget(budgeted: Server) -> N
     ("n", "c"), [pytest.param(100_000, 10, id="N=100000"), pytest.param(1, 800, id="C=800")]
 )
 def test_work_that_fits_is_200(budgeted: Server, n: int, c: int) -> None:
-    batch = make_batch(n, c)
+    batch = benchmark_batch(n, c)
     assert batch_cost(batch, npz(batch)) < LIMIT
     response = post_npz(budgeted, batch)
     assert response.status_code == 200, response.text
@@ -561,7 +560,7 @@ WANTS = (1, 900)  # about 52 MiB of C x C work: fits the budget, not beside the 
 
 def start_unread_response(server: Server) -> socket.socket:
     """Send a request whose large response then streams to a client that reads none of it."""
-    body = npz(make_batch(*HELD))
+    body = npz(benchmark_batch(*HELD))
     sock = connect(server)  # default buffers: a tiny one would slow the later reading to a crawl
     head = request_head(SCORE + "?monitor=false", len(body), {**NPZ, "connection": "close"})
     sock.sendall(head + body)
@@ -573,7 +572,7 @@ def start_unread_response(server: Server) -> socket.socket:
 
 def assert_busy(server: Server, held: int) -> None:
     """The wanted work does not fit beside ``held`` bytes: 503, Retry-After, the message."""
-    batch = make_batch(*WANTS)
+    batch = benchmark_batch(*WANTS)
     body = npz(batch)
     need = batch_cost(batch, body)
     assert LIMIT - held < need <= LIMIT
@@ -599,7 +598,7 @@ def test_unsent_response_holds_the_budget_until_it_is_read(budgeted: Server) -> 
         sock.close()
     assert received.endswith(b"\r\n0\r\n\r\n"), "the response was cut short"
     wait_for_reserved(budgeted, lambda reserved: reserved == 0, "after the response was read")
-    assert post_npz(budgeted, make_batch(*WANTS)).status_code == 200
+    assert post_npz(budgeted, benchmark_batch(*WANTS)).status_code == 200
 
 
 def test_response_cut_at_the_write_timeout_releases_the_budget(budgeted: Server) -> None:
@@ -618,7 +617,7 @@ def test_response_cut_at_the_write_timeout_releases_the_budget(budgeted: Server)
     finally:
         sock.close()
     assert scrape(budgeted)[cut] - cut_before == 1
-    assert post_npz(budgeted, make_batch(*WANTS)).status_code == 200
+    assert post_npz(budgeted, benchmark_batch(*WANTS)).status_code == 200
 
 
 def test_too_many_classes_is_422_without_a_large_allocation(budgeted: Server) -> None:
@@ -711,7 +710,7 @@ def test_healthz_answers_while_a_gzip_body_inflates() -> None:
 def test_healthz_answers_while_summary_computes_a_large_monitor() -> None:
     c = 2048
     with focal_server({"FOCAL_MONITOR_MAX_CLASSES": str(c)}) as server:
-        batch = make_batch(1, c)
+        batch = benchmark_batch(1, c)
         fed = httpx.post(
             server.url + SCORE,
             content=json_body(batch.logits, batch.labels, per_sample=False),

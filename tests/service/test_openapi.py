@@ -20,13 +20,13 @@ from hypothesis_jsonschema import from_schema
 from openapi_spec_validator import validate
 
 from service.app import create_app
-from service.core.settings import Settings
 from service.score.codec import QUERY_FIELDS
+from tests.service._inputs import batch
+from tests.service.conftest import make_settings
 from tests.service.reference import (
     DEFAULT_GAMMA,
     DEFAULT_IGNORE_INDEX,
     assert_score_response,
-    batch,
     eager,
     near_bin_edge,
 )
@@ -38,7 +38,7 @@ DOCUMENTED_ERRORS = {400, 408, 413, 415, 422, 503}
 @pytest.fixture(scope="module")
 def scoring() -> Iterator[TestClient]:
     """One client for the module (hypothesis runs many examples through it)."""
-    with TestClient(create_app(Settings(threads=1, max_body_bytes=2**20))) as client:
+    with TestClient(create_app(make_settings(max_body_bytes=2**20))) as client:
         yield client
 
 
@@ -145,7 +145,7 @@ def from_object_schema(schema: dict[str, Any]) -> st.SearchStrategy[dict[str, An
     )
 
 
-STATED_REQUEST = sized(request_schema(create_app(Settings(threads=1)).openapi()))
+STATED_REQUEST = sized(request_schema(create_app(make_settings()).openapi()))
 
 
 @st.composite

@@ -15,6 +15,7 @@ import torch
 
 from focal import compute, update
 from service.testing import focal_server, free_port
+from tests.service._inputs import batch
 from tests.system import require
 
 C = 5
@@ -31,9 +32,7 @@ RECALL = (
 @pytest.fixture(scope="module")
 def scored() -> Iterator[tuple[str, np.ndarray, np.ndarray]]:
     """A server that has scored three batches; their logits and labels."""
-    rng = np.random.default_rng(0)
-    logits = (rng.standard_normal((900, C)) * 2).astype(np.float32)
-    labels = rng.integers(0, C, 900)
+    logits, labels = batch(900, C, seed=0)
     labels[labels == 4] = 3  # class 4 has no support: PromQL must skip it, as focal/ does
     with focal_server({"FOCAL_THREADS": "1"}) as server:
         url = server.url

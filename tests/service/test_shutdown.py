@@ -8,18 +8,15 @@ import threading
 from collections.abc import Iterator
 
 import httpx
-import numpy as np
 import orjson
 
 from service.testing import focal_server
+from tests.service._inputs import batch
 
 
 def test_sigterm_lets_the_request_in_flight_finish_and_exits_zero() -> None:
-    rng = np.random.default_rng(0)
-    document = {
-        "logits": rng.standard_normal((2000, 10)).astype(np.float32),
-        "labels": np.arange(2000) % 10,
-    }
+    logits, labels = batch(2000, 10, seed=0, scale=1.0)
+    document = {"logits": logits, "labels": labels}
     body = orjson.dumps(document, option=orjson.OPT_SERIALIZE_NUMPY)
     half_sent, terminated = threading.Event(), threading.Event()
 

@@ -15,6 +15,7 @@ from service.artifacts import (
     default_artifact_dir,
     find_artifact,
     load_artifact,
+    load_artifacts,
     open_session,
 )
 
@@ -141,7 +142,8 @@ def test_graph_that_is_not_the_manifests_is_refused(artifacts: Path) -> None:
 
 def test_find_artifact_needs_exactly_one_match(artifacts: Path, tmp_path: Path) -> None:
     with pytest.raises(
-        ArtifactError, match=r"expected one torchscript artifact of kind 'evaluation'.*found none"
+        ArtifactError,
+        match=r"expected one artifact of kind 'evaluation' in .*, found none \(kinds there: none\)",
     ):
         find_artifact(artifacts, "evaluation", "torchscript")
     shutil.copy(artifacts / "evaluation.onnx", artifacts / "copy.onnx")
@@ -153,3 +155,18 @@ def test_find_artifact_needs_exactly_one_match(artifacts: Path, tmp_path: Path) 
         find_artifact(artifacts, "evaluation")
     with pytest.raises(ArtifactError, match="does not exist"):
         find_artifact(tmp_path / "nowhere", "evaluation")
+
+
+def test_every_kind_a_manifest_declares_is_loaded() -> None:
+    artifacts = load_artifacts(default_artifact_dir())
+    assert set(artifacts) == {"evaluation", "metrics", "sigmoid_focal_loss"}
+    assert all(artifact.kind == kind for kind, artifact in artifacts.items())
+
+
+def test_a_kind_that_is_not_there_is_refused_naming_the_kinds_that_are(artifacts: Path) -> None:
+    with pytest.raises(ArtifactError) as caught:
+        find_artifact(artifacts, "calibration")
+    assert str(caught.value) == (
+        f"expected one artifact of kind 'calibration' in {artifacts}, found none"
+        " (kinds there: evaluation, metrics, sigmoid_focal_loss)"
+    )

@@ -6,8 +6,6 @@ import pytest
 from fastapi import FastAPI
 from fastapi.testclient import TestClient
 
-from service.app import create_app
-from service.core.settings import Settings
 from tests.service.reference import MODEL_ID, assert_error
 
 NOT_READY = "server: not ready (the evaluation graph is loading)"
@@ -60,8 +58,13 @@ def test_readiness_drops_once_the_lifespan_has_ended(app: FastAPI) -> None:
     assert after.get("/v2/health/live").status_code == 200
 
 
-@pytest.mark.parametrize("ignore_index", [0, 2])
-def test_server_starts_when_the_default_ignore_index_is_a_class(ignore_index: int) -> None:
-    settings = Settings(threads=1, ignore_index=ignore_index)
-    with TestClient(create_app(settings)) as client:
-        assert client.get("/v2/health/ready").status_code == 200
+@pytest.mark.parametrize(
+    "settings",
+    [
+        pytest.param({"ignore_index": 0}, id="class_0"),
+        pytest.param({"ignore_index": 2}, id="class_2"),
+    ],
+    indirect=True,
+)
+def test_server_starts_when_the_default_ignore_index_is_a_class(client: TestClient) -> None:
+    assert client.get("/v2/health/ready").status_code == 200

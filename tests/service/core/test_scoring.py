@@ -2,16 +2,29 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
+from typing import Any
+
 import numpy as np
 import pytest
 import torch
+from fastapi.testclient import TestClient
 
 import service.core.scoring
 from focal import Metrics, PerSample, Statistics, compute, update
+from service.app import create_app
 from service.core.errors import RequestError
 from service.core.scoring import Scorer, chunk_rows
 from service.core.settings import Settings
 from service.core.validation import make_batch
+from tests.service._inputs import IGNORE_INDEX, batch, class_weights
+from tests.service._requests import LOGITS, document, json_body
+from tests.service.reference import (
+    DEFAULT_IGNORE_INDEX,
+    assert_error,
+    assert_score_response,
+    eager,
+)
 
 NAMES = PerSample._fields + Statistics._fields + Metrics._fields
 
@@ -24,16 +37,15 @@ def test_chunk_rows_bounds_the_work_per_run() -> None:
 
 @pytest.mark.parametrize("rows", [7, 64, 1000])
 def test_chunked_scoring_equals_eager_on_the_whole_batch(
-    monkeypatch: pytest.MonkeyPatch, rows: int
+    monkeypatch: pytest.MonkeyPatch, make_settings: Callable[..., Settings], rows: int
 ) -> None:
     monkeypatch.setattr(service.core.scoring, "chunk_rows", lambda num_classes: rows)
     rng = np.random.default_rng(rows)
-    logits = (rng.standard_normal((500, 6)) * 3).astype(np.float32)
-    labels = rng.integers(0, 6, 500)
-    labels[::9] = -100
-    alpha = rng.random(6).astype(np.float32) + 0.5
-    scorer = Scorer.load(Settings(threads=1))
-    outputs = scorer.score(make_batch(logits, labels, alpha, 1.5, -100))
+    logits, labels = batch(500, 6, rng, scale=3.0)
+    labels[::9] = IGNORE_INDEX
+    alpha = class_weights(rng, 6)
+    scorer = Scorer.load(make_settings())
+    outputs = scorer.score(make_batch(logits, labels, alpha, 1.5, IGNORE_INDEX))
     assert list(outputs) == list(NAMES)
     per_sample, statistics = update(
         torch.from_numpy(logits), torch.from_numpy(labels), torch.from_numpy(alpha), 1.5
@@ -49,15 +61,55 @@ def test_chunked_scoring_equals_eager_on_the_whole_batch(
 
 
 def test_an_overflow_in_a_later_chunk_names_its_row_in_the_batch(
-    monkeypatch: pytest.MonkeyPatch,
+    monkeypatch: pytest.MonkeyPatch, make_settings: Callable[..., Settings]
 ) -> None:
     monkeypatch.setattr(service.core.scoring, "chunk_rows", lambda num_classes: 10)
     logits = np.zeros((30, 2), dtype=np.float32)
     logits[23] = [3e38, -3e38]  # finite, but the cross entropy of label 1 overflows
     labels = np.zeros(30, dtype=np.int64)
     labels[23] = 1
-    scorer = Scorer.load(Settings(threads=1))
+    scorer = Scorer.load(make_settings())
     with pytest.raises(RequestError) as error:
-        scorer.score(make_batch(logits, labels, None, 2.0, -100))
+        scorer.score(make_batch(logits, labels, None, 2.0, IGNORE_INDEX))
     assert error.value.status_code == 422
     assert error.value.message.startswith("logits: the cross entropy of row 23 overflows float32")
+
+
+def test_loss_overflowing_float32_is_422_not_a_null_that_reads_undefined(
+    client: TestClient,
+) -> None:
+    # finite logits whose spread overflows float32: the cross entropy is infinite, and JSON
+    # would carry it as null, which the schema documents as "undefined"
+    logits = [[3e38, -3e38, 0.0], LOGITS[1]]
+    response = client.post("/score", json=document(logits=logits, labels=[1, 2]))
+    assert_error(response, 422, "logits: the cross entropy of row 0 overflows float32")
+
+
+# --- defaults: settings, else the manifest; the request wins -------------------------------
+
+
+def test_settings_defaults_apply_when_the_request_omits_them(
+    make_settings: Callable[..., Settings],
+) -> None:
+    alpha, gamma, ignore_index = [0.25, 1.0, 2.0], 0.5, -1
+    logits, labels = batch(40, 3, seed=5, ignore=4, ignore_index=ignore_index)
+    settings = make_settings(gamma=gamma, alpha=alpha, ignore_index=ignore_index)
+    with TestClient(create_app(settings)) as client:
+        got = client.post("/score", json=json_body(logits, labels)).json()
+    assert_score_response(got, eager(logits, labels, alpha, gamma, ignore_index))
+    assert got["valid"] == 36
+    assert got["parameters"] == {"gamma": gamma, "ignore_index": ignore_index, "alpha": alpha}
+
+
+def test_request_values_override_settings_defaults(make_settings: Callable[..., Settings]) -> None:
+    logits, labels = batch(40, 3, seed=6, ignore=3)
+    options: dict[str, Any] = {
+        "gamma": 3.0,
+        "alpha": [1.0, 0.5, 0.0],
+        "ignore_index": DEFAULT_IGNORE_INDEX,
+    }
+    settings = make_settings(gamma=0.5, alpha=[0.25, 1.0, 2.0], ignore_index=-1)
+    with TestClient(create_app(settings)) as client:
+        got = client.post("/score", json=json_body(logits, labels, **options)).json()
+    assert_score_response(got, eager(logits, labels, **options))
+    assert got["parameters"] == options

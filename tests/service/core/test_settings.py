@@ -14,12 +14,7 @@ from service.core.settings import Settings, describe_error
 MIB = 2**20
 
 
-@pytest.fixture(autouse=True)
-def _no_focal_environment(monkeypatch: pytest.MonkeyPatch) -> None:
-    """Each test sees only the FOCAL_* variables it sets itself."""
-    for name in list(os.environ):
-        if name.startswith("FOCAL_"):
-            monkeypatch.delenv(name)
+pytestmark = pytest.mark.usefixtures("clean_environment")  # only the FOCAL_* a test sets
 
 
 def _read(monkeypatch: pytest.MonkeyPatch, name: str, value: str) -> Settings:

@@ -1,3 +1,7 @@
+"""Request bodies: read under a byte limit, length headers parsed, Content-Encoding undone."""
+
+# ruff: noqa: E501 (a table of encoded bodies and their exact error messages, one per line)
+
 from __future__ import annotations
 
 import asyncio
@@ -6,9 +10,10 @@ import os
 import tracemalloc
 import warnings
 import zlib
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 
 import numpy as np
+import orjson
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
@@ -19,7 +24,10 @@ from starlette.routing import Route
 from starlette.types import Message, Receive
 
 from service.core.errors import RequestError
-from service.http.body import decode_content_encoding, read_body
+from service.http.body import OVERLONG, decode_content_encoding, parse_length, read_body
+from tests.service._inputs import batch
+from tests.service._requests import JSON, NPZ, document, json_body, npz_body
+from tests.service.reference import assert_error, assert_score_response, eager
 
 with warnings.catch_warnings():
     # starlette 1.10 asks for httpx2 instead of httpx; nothing here depends on the difference.
@@ -58,7 +66,8 @@ async def _request_error(request: Request, exc: Exception) -> JSONResponse:
 
 
 @pytest.fixture
-def client() -> Iterator[TestClient]:
+def reader() -> Iterator[TestClient]:
+    """A client of an app whose one route reads the body with read_body (limit: LIMIT)."""
     app = Starlette(
         routes=[Route("/body", _echo_length, methods=["POST"])],
         exception_handlers={RequestError: _request_error},
@@ -80,8 +89,8 @@ def _chunks(total: int, size: int = 100) -> Iterator[bytes]:
         pytest.param(LIMIT, id="exactly-the-limit"),
     ],
 )
-def test_body_within_limit_is_read_whole(client: TestClient, size: int) -> None:
-    response = client.post("/body", content=b"x" * size)
+def test_body_within_limit_is_read_whole(reader: TestClient, size: int) -> None:
+    response = reader.post("/body", content=b"x" * size)
     assert response.status_code == 200
     assert response.json() == {"length": size, "content_length": str(size)}
 
@@ -90,14 +99,14 @@ def test_body_within_limit_is_read_whole(client: TestClient, size: int) -> None:
     "size",
     [pytest.param(950, id="several-chunks"), pytest.param(LIMIT, id="exactly-the-limit")],
 )
-def test_streamed_body_without_content_length_is_read_whole(client: TestClient, size: int) -> None:
-    response = client.post("/body", content=_chunks(size))
+def test_streamed_body_without_content_length_is_read_whole(reader: TestClient, size: int) -> None:
+    response = reader.post("/body", content=_chunks(size))
     assert response.status_code == 200
     assert response.json() == {"length": size, "content_length": None}
 
 
-def test_content_length_over_limit_is_413(client: TestClient) -> None:
-    response = client.post("/body", content=b"x" * (LIMIT + 1))
+def test_content_length_over_limit_is_413(reader: TestClient) -> None:
+    response = reader.post("/body", content=b"x" * (LIMIT + 1))
     assert response.status_code == 413
     assert response.json() == {"error": f"body: {LIMIT + 1} bytes exceeds the limit of 1024 bytes"}
 
@@ -110,21 +119,21 @@ def test_content_length_over_limit_is_413(client: TestClient) -> None:
     ],
 )
 def test_huge_or_padded_content_length_is_413(
-    client: TestClient, declared: str, shown: str
+    reader: TestClient, declared: str, shown: str
 ) -> None:
-    response = client.post("/body", content=b"x", headers={"Content-Length": declared})
+    response = reader.post("/body", content=b"x", headers={"Content-Length": declared})
     assert response.status_code == 413
     assert response.json() == {"error": f"body: {shown} bytes exceeds the limit of 1024 bytes"}
 
 
-def test_zero_padded_content_length_within_limit_is_read(client: TestClient) -> None:
-    response = client.post("/body", content=b"x" * 5, headers={"Content-Length": "0005"})
+def test_zero_padded_content_length_within_limit_is_read(reader: TestClient) -> None:
+    response = reader.post("/body", content=b"x" * 5, headers={"Content-Length": "0005"})
     assert response.status_code == 200
     assert response.json()["length"] == 5
 
 
-def test_streamed_body_over_limit_is_413(client: TestClient) -> None:
-    response = client.post("/body", content=_chunks(LIMIT + 1))
+def test_streamed_body_over_limit_is_413(reader: TestClient) -> None:
+    response = reader.post("/body", content=_chunks(LIMIT + 1))
     assert response.status_code == 413
     assert response.json()["error"].startswith("body: exceeds the limit of 1024 bytes")
 
@@ -133,37 +142,37 @@ def test_streamed_body_over_limit_is_413(client: TestClient) -> None:
     "declared",
     [pytest.param("10", id="smaller-than-sent"), pytest.param("0", id="zero")],
 )
-def test_lying_content_length_does_not_bypass_the_limit(client: TestClient, declared: str) -> None:
+def test_lying_content_length_does_not_bypass_the_limit(reader: TestClient, declared: str) -> None:
     """Nothing past the declared length is kept: a longer body is a framing error (400)."""
-    response = client.post(
+    response = reader.post(
         "/body", content=b"x" * (10 * LIMIT), headers={"Content-Length": declared}
     )
     assert response.status_code == 400
     assert response.json() == {"error": f"body: longer than its Content-Length ({declared})"}
 
 
-def test_body_shorter_than_its_content_length_is_400(client: TestClient) -> None:
-    response = client.post("/body", content=b"x" * 5, headers={"Content-Length": "10"})
+def test_body_shorter_than_its_content_length_is_400(reader: TestClient) -> None:
+    response = reader.post("/body", content=b"x" * 5, headers={"Content-Length": "10"})
     assert response.status_code == 400
     assert response.json() == {"error": "body: 5 bytes, short of its Content-Length (10)"}
 
 
 @pytest.mark.parametrize(
-    "declared",
+    ("declared", "shown"),
     [
-        pytest.param("abc", id="not-a-number"),
-        pytest.param("-1", id="negative"),
-        pytest.param("1.5", id="fraction"),
-        pytest.param("+5", id="signed"),
-        pytest.param("1_0", id="underscore"),
-        pytest.param("", id="empty"),
+        pytest.param("abc", '"abc"', id="not-a-number"),
+        pytest.param("-1", '"-1"', id="negative"),
+        pytest.param("1.5", '"1.5"', id="fraction"),
+        pytest.param("+5", '"+5"', id="signed"),
+        pytest.param("1_0", '"1_0"', id="underscore"),
+        pytest.param("", '""', id="empty"),
     ],
 )
-def test_malformed_content_length_is_400(client: TestClient, declared: str) -> None:
-    response = client.post("/body", content=b"x" * 5, headers={"Content-Length": declared})
+def test_malformed_content_length_is_400(reader: TestClient, declared: str, shown: str) -> None:
+    response = reader.post("/body", content=b"x" * 5, headers={"Content-Length": declared})
     assert response.status_code == 400
     assert response.json() == {
-        "error": f"Content-Length: expected a non-negative integer, got {declared!r}"
+        "error": f"Content-Length: expected a non-negative integer, got {shown}"
     }
 
 
@@ -450,3 +459,137 @@ def test_nested_encodings_are_each_bounded_by_the_limit() -> None:
     with pytest.raises(RequestError) as caught:
         decode_content_encoding(zlib.compress(inner), "gzip, deflate", 1 << 20)
     assert caught.value.status_code == 413
+
+
+# --- parse_length: Content-Length and Inference-Header-Content-Length ------------------------
+
+
+@pytest.mark.parametrize("name", ["Content-Length", "Inference-Header-Content-Length"])
+@pytest.mark.parametrize(
+    ("value", "expected"),
+    [
+        pytest.param(None, None, id="absent"),
+        pytest.param("0", 0, id="zero"),
+        pytest.param("256", 256, id="plain"),
+        pytest.param(" 256 ", 256, id="padded"),
+        pytest.param("0256", 256, id="leading-zeros"),
+        pytest.param("9" * 21, 10**21 - 1, id="more-digits-than-64-bits"),
+        pytest.param("9" * 5000, OVERLONG, id="more-digits-than-int-parses"),
+    ],
+)
+def test_length_header_parses_decimal_integers(
+    name: str, value: str | None, expected: int | None
+) -> None:
+    assert parse_length(name, value) == expected
+
+
+@pytest.mark.parametrize("name", ["Content-Length", "Inference-Header-Content-Length"])
+@pytest.mark.parametrize(
+    ("value", "shown"),
+    [
+        pytest.param("", '""', id="empty"),
+        pytest.param("abc", '"abc"', id="letters"),
+        pytest.param("-1", '"-1"', id="negative"),
+        pytest.param("+5", '"+5"', id="plus-sign"),
+        pytest.param("1.5", '"1.5"', id="decimal-point"),
+        pytest.param("1_000", '"1_000"', id="underscore"),
+        pytest.param("\u0661\u0662", '"\u0661\u0662"', id="non-ascii-digits"),
+        pytest.param("x" * 100, '"' + "x" * 56 + "...", id="long-value-cut"),
+    ],
+)
+def test_length_header_that_is_not_an_integer_is_400_naming_it(
+    name: str, value: str, shown: str
+) -> None:
+    with pytest.raises(RequestError) as caught:
+        parse_length(name, value)
+    assert caught.value.status_code == 400
+    assert caught.value.message == f"{name}: expected a non-negative integer, got {shown}"
+
+
+# --- through /score: the body limits and encodings of a real route --------------------------
+
+ENCODERS: dict[str, Callable[[bytes], bytes]] = {
+    "gzip": gzip.compress,
+    "deflate": zlib.compress,
+}
+SCORE_LIMIT = 4 * 2**20  # the tests' max_body_bytes (tests/service/conftest.py)
+
+
+@pytest.mark.parametrize("encoding", ["gzip", "deflate"])
+@pytest.mark.parametrize("kind", ["json", "npz"])
+def test_compressed_bodies_are_decoded(client: TestClient, encoding: str, kind: str) -> None:
+    logits, labels = batch(50, 4, seed=13, ignore=2)
+    if kind == "json":
+        raw, content_type = orjson.dumps(json_body(logits, labels)), "application/json"
+    else:
+        raw, content_type = npz_body(logits=logits, labels=labels), "application/x-npz"
+    response = client.post(
+        "/score",
+        content=ENCODERS[encoding](raw),
+        headers={"content-type": content_type, "content-encoding": encoding},
+    )
+    assert_score_response(response.json(), eager(logits, labels))
+
+
+def test_body_over_the_limit_by_content_length_is_413(client: TestClient) -> None:
+    response = client.post("/score", content=b" " * (SCORE_LIMIT + 1), headers=JSON)
+    assert_error(
+        response, 413, f"body: {SCORE_LIMIT + 1} bytes exceeds the limit of {SCORE_LIMIT} bytes"
+    )
+
+
+def test_streamed_body_over_the_limit_without_content_length_is_413(client: TestClient) -> None:
+    def chunks() -> Iterator[bytes]:
+        for _ in range(5):
+            yield b" " * 2**20
+
+    response = client.post("/score", content=chunks(), headers=JSON)
+    assert response.request.headers.get("content-length") is None
+    assert_error(response, 413, f"body: exceeds the limit of {SCORE_LIMIT} bytes")
+
+
+def test_gzip_body_that_inflates_past_the_limit_is_413(client: TestClient) -> None:
+    bomb = gzip.compress(b"0" * (SCORE_LIMIT + 1))
+    assert len(bomb) < 2**16
+    response = client.post("/score", content=bomb, headers={**JSON, "content-encoding": "gzip"})
+    assert_error(response, 413, f"body: decoded size exceeds the limit of {SCORE_LIMIT} bytes")
+
+
+@pytest.mark.parametrize(
+    ("body", "encoding", "status", "message"),
+    [
+        pytest.param(b"not gzip at all", "gzip", 400, "body: invalid gzip data", id="corrupt_gzip"),
+        pytest.param(gzip.compress(orjson.dumps(document()))[:-12], "gzip", 400, "body: invalid gzip data", id="truncated_gzip"),
+        pytest.param(b"\x78\x9c garbage", "deflate", 400, "body: invalid deflate data", id="corrupt_deflate"),
+        pytest.param(orjson.dumps(document()), "br", 415, "Content-Encoding: 'br' is not supported", id="unknown_encoding"),
+    ],
+)  # fmt: skip
+def test_bad_content_encoding_is_a_clear_4xx(
+    client: TestClient, body: bytes, encoding: str, status: int, message: str
+) -> None:
+    response = client.post("/score", content=body, headers={**JSON, "content-encoding": encoding})
+    assert_error(response, status, message)
+
+
+@pytest.mark.parametrize(
+    "settings", [pytest.param({"max_json_bytes": 4096}, id="json_limit_4096")], indirect=True
+)
+def test_json_over_the_json_limit_is_413_naming_the_setting(client: TestClient) -> None:
+    logits, labels = batch(2000, 3, seed=3)
+    body = orjson.dumps(json_body(logits, labels))
+    response = client.post("/score", content=body, headers=JSON)
+    assert_error(
+        response,
+        413,
+        f"body: {len(body)} bytes of JSON is over the limit of 4096 (FOCAL_MAX_JSON_BYTES);"
+        " send large batches as .npz or v2 binary",
+    )
+    inputs = [
+        {"name": "logits", "shape": [2000, 3], "datatype": "FP32", "data": logits.tolist()},
+        {"name": "labels", "shape": [2000], "datatype": "INT64", "data": labels.tolist()},
+    ]
+    v2 = orjson.dumps({"inputs": inputs})
+    infer = client.post("/v2/models/focal-eval/infer", content=v2)
+    assert_error(infer, 413, f"body: {len(v2)} bytes of JSON is over the limit of 4096")
+    npz = client.post("/score", content=npz_body(logits=logits, labels=labels), headers=NPZ)
+    assert npz.status_code == 200  # binary bodies are not JSON

@@ -28,6 +28,7 @@ import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
 from service.testing import HOST, REPO, focal_spec
+from tests.service._inputs import batch
 
 SOCKET_TIMEOUT_S = 10.0  # no socket operation in this file may block longer
 READY_TIMEOUT_S = 60.0
@@ -250,11 +251,6 @@ def upload_head(path: str, length: int, content_type: str = "application/json") 
 
 
 # --- scoring and metrics -----------------------------------------------------------------------
-def score_batch(n: int = 50, c: int = 3, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
-    rng = np.random.default_rng(seed)
-    return (rng.standard_normal((n, c)) * 2).astype(np.float32), rng.integers(0, c, n)
-
-
 def score_body(logits: np.ndarray, labels: np.ndarray) -> bytes:
     document = {"logits": logits, "labels": labels, "gamma": GAMMA}
     return orjson.dumps(document, option=orjson.OPT_SERIALIZE_NUMPY)
@@ -271,7 +267,7 @@ def mean_focal_loss(logits: np.ndarray, labels: np.ndarray, gamma: float = GAMMA
 
 def assert_scores(server: Running, seed: int = 0) -> None:
     """A normal /score request is answered 200 with the right loss."""
-    logits, labels = score_batch(seed=seed)
+    logits, labels = batch(50, 3, seed)
     response = httpx.post(
         f"{server.url}/score",
         content=score_body(logits, labels),
@@ -495,7 +491,7 @@ def test_idle_connections_past_the_cap_evict_the_oldest_and_health_still_answers
 def test_a_connection_past_the_cap_is_refused_503_when_every_connection_is_busy(
     capped: Running,
 ) -> None:
-    logits, labels = score_batch()
+    logits, labels = batch(50, 3)
     body = score_body(logits, labels)
     with ExitStack() as stack:
         uploads = [stack.enter_context(connect(capped)) for _ in range(MAX_CONNECTIONS)]
@@ -540,13 +536,9 @@ def test_a_low_open_files_limit_lowers_the_cap_so_200_idle_sockets_leave_health_
 
 # --- 4. clients that read nothing --------------------------------------------------------------
 def npz_body(n: int, seed: int = 1) -> bytes:
-    rng = np.random.default_rng(seed)
+    logits, labels = batch(n, 2, seed, scale=1.0)
     buffer = io.BytesIO()
-    np.savez(
-        buffer,
-        logits=rng.standard_normal((n, 2)).astype(np.float32),
-        labels=rng.integers(0, 2, n),
-    )
+    np.savez(buffer, logits=logits, labels=labels)
     return buffer.getvalue()
 
 
@@ -587,7 +579,7 @@ def test_clients_that_read_nothing_of_a_large_response_are_cut_after_the_write_t
 def test_stalled_uploads_hold_no_scoring_slot_and_get_408_after_the_body_timeout(
     bounded: Running,
 ) -> None:
-    logits, labels = score_batch(seed=2)
+    logits, labels = batch(50, 3, seed=2)
     body = score_body(logits, labels)
     stalled = 4 * MAX_IN_FLIGHT
     with ExitStack() as stack:

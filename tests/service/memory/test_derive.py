@@ -1,11 +1,12 @@
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
 
 from service.core.settings import Settings
-from service.memory import derive as memory_limit
+from service.memory import derive
 from service.memory.derive import (
     DerivedBudget,
     connection_bytes,
@@ -30,7 +31,7 @@ def _cgroup(
         if content is not None:
             path.write_text(content)
         files.append((str(path), version))
-    monkeypatch.setattr(memory_limit, "CGROUP_LIMIT_FILES", tuple(files))
+    monkeypatch.setattr(derive, "CGROUP_LIMIT_FILES", tuple(files))
 
 
 @pytest.mark.parametrize(
@@ -104,7 +105,7 @@ def test_without_a_container_limit_the_budget_starts_from_half_the_ram(
     monkeypatch: pytest.MonkeyPatch, tmp_path: Path
 ) -> None:
     _cgroup(monkeypatch, tmp_path, "max\n")
-    monkeypatch.setattr(memory_limit, "physical_memory", lambda: 8 * 2**30)
+    monkeypatch.setattr(derive, "physical_memory", lambda: 8 * 2**30)
     budget = derive_budget(None, 200 * MIB, 0, 0)
     assert budget.bytes == 4 * 2**30 - 200 * MIB - 429_496_729
     assert budget.origin == (
@@ -147,17 +148,17 @@ def test_16_mib_is_the_smallest_budget(
         assert derive_budget(None, process, 0, 0).bytes == 16 * MIB
 
 
-def test_request_budget_uses_the_configured_limit() -> None:
-    settings = Settings(threads=1, memory_limit=64 * MIB)
+def test_request_budget_uses_the_configured_limit(make_settings: Callable[..., Settings]) -> None:
+    settings = make_settings(memory_limit=64 * MIB)
     assert request_budget(settings, lambda classes: 8 * classes * classes) == DerivedBudget(
         64 * MIB, "FOCAL_MEMORY_LIMIT (64.0 MiB)"
     )
 
 
 def test_request_budget_refuses_a_container_too_small_for_the_settings(
-    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+    make_settings: Callable[..., Settings], monkeypatch: pytest.MonkeyPatch, tmp_path: Path
 ) -> None:
     # The default settings alone reserve 50 MiB for connections: 40 MiB can never be enough.
     _cgroup(monkeypatch, tmp_path, f"{40 * MIB}\n")
     with pytest.raises(ValueError, match=r"^FOCAL_MEMORY_LIMIT: the container's memory limit"):
-        request_budget(Settings(threads=1), lambda classes: 8 * classes * classes)
+        request_budget(make_settings(), lambda classes: 8 * classes * classes)

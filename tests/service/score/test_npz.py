@@ -17,6 +17,7 @@ from numpy.lib import format as npy_format
 
 from service.core.errors import RequestError
 from service.score.npz import load_npz
+from tests.service._inputs import batch
 
 REQUIRED = ("logits", "labels")
 OPTIONAL = ("weights",)
@@ -193,8 +194,8 @@ def _flip_member_byte(body: bytes, member: str) -> bytes:
 
 @pytest.mark.parametrize("save", SAVERS)
 def test_corrupt_member_data_is_400(save: Saver) -> None:
-    rng = np.random.default_rng(0)
-    body = _npz(save, logits=rng.standard_normal((100, 10)), labels=LABELS)
+    logits, _ = batch(100, 10, seed=0, scale=1.0, dtype=np.float64)
+    body = _npz(save, logits=logits, labels=LABELS)
     error = _error(_flip_member_byte(body, "logits.npy"))
     assert error.status_code == 400
     assert error.message.startswith("body: not a valid .npz archive (logits.npy: ")
@@ -244,7 +245,7 @@ def test_duplicate_member_is_400() -> None:
         body = _zip_with_duplicate()
     error = _error(body)
     assert error.status_code == 400
-    assert error.message == "body: not a valid .npz archive (array 'logits' appears more than once)"
+    assert error.message == 'body: not a valid .npz archive (array "logits" appears more than once)'
 
 
 def _zip_with_duplicate() -> bytes:
@@ -260,14 +261,14 @@ def test_same_array_with_and_without_npy_suffix_is_400() -> None:
     body = _zip({"logits.npy": _npy(LOGITS), "logits": _npy(LOGITS), "labels.npy": _npy(LABELS)})
     error = _error(body)
     assert error.status_code == 400
-    assert error.message == "body: not a valid .npz archive (array 'logits' appears more than once)"
+    assert error.message == 'body: not a valid .npz archive (array "logits" appears more than once)'
 
 
 def test_encrypted_member_is_400() -> None:
     body = _patch_central_directory(_zip({"logits.npy": _npy(LOGITS)}), 8, "<H", 0x1)
     error = _error(body)
     assert error.status_code == 400
-    assert error.message == "body: not a valid .npz archive (member 'logits.npy' is encrypted)"
+    assert error.message == 'body: not a valid .npz archive (member "logits.npy" is encrypted)'
 
 
 @given(data=st.data())
@@ -436,24 +437,24 @@ def test_object_arrays_are_422_and_never_unpickled(array: npt.NDArray[Any]) -> N
     [
         pytest.param(
             {"logits.npy": LOGITS, "labels.npy": LABELS, "extra.npy": LABELS},
-            "'extra': unexpected array in the .npz body (accepted: logits, labels, weights)",
+            '"extra": unexpected array in the .npz body (accepted: logits, labels, weights)',
             id="one",
         ),
         pytest.param(
             {"Logits.npy": LOGITS, "labels.npy": LABELS, "readme.txt": LABELS},
-            "'Logits', 'readme.txt': unexpected arrays in the .npz body "
+            '"Logits", "readme.txt": unexpected arrays in the .npz body '
             "(accepted: logits, labels, weights)",
             id="two",
         ),
         pytest.param(
             {f"a{index}.npy": LABELS for index in range(8)},
-            "'a0', 'a1', 'a2', 'a3', 'a4' and 3 more: unexpected arrays in the .npz body "
+            '"a0", "a1", "a2", "a3", "a4" and 3 more: unexpected arrays in the .npz body '
             "(accepted: logits, labels, weights)",
             id="many",
         ),
         pytest.param(
             {"logits.npy": LOGITS, "labels.npy": LABELS, "bad\nname.npy": LABELS},
-            "'bad\\nname': unexpected array in the .npz body (accepted: logits, labels, weights)",
+            '"bad\\nname": unexpected array in the .npz body (accepted: logits, labels, weights)',
             id="control-character",
         ),
     ],
