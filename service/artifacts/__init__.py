@@ -147,11 +147,13 @@ def find_artifact(directory: Path, kind: str, format: str = "onnx") -> Artifact:
     Raises:
         ArtifactError: as :func:`load_artifacts`, or there is no artifact of ``kind``.
     """
-    return pick(load_artifacts(directory, format), kind, directory)
+    return pick(load_artifacts(directory, format), kind, directory, format)
 
 
-def pick(artifacts: dict[str, Artifact], kind: str, directory: Path) -> Artifact:
-    """The artifact of ``kind`` among those loaded from ``directory``.
+def pick(
+    artifacts: dict[str, Artifact], kind: str, directory: Path, format: str = "onnx"
+) -> Artifact:
+    """The artifact of ``kind`` among those of ``format`` loaded from ``directory``.
 
     Raises:
         ArtifactError: there is none.
@@ -159,8 +161,8 @@ def pick(artifacts: dict[str, Artifact], kind: str, directory: Path) -> Artifact
     if kind not in artifacts:
         kinds = ", ".join(sorted(artifacts)) or "none"
         raise ArtifactError(
-            f"expected one artifact of kind {kind!r} in {directory}, found none"
-            f" (kinds there: {kinds})"
+            f"expected one {format} artifact of kind {kind!r} in {directory}, found none"
+            f" ({format} kinds there: {kinds})"
         )
     return artifacts[kind]
 

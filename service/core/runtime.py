@@ -81,7 +81,9 @@ class Runtime:
         """
         sources = self.settings.monitor_sources
         if source is not None and source not in sources:
-            raise invalid(f"source: {show(source)} is not one of {sources} (FOCAL_MONITOR_SOURCES)")
+            raise invalid(
+                f"source: {show(source)} is not one of {show(sources)} (FOCAL_MONITOR_SOURCES)"
+            )
         wanted = self.settings.monitor_default if monitor is None else monitor
         return MonitorChoice(wanted, source or sources[0], monitor is True)
 

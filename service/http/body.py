@@ -181,7 +181,9 @@ def _decode_one(body: bytes | bytearray, coding: str, limit: int, charge: Charge
         return _inflate(body, _GZIP_WBITS, "gzip", limit, charge)
     if coding == "deflate":
         return _inflate_deflate(body, limit, charge)
-    raise RequestError(415, f"Content-Encoding: {coding!r} is not supported (use gzip or deflate)")
+    raise RequestError(
+        415, f"Content-Encoding: {show(coding)} is not supported (use gzip or deflate)"
+    )
 
 
 def _inflate_deflate(body: bytes | bytearray, limit: int, charge: Charge) -> bytearray:

@@ -24,6 +24,7 @@ import numpy.typing as npt
 import orjson
 
 from service.core.errors import bad_request, cut, show
+from service.http.body import OVERLONG
 from service.inference.datatypes import (
     DTYPES,
     HEADER_LENGTH,
@@ -159,7 +160,7 @@ def _decode_inputs(
         if name in first_index:
             first = first_index[name]
             raise bad_request(
-                f"{where}.name: duplicate input name {cut(name)!r} (also inputs[{first}])"
+                f"{where}.name: duplicate input name {show(name)} (also inputs[{first}])"
             )
         first_index[name] = i
         shape, datatype = _shape(tensor, where), _datatype(tensor, where)
@@ -211,7 +212,7 @@ def _requested_outputs(doc: dict[str, Any], default: bool) -> tuple[RequestedOut
         item = _object(raw, where)
         name, parameters = _name(item, where), _parameters(item, f"{where}.parameters")
         if any(r.name == name for r in requested):
-            raise bad_request(f"{where}.name: output {cut(name)!r} is requested twice")
+            raise bad_request(f"{where}.name: output {show(name)} is requested twice")
         for unsupported in ("classification", "shared_memory_region"):
             if unsupported in parameters:
                 raise bad_request(f"{where}.parameters.{unsupported}: not supported")
@@ -241,9 +242,8 @@ def decode_infer_request(body: bytes | bytearray, header_length: int | None) -> 
     """
     view = memoryview(body)
     if header_length is not None and header_length > len(body):
-        raise bad_request(
-            f"{HEADER_LENGTH}: {header_length} exceeds the body size ({len(body)} bytes)"
-        )
+        shown = str(header_length) if header_length < OVERLONG else "a number of over 30 digits"
+        raise bad_request(f"{HEADER_LENGTH}: {shown} exceeds the body size ({len(body)} bytes)")
     try:
         doc = orjson.loads(view if header_length is None else view[:header_length])
     except orjson.JSONDecodeError as exc:

@@ -11,7 +11,7 @@ from fastapi import APIRouter, Depends, Request, Response
 from service.artifacts import Output
 from service.core.auth import require_token
 from service.core.batches import score_decoded
-from service.core.errors import ErrorResponse, RequestError
+from service.core.errors import ErrorResponse, RequestError, show
 from service.core.runtime import Runtime, get_runtime
 from service.http.body import refuse_long_json
 from service.http.exchange import Payload, exchange
@@ -76,7 +76,7 @@ async def score(request: Request, runtime: Annotated[Runtime, Depends(get_runtim
     if content_type not in JSON_TYPES + NPZ_TYPES:
         raise RequestError(
             415,
-            f"Content-Type: {content_type or 'missing'!r} is not supported; use"
+            f"Content-Type: {show(content_type or 'missing')} is not supported; use"
             " application/json or application/x-npz",
         )
     query = dict(request.query_params)

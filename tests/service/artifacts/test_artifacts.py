@@ -143,7 +143,8 @@ def test_graph_that_is_not_the_manifests_is_refused(artifacts: Path) -> None:
 def test_find_artifact_needs_exactly_one_match(artifacts: Path, tmp_path: Path) -> None:
     with pytest.raises(
         ArtifactError,
-        match=r"expected one artifact of kind 'evaluation' in .*, found none \(kinds there: none\)",
+        match=r"expected one torchscript artifact of kind 'evaluation' in .*, found none"
+        r" \(torchscript kinds there: none\)",
     ):
         find_artifact(artifacts, "evaluation", "torchscript")
     shutil.copy(artifacts / "evaluation.onnx", artifacts / "copy.onnx")
@@ -167,6 +168,6 @@ def test_a_kind_that_is_not_there_is_refused_naming_the_kinds_that_are(artifacts
     with pytest.raises(ArtifactError) as caught:
         find_artifact(artifacts, "calibration")
     assert str(caught.value) == (
-        f"expected one artifact of kind 'calibration' in {artifacts}, found none"
-        " (kinds there: evaluation, metrics, sigmoid_focal_loss)"
+        f"expected one onnx artifact of kind 'calibration' in {artifacts}, found none"
+        " (onnx kinds there: evaluation, metrics, sigmoid_focal_loss)"
     )

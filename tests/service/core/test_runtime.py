@@ -35,7 +35,7 @@ def test_per_request_switch_and_source_label(client: TestClient) -> None:
         "/score", content=score_bytes(logits, labels, source="staging"), headers=JSON
     )
     assert response.status_code == 422
-    allowed = "['default', 'canary', 'prod']"
+    allowed = '["default","canary","prod"]'
     message = f'source: "staging" is not one of {allowed} (FOCAL_MONITOR_SOURCES)'
     assert response.json() == {"error": message}
 

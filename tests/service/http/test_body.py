@@ -23,7 +23,7 @@ from starlette.responses import JSONResponse
 from starlette.routing import Route
 from starlette.types import Message, Receive
 
-from service.core.errors import RequestError
+from service.core.errors import RequestError, show
 from service.http.body import OVERLONG, decode_content_encoding, parse_length, read_body
 from tests.service._inputs import batch
 from tests.service._requests import JSON, NPZ, document, json_body, npz_body
@@ -372,7 +372,7 @@ def test_unsupported_encoding_is_415(encoding: str) -> None:
     assert caught.value.status_code == 415
     coding = encoding.split(", ")[-1]
     assert caught.value.message == (
-        f"Content-Encoding: {coding!r} is not supported (use gzip or deflate)"
+        f"Content-Encoding: {show(coding)} is not supported (use gzip or deflate)"
     )
 
 
@@ -561,7 +561,7 @@ def test_gzip_body_that_inflates_past_the_limit_is_413(client: TestClient) -> No
         pytest.param(b"not gzip at all", "gzip", 400, "body: invalid gzip data", id="corrupt_gzip"),
         pytest.param(gzip.compress(orjson.dumps(document()))[:-12], "gzip", 400, "body: invalid gzip data", id="truncated_gzip"),
         pytest.param(b"\x78\x9c garbage", "deflate", 400, "body: invalid deflate data", id="corrupt_deflate"),
-        pytest.param(orjson.dumps(document()), "br", 415, "Content-Encoding: 'br' is not supported", id="unknown_encoding"),
+        pytest.param(orjson.dumps(document()), "br", 415, "Content-Encoding: \"br\" is not supported", id="unknown_encoding"),
     ],
 )  # fmt: skip
 def test_bad_content_encoding_is_a_clear_4xx(

@@ -182,7 +182,7 @@ BAD_JSON_REQUESTS = [
     ),
     pytest.param(
         json_request(X, with_x(name="y"), with_x()),
-        "inputs[2].name: duplicate input name 'x' (also inputs[0])",
+        'inputs[2].name: duplicate input name "x" (also inputs[0])',
         id="duplicate-input",
     ),
     pytest.param(
@@ -351,7 +351,7 @@ BAD_JSON_REQUESTS = [
     ),
     pytest.param(
         json_request(X, outputs=[{"name": "y"}, {"name": "y"}]),
-        "outputs[1].name: output 'y' is requested twice",
+        'outputs[1].name: output "y" is requested twice',
         id="output-duplicate",
     ),
     pytest.param(

@@ -88,9 +88,9 @@ def test_json_with_a_charset_parameter_is_accepted(client: TestClient) -> None:
 @pytest.mark.parametrize(
     ("headers", "message"),
     [
-        pytest.param({"content-type": "text/plain"}, "Content-Type: 'text/plain' is not supported", id="text_plain"),
-        pytest.param({"content-type": "application/xml"}, "Content-Type: 'application/xml' is not supported", id="xml"),
-        pytest.param({}, "Content-Type: 'missing' is not supported", id="missing"),
+        pytest.param({"content-type": "text/plain"}, 'Content-Type: "text/plain" is not supported', id="text_plain"),
+        pytest.param({"content-type": "application/xml"}, 'Content-Type: "application/xml" is not supported', id="xml"),
+        pytest.param({}, 'Content-Type: "missing" is not supported', id="missing"),
     ],
 )  # fmt: skip
 def test_unsupported_content_type_is_415(
