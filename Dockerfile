@@ -5,20 +5,21 @@
 FROM python:3.11-slim AS build
 ENV PIP_NO_CACHE_DIR=1 PIP_DISABLE_PIP_VERSION_CHECK=1
 WORKDIR /src
-# only the service package: focal/ and export/ need torch, which the image must not carry
+# the distribution installs focal_eval.{focal,export,service}; the image never imports the
+# first two (they need torch, which it must not carry), but their sources are part of it
 COPY pyproject.toml README.md LICENSE ./
+COPY focal ./focal
+COPY export ./export
 COPY service ./service
 # Trimmed: test suites; onnxruntime's optional tooling (transformers, quantization, tools)
-# and its C-API library libonnxruntime.so, which the Python module does not link; Swagger UI's
-# source maps and ES-module bundles, which /docs does not load. (No
-# `strip`: it breaks the auditwheel-patched libraries in numpy.libs.) The container tests
-# score through the result.
+# and its C-API library libonnxruntime.so, which the Python module does not link. (No `strip`:
+# it breaks the auditwheel-patched libraries in numpy.libs.) The container tests score through
+# the result.
 RUN pip install --target /install . \
     && cd /install \
     && find . -depth -type d \( -name tests -o -name __pycache__ \) -exec rm -rf {} + \
     && rm -rf numpy/f2py numpy/distutils onnxruntime/transformers onnxruntime/quantization \
-              onnxruntime/tools onnxruntime/capi/libonnxruntime.so* \
-    && find swagger_ui_bundle \( -name "*.map" -o -name "*-es-bundle*" \) -delete
+              onnxruntime/tools onnxruntime/capi/libonnxruntime.so*
 
 # --- runtime ------------------------------------------------------------------------------
 FROM python:3.11-slim
@@ -42,4 +43,4 @@ HEALTHCHECK --interval=10s --timeout=3s --start-period=15s --retries=3 \
     CMD ["python", "-c", "import os, urllib.request; urllib.request.urlopen('http://127.0.0.1:' + os.environ.get('FOCAL_PORT', '8000') + '/healthz', timeout=2)"]
 
 STOPSIGNAL SIGTERM
-CMD ["python", "-m", "service", "serve"]
+CMD ["python", "-m", "focal_eval.service", "serve"]

@@ -35,7 +35,7 @@ serve: $(SERVER_INSTALLED)
 
 # regenerate the default graphs shipped in the package (tests prove they equal a fresh export)
 artifacts: $(INSTALLED)
-	$(BIN)/python -m export --out service/artifacts --formats onnx
+	$(BIN)/python -m focal_eval.export --out service/artifacts --formats onnx
 
 # side-by-side benchmarks: paired ratios against their targets, never pass / fail
 # (about 9 minutes; `make bench BENCH_ARGS=--quick` takes under one)

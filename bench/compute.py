@@ -27,8 +27,8 @@ from bench.baselines.tutorial import tutorial_focal_loss
 from bench.data import GAMMA, IGNORE_INDEX, Batch, case_name, make_batch
 from bench.report import Section, Target
 from bench.timing import Candidate, interleave
-from focal import EvaluationStep
-from service.artifacts import default_artifact_dir, find_artifact, open_session
+from focal_eval.focal import EvaluationStep
+from focal_eval.service.artifacts import default_artifact_dir, find_artifact, open_session
 
 SHAPES = ((100_000, 10), (100_000, 100), (10_000, 1000), (1000, 10))
 QUICK_SHAPES = ((100_000, 100), (1000, 10))
@@ -62,7 +62,7 @@ def graph_feeds(batch: Batch) -> dict[str, npt.NDArray[Any]]:
 @contextmanager
 def torchscript_artifact() -> Iterator[torch.jit.ScriptModule]:
     """Our TorchScript artifact, written by ``export`` into a temporary directory and loaded."""
-    from export.torchscript import export_torchscript
+    from focal_eval.export.torchscript import export_torchscript
 
     with tempfile.TemporaryDirectory(prefix="focal-bench-") as directory:
         yield export_torchscript(Path(directory) / "evaluation.torchscript.pt", NUM_BINS)

@@ -26,7 +26,7 @@ from bench.data import case_name, make_batch
 from bench.report import Section, Target
 from bench.servers import naive_spec
 from bench.timing import paired_ratio
-from service.testing import Server, focal_spec, serve
+from focal_eval.service.testing import Server, focal_spec, serve
 
 LEVELS = (1, 8, 32)
 N, C = 64, 10

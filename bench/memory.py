@@ -31,7 +31,7 @@ import orjson
 
 from bench.data import Batch, case_name, make_batch
 from bench.report import Section, Target, single
-from service.testing import Server, focal_spec, serve
+from focal_eval.service.testing import Server, focal_spec, serve
 
 MIB = 2**20
 TIMEOUT_S = 300.0

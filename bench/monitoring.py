@@ -15,7 +15,7 @@ import numpy as np
 from bench.data import case_name, make_batch
 from bench.report import Section, Target
 from bench.timing import interleave
-from service.testing import focal_server
+from focal_eval.service.testing import focal_server
 
 CASES = ((64, 10), (10_000, 100), (100_000, 10))
 HEADERS = {"content-type": "application/x-npz"}

@@ -1,10 +1,10 @@
-"""The naive baseline server for bench/ (``focal serve`` itself: :mod:`service.testing`)."""
+"""The naive baseline server for bench/ (the real one: :mod:`focal_eval.service.testing`)."""
 
 from __future__ import annotations
 
 import sys
 
-from service.testing import HOST, Spec, free_port
+from focal_eval.service.testing import HOST, Spec, free_port
 
 
 def naive_spec() -> Spec:

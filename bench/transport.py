@@ -28,7 +28,7 @@ from bench.data import IGNORE_INDEX, Batch, case_name, make_batch
 from bench.report import Section, Target
 from bench.servers import naive_spec
 from bench.timing import Candidate, interleave
-from service.testing import Server, focal_spec, serve
+from focal_eval.service.testing import Server, focal_spec, serve
 
 SHAPES = ((10_000, 100), (100_000, 10))
 MODEL = "focal-eval"

@@ -2,11 +2,11 @@
 
 Each artifact gets a JSON manifest beside it (``<file>.manifest.json``) and is checked
 against eager PyTorch on a built-in sweep before the export reports success. Run it as
-``focal export --out DIR`` or ``python -m export --out DIR``.
+``focal export --out DIR`` or ``python -m focal_eval.export --out DIR``.
 """
 
 from __future__ import annotations
 
-from export.pipeline import ArtifactReport, export_all
+from focal_eval.export.pipeline import ArtifactReport, export_all
 
 __all__ = ["ArtifactReport", "export_all"]

@@ -1,9 +1,9 @@
-"""``python -m export``: see :mod:`export.cli`."""
+"""``python -m focal_eval.export``: see :mod:`focal_eval.export.cli`."""
 
 from __future__ import annotations
 
 import sys
 
-from export.cli import main
+from focal_eval.export.cli import main
 
 sys.exit(main())

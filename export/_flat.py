@@ -5,8 +5,8 @@ from __future__ import annotations
 import torch
 from torch import Tensor, nn
 
-from focal import EvaluationStep, Metrics, PerSample, Statistics
-from focal.functional import _sigmoid_focal_loss
+from focal_eval.focal import EvaluationStep, Metrics, PerSample, Statistics
+from focal_eval.focal.functional import _sigmoid_focal_loss
 
 EVALUATION_INPUTS = ("logits", "labels", "alpha", "gamma", "ignore_index")
 EVALUATION_OUTPUTS = PerSample._fields + Statistics._fields + Metrics._fields
@@ -17,7 +17,7 @@ SIGMOID_OUTPUTS = ("focal_loss",)
 
 
 class FlatEvaluationStep(nn.Module):
-    """:class:`focal.EvaluationStep` returning its outputs as one flat tuple.
+    """:class:`focal_eval.focal.EvaluationStep` returning its outputs as one flat tuple.
 
     torch.export cannot serialise named-tuple outputs; flat tuples in the manifest's order are
     the one layout the ONNX and ``.pt2`` artifacts share (TorchScript keeps the named tuples,

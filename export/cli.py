@@ -1,4 +1,4 @@
-"""``focal export`` / ``python -m export``: write every artifact and print its parity table."""
+"""``focal export`` (``python -m focal_eval.export``): write the artifacts, print their parity."""
 
 from __future__ import annotations
 
@@ -8,9 +8,9 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import NoReturn
 
-from export.onnx import MIN_OPSET
-from export.parity import ATOL, RTOL
-from export.pipeline import FORMATS, ArtifactReport, export_all
+from focal_eval.export.onnx import MIN_OPSET
+from focal_eval.export.parity import ATOL, RTOL
+from focal_eval.export.pipeline import FORMATS, ArtifactReport, export_all
 
 
 class _Parser(argparse.ArgumentParser):

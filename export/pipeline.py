@@ -12,7 +12,7 @@ import onnxruntime
 import torch
 from torch import nn
 
-from export._flat import (
+from focal_eval.export._flat import (
     EVALUATION_INPUTS,
     EVALUATION_OUTPUTS,
     METRICS_INPUTS,
@@ -23,13 +23,13 @@ from export._flat import (
     SigmoidFocalLossGraph,
     example_evaluation_inputs,
 )
-from export.manifest import write_manifest
-from export.onnx import check_opset, export_onnx, graph_signature
-from export.parity import Case, Inputs, Parity, Runner, builtin_cases, measure
-from export.program import evaluation_dynamic_shapes, export_program
-from export.torchscript import export_torchscript
-from focal import MetricsFromStatistics, PerSample, Statistics, compute, merge, update
-from focal._validation import check_gamma, check_num_bins
+from focal_eval.export.manifest import write_manifest
+from focal_eval.export.onnx import check_opset, export_onnx, graph_signature
+from focal_eval.export.parity import Case, Inputs, Parity, Runner, builtin_cases, measure
+from focal_eval.export.program import evaluation_dynamic_shapes, export_program
+from focal_eval.export.torchscript import export_torchscript
+from focal_eval.focal import MetricsFromStatistics, PerSample, Statistics, compute, merge, update
+from focal_eval.focal._validation import check_gamma, check_num_bins
 
 FORMATS = ("onnx", "torchscript", "pt2")
 SIGMOID_ALPHA = 0.25

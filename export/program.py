@@ -8,7 +8,7 @@ from typing import Any
 import torch
 from torch import nn
 
-from export._flat import FlatEvaluationStep, example_evaluation_inputs
+from focal_eval.export._flat import FlatEvaluationStep, example_evaluation_inputs
 
 
 def evaluation_dynamic_shapes() -> tuple[dict[int, Any], ...]:

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import torch
 
-from focal import EvaluationStep
+from focal_eval.focal import EvaluationStep
 
 
 def export_torchscript(path: Path, num_bins: int) -> torch.jit.ScriptModule:

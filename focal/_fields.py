@@ -1,14 +1,14 @@
 """Functions written from a NamedTuple's ``_fields``, so that a new field needs no other edit.
 
-TorchScript can loop over a NamedTuple (the loop is unrolled) but cannot build one from a loop,
-read ``_fields``, or take ``*args``. The few functions that must do one of these (the sum of
-two :class:`~focal.statistics.Statistics`, the list of their names, a ``forward`` with one
+TorchScript can loop over a NamedTuple (the loop is unrolled) but cannot build one from a loop, read
+``_fields``, or take ``*args``. The few functions that must do one of these (the sum of two
+:class:`~focal_eval.focal.statistics.Statistics`, the list of their names, a ``forward`` with one
 argument per statistic) are written here from ``_fields`` at import time, the way
-:func:`collections.namedtuple` and :mod:`dataclasses` write theirs: compiled in the calling
-module's namespace, with the source kept in :mod:`linecache` under a ``<generated ...>`` file
-name, where :func:`inspect.getsource`, and so ``torch.jit.script`` and tracebacks, find it.
-(Like any such entry, it is lost to a later ``linecache.clearcache()``; TorchScript reads it
-once per function and process, when it first compiles it.)
+:func:`collections.namedtuple` and :mod:`dataclasses` write theirs: compiled in the calling module's
+namespace, with the source kept in :mod:`linecache` under a ``<generated ...>`` file name, where
+:func:`inspect.getsource`, and so ``torch.jit.script`` and tracebacks, find it. (Like any such
+entry, it is lost to a later ``linecache.clearcache()``; TorchScript reads it once per function and
+process, when it first compiles it.)
 """
 
 import linecache

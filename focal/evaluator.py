@@ -6,9 +6,9 @@ from typing import Optional, Union
 import torch
 from torch import Tensor
 
-from focal._validation import check_alpha
-from focal.metrics import Metrics, _compute
-from focal.statistics import (
+from focal_eval.focal._validation import check_alpha
+from focal_eval.focal.metrics import Metrics, _compute
+from focal_eval.focal.statistics import (
     DEFAULT_NUM_BINS,
     PerSample,
     Statistics,
@@ -24,7 +24,7 @@ class Evaluator:
     """Accumulates additive statistics batch by batch; metrics on demand.
 
     Arguments are checked once here; each :meth:`update` checks its tensors and runs the same
-    private step as :func:`focal.statistics.update`.
+    private step as :func:`focal_eval.focal.statistics.update`.
 
     Args:
         num_classes: C.

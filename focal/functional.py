@@ -1,10 +1,10 @@
 r"""Focal loss (Lin et al., 2017), softmax and sigmoid, as TorchScript-compatible functions.
 
-Each public function is a pipeline of private pieces, as in torchmetrics: argument checks
-(Python values), tensor checks (shapes, dtypes, label values, eager only in spirit but
-scriptable), then the computation. :mod:`focal.losses` wraps the same pieces in modules and
-:mod:`focal.statistics` reuses the computation for the evaluation step, so each formula is
-written once.
+Each public function is a pipeline of private pieces, as in torchmetrics: argument checks (Python
+values), tensor checks (shapes, dtypes, label values, eager only in spirit but scriptable), then the
+computation. :mod:`focal_eval.focal.losses` wraps the same pieces in modules and
+:mod:`focal_eval.focal.statistics` reuses the computation for the evaluation step, so each formula
+is written once.
 
 Numerics: everything is built on ``log_softmax`` / ``softplus``; the modulating factor
 :math:`(1 - p_t)^\gamma` is formed as :math:`\exp(\gamma \log(1 - p_t))` with
@@ -20,7 +20,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from focal._validation import (
+from focal_eval.focal._validation import (
     check_alpha,
     check_gamma,
     check_label_smoothing,

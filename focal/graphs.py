@@ -1,19 +1,19 @@
 """Tensor-in, tensor-out modules of the evaluation step: what :mod:`export` turns into graphs.
 
-Every parameter is a graph input (so N and C stay dynamic: an ``alpha`` baked in as a buffer
-would fix C), inputs are not validated (a graph cannot raise; callers validate first, as
-:func:`focal.statistics.update` and the service do), and outputs are flat named tuples whose
-field names become the graph's output names.
+Every parameter is a graph input (so N and C stay dynamic: an ``alpha`` baked in as a buffer would
+fix C), inputs are not validated (a graph cannot raise; callers validate first, as
+:func:`focal_eval.focal.statistics.update` and the service do), and outputs are flat named tuples
+whose field names become the graph's output names.
 """
 
 from typing import NamedTuple
 
 from torch import Tensor, nn
 
-from focal._fields import define, keyword_arguments
-from focal._validation import check_num_bins
-from focal.metrics import Metrics, _compute
-from focal.statistics import DEFAULT_NUM_BINS, PerSample, Statistics, _update
+from focal_eval.focal._fields import define, keyword_arguments
+from focal_eval.focal._validation import check_num_bins
+from focal_eval.focal.metrics import Metrics, _compute
+from focal_eval.focal.statistics import DEFAULT_NUM_BINS, PerSample, Statistics, _update
 
 
 class EvaluationOutputs(NamedTuple):
@@ -48,11 +48,11 @@ class EvaluationStep(nn.Module):
 
 
 class MetricsFromStatistics(nn.Module):
-    """Metrics of statistics given as tensors, one per :class:`~focal.statistics.Statistics` field.
+    """Metrics of statistics given as tensors, one per field of :class:`~.statistics.Statistics`.
 
-    ``forward(self, confusion_matrix, focal_loss_sum, ...)`` is written from
-    ``Statistics._fields`` in their order (see :mod:`focal._fields`): its argument names are the
-    metrics graph's input names, and a new statistic is a new argument.
+    ``forward(self, confusion_matrix, focal_loss_sum, ...)`` is written from ``Statistics._fields``
+    in their order (see :mod:`focal_eval.focal._fields`): its argument names are the metrics graph's
+    input names, and a new statistic is a new argument.
     """
 
     forward = define(

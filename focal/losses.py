@@ -6,7 +6,7 @@ from typing import Optional, Union
 import torch
 from torch import Tensor, nn
 
-from focal.functional import (
+from focal_eval.focal.functional import (
     _check_sigmoid_arguments,
     _check_sigmoid_tensors,
     _check_softmax_arguments,
@@ -17,7 +17,7 @@ from focal.functional import (
 
 
 class FocalLoss(nn.Module):
-    r"""Multi-class softmax focal loss; see :func:`focal.functional.softmax_focal_loss`.
+    r"""Multi-class softmax focal loss; see :func:`focal_eval.focal.functional.softmax_focal_loss`.
 
     Args:
         alpha: per-class weights (a sequence or ``(C,)`` tensor), a float that weighs every
@@ -77,7 +77,7 @@ class FocalLoss(nn.Module):
 
 
 class SigmoidFocalLoss(nn.Module):
-    """Binary / multi-label focal loss; see :func:`focal.functional.sigmoid_focal_loss`.
+    """Binary / multi-label focal loss; see :func:`focal_eval.focal.functional.sigmoid_focal_loss`.
 
     Example:
         >>> criterion = SigmoidFocalLoss(alpha=0.25, gamma=2.0, reduction="mean")

@@ -30,7 +30,7 @@ from typing import NamedTuple
 import torch
 from torch import Tensor
 
-from focal.statistics import Statistics, check_statistics
+from focal_eval.focal.statistics import Statistics, check_statistics
 
 
 class Metrics(NamedTuple):

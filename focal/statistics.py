@@ -17,8 +17,8 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from focal._fields import define, keyword_arguments, names_function
-from focal._validation import (
+from focal_eval.focal._fields import define, keyword_arguments, names_function
+from focal_eval.focal._validation import (
     check_alpha,
     check_finite,
     check_gamma,
@@ -27,7 +27,7 @@ from focal._validation import (
     check_target_shape,
     check_target_values,
 )
-from focal.functional import softmax_focal_terms, upcast_half
+from focal_eval.focal.functional import softmax_focal_terms, upcast_half
 
 DEFAULT_NUM_BINS = 15
 

@@ -7,7 +7,7 @@ only matters to the normalisation) instead of dividing by zero.
 import torch
 from torch import Tensor
 
-from focal._validation import check_beta
+from focal_eval.focal._validation import check_beta
 
 
 def class_balanced_weights(counts: Tensor, beta: float = 0.9999) -> Tensor:

@@ -1,9 +1,9 @@
-"""``python -m service ...``: the ``focal`` command (see :mod:`service.cli`)."""
+"""``python -m focal_eval.service ...``: the ``focal`` command (:mod:`focal_eval.service.cli`)."""
 
 from __future__ import annotations
 
 import sys
 
-from service.cli import main
+from focal_eval.service.cli import main
 
 sys.exit(main())

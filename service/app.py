@@ -8,23 +8,24 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
 from fastapi import FastAPI
+from fastapi_offline import FastAPIOffline
 
-from service.artifacts import find_artifact
-from service.core import health
-from service.core.errors import install_error_handlers
-from service.core.runtime import Runtime
-from service.core.scoring import EVALUATION, Scorer
-from service.core.settings import Settings, get_settings
-from service.docs import install_docs
-from service.inference import rest
-from service.memory.budget import MemoryBudget, mib
-from service.memory.derive import DerivedBudget, request_budget
-from service.monitoring import routes as monitoring
-from service.monitoring.monitor import Monitor
-from service.monitoring.telemetry import TelemetryMiddleware
-from service.score import routes as score
+from focal_eval.service.artifacts import find_artifact
+from focal_eval.service.core import health
+from focal_eval.service.core.errors import install_error_handlers
+from focal_eval.service.core.runtime import Runtime
+from focal_eval.service.core.scoring import EVALUATION, Scorer
+from focal_eval.service.core.settings import Settings, get_settings
+from focal_eval.service.inference import rest
+from focal_eval.service.memory.budget import MemoryBudget, mib
+from focal_eval.service.memory.derive import DerivedBudget, request_budget
+from focal_eval.service.monitoring import routes as monitoring
+from focal_eval.service.monitoring.monitor import Monitor
+from focal_eval.service.monitoring.telemetry import TelemetryMiddleware
+from focal_eval.service.score import routes as score
 
 logger = logging.getLogger(__name__)
+DOCS_ASSETS = "/docs/assets"
 
 
 def create_app(
@@ -76,17 +77,17 @@ def create_app(
             runtime.ready = False
             runtime.registry.unregister(runtime.monitor)
 
-    app = FastAPI(
+    # /docs and /redoc with their assets served by the app (no CDN: the sidecar may be offline)
+    app = FastAPIOffline(
         title="focal-eval",
         version=importlib.metadata.version("focal-eval"),
         summary="Focal loss and class-balanced metrics for submitted logits and labels.",
         lifespan=lifespan,
-        docs_url=None,
-        redoc_url=None,
+        static_url=DOCS_ASSETS,
+        swagger_ui_parameters={"validatorUrl": None},  # no badge from validator.swagger.io
     )
     app.state.runtime = runtime
     install_error_handlers(app)
-    install_docs(app)
     evaluation = (
         scorer.evaluation if scorer else find_artifact(runtime.settings.artifact_dir, EVALUATION)
     )

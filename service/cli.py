@@ -10,8 +10,8 @@ from typing import NoReturn
 from pydantic import ValidationError
 from pydantic_settings import SettingsError
 
-from service.core.settings import Settings, describe_error
-from service.server import serve
+from focal_eval.service.core.settings import Settings, describe_error
+from focal_eval.service.server import serve
 
 USAGE = """usage: focal <command> [options]
 
@@ -40,7 +40,7 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 def _export(argv: Sequence[str]) -> int:
     try:
-        from export.cli import main as export_main
+        from focal_eval.export.cli import main as export_main
     except ImportError as error:
         print(
             f"focal export needs the export extra ({error.name} is missing):"

@@ -2,7 +2,7 @@
 
 ``serve`` loads and warms up the graphs and derives the memory budget before it listens, so
 that a bad artifact or a memory limit too small for the settings ends start-up with one line
-(exit 1 and 2), not a traceback. Connections use :mod:`service.http.connections`' bounded
+(exit 1 and 2), not a traceback. Connections use :mod:`focal_eval.service.http.connections`' bounded
 protocol. On SIGTERM (or SIGINT) the server stops accepting connections, lets requests in
 flight finish (up to ``FOCAL_SHUTDOWN_TIMEOUT_S``), runs the lifespan's shutdown, and exits 0;
 stock uvicorn re-raises the signal after its graceful shutdown, so the process would die of it.
@@ -19,13 +19,13 @@ from contextlib import contextmanager
 
 import uvicorn
 
-from service.app import create_app
-from service.artifacts import ArtifactError
-from service.core.scoring import Scorer
-from service.core.settings import Settings
-from service.http.connections import ConnectionLimits, bounded_protocol
-from service.memory.allocator import bound_allocator
-from service.memory.derive import request_budget
+from focal_eval.service.app import create_app
+from focal_eval.service.artifacts import ArtifactError
+from focal_eval.service.core.scoring import Scorer
+from focal_eval.service.core.settings import Settings
+from focal_eval.service.http.connections import ConnectionLimits, bounded_protocol
+from focal_eval.service.memory.allocator import bound_allocator
+from focal_eval.service.memory.derive import request_budget
 
 logger = logging.getLogger(__name__)
 

@@ -16,7 +16,7 @@ import tempfile
 import time
 import urllib.error
 import urllib.request
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterator, Mapping, Sequence
 from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -70,8 +70,12 @@ def free_port() -> int:
         return port
 
 
-def focal_spec(env: Mapping[str, str] | None = None) -> Spec:
-    """``focal serve`` with ``FOCAL_THREADS=2`` and warnings-only logging (plus ``env``)."""
+def focal_spec(env: Mapping[str, str] | None = None, focal: Sequence[str] = ()) -> Spec:
+    """``focal serve`` with ``FOCAL_THREADS=2`` and warnings-only logging (plus ``env``).
+
+    ``focal`` is the command to run (an installed ``focal`` script, say); by default this
+    interpreter's ``python -m focal_eval.service``.
+    """
     port = free_port()
     settings = {
         "FOCAL_HOST": HOST,
@@ -80,7 +84,8 @@ def focal_spec(env: Mapping[str, str] | None = None) -> Spec:
         "FOCAL_LOG_LEVEL": "warning",
         **(env or {}),
     }
-    return Spec([sys.executable, "-m", "service", "serve"], port, "/v2/health/ready", settings)
+    command = [*(focal or (sys.executable, "-m", "focal_eval.service")), "serve"]
+    return Spec(command, port, "/v2/health/ready", settings)
 
 
 @contextmanager

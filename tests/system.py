@@ -1,4 +1,4 @@
-"""Tests that need programs from outside PyPI (Prometheus, podman): found, or skipped/failed.
+"""Tests that need programs from outside PyPI (Prometheus, chromium, podman): run, skip or fail.
 
 On a developer machine without them these tests skip with the reason. CI (``.ci/run``)
 installs them and lists them in ``FOCAL_REQUIRED_SYSTEM_TESTS`` (e.g. ``prometheus,container``),

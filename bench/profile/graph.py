@@ -19,7 +19,7 @@ import onnxruntime
 from bench.compute import graph_feeds
 from bench.data import case_name, make_batch
 from bench.timing import Candidate, interleave
-from service.artifacts import default_artifact_dir, find_artifact
+from focal_eval.service.artifacts import default_artifact_dir, find_artifact
 
 THREADS = 2
 

@@ -15,7 +15,7 @@ import tritonclient.http as triton
 from bench.data import make_batch
 from bench.profile.pyspy import RATE, parse, record
 from bench.transport import JSON, MODEL, NPZ, TIMEOUT_S, json_body, npz_body, post, v2_inputs
-from service.testing import Server, focal_server
+from focal_eval.service.testing import Server, focal_server
 
 # Frames that only say "some thread is running": left out of the inclusive ranking.
 PLUMBING = ("threading.py", "<frozen runpy>", "runners.py", "uvicorn/main.py", "service/cli.py")

@@ -1,10 +1,11 @@
 """The service's request stages, timed in process, and their memory for a large request.
 
-Calls the same functions the routes call (``service.score.codec``, ``service.inference``'s
-``decode`` and ``encode``, ``service.core.validation``, ``service.core.scoring``) on prepared
-bodies, so that the share of each stage is known without HTTP in the way, including the graph
-run that py-spy's GIL mode cannot see. Receiving is emulated as the server does it: 64 KiB chunks
-appended to one growing buffer. Memory is reserved against an unlimited budget.
+Calls the same functions the routes call (``focal_eval.service.score.codec``,
+``focal_eval.service.inference``'s ``decode`` and ``encode``,
+``focal_eval.service.core.validation``, ``focal_eval.service.core.scoring``) on prepared bodies, so
+that the share of each stage is known without HTTP in the way, including the graph run that py-spy's
+GIL mode cannot see. Receiving is emulated as the server does it: 64 KiB chunks appended to one
+growing buffer. Memory is reserved against an unlimited budget.
 """
 
 from __future__ import annotations
@@ -18,15 +19,15 @@ from typing import Any
 from bench.data import GAMMA, IGNORE_INDEX, make_batch
 from bench.memory import MIB, reset_peak, rss_bytes, status_kib, v2_body
 from bench.transport import json_body, npz_body
-from service.core.batches import Scored
-from service.core.scoring import Scorer
-from service.core.settings import Settings
-from service.core.validation import make_batch as validate
-from service.http.exchange import Payload
-from service.inference.decode import decode_infer_request
-from service.inference.encode import encode_infer_response
-from service.memory.budget import MemoryBudget
-from service.score.codec import decode_json, decode_npz, encode_response
+from focal_eval.service.core.batches import Scored
+from focal_eval.service.core.scoring import Scorer
+from focal_eval.service.core.settings import Settings
+from focal_eval.service.core.validation import make_batch as validate
+from focal_eval.service.http.exchange import Payload
+from focal_eval.service.inference.decode import decode_infer_request
+from focal_eval.service.inference.encode import encode_infer_response
+from focal_eval.service.memory.budget import MemoryBudget
+from focal_eval.service.score.codec import decode_json, decode_npz, encode_response
 
 CHUNK = 64 * 1024
 Stage = tuple[str, Callable[[Any], Any]]

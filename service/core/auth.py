@@ -7,8 +7,8 @@ from typing import Annotated
 
 from fastapi import Depends, Request
 
-from service.core.errors import RequestError
-from service.core.runtime import Runtime, get_runtime
+from focal_eval.service.core.errors import RequestError
+from focal_eval.service.core.runtime import Runtime, get_runtime
 
 
 def require_token(request: Request, runtime: Annotated[Runtime, Depends(get_runtime)]) -> None:

@@ -15,11 +15,11 @@ from typing import Any
 import numpy as np
 import numpy.typing as npt
 
-from service.core.runtime import Runtime
-from service.core.scoring import Outputs
-from service.core.validation import Batch, batch_size
-from service.memory import costs
-from service.memory.budget import Reservation
+from focal_eval.service.core.runtime import Runtime
+from focal_eval.service.core.scoring import Outputs
+from focal_eval.service.core.validation import Batch, batch_size
+from focal_eval.service.memory import costs
+from focal_eval.service.memory.budget import Reservation
 
 Buffer = bytes | bytearray | memoryview
 

@@ -14,7 +14,7 @@ from typing import TypeVar
 import anyio.to_thread
 from anyio import CapacityLimiter
 
-from service.core.errors import RequestError
+from focal_eval.service.core.errors import RequestError
 
 T = TypeVar("T")
 

@@ -6,8 +6,8 @@ from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends
 
-from service.core.errors import ErrorResponse
-from service.core.runtime import Runtime, get_runtime
+from focal_eval.service.core.errors import ErrorResponse
+from focal_eval.service.core.runtime import Runtime, get_runtime
 
 router = APIRouter(tags=["health"])
 NOT_READY: dict[int | str, dict[str, Any]] = {503: {"model": ErrorResponse}}

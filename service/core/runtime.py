@@ -8,13 +8,13 @@ from anyio import CapacityLimiter
 from fastapi import Request
 from prometheus_client import CollectorRegistry
 
-from service.core.errors import RequestError, invalid, show
-from service.core.gate import Gate
-from service.core.scoring import Outputs, Scorer
-from service.core.settings import Settings
-from service.memory.budget import MemoryBudget, Reservation
-from service.monitoring.monitor import Monitor
-from service.monitoring.telemetry import Telemetry
+from focal_eval.service.core.errors import RequestError, invalid, show
+from focal_eval.service.core.gate import Gate
+from focal_eval.service.core.scoring import Outputs, Scorer
+from focal_eval.service.core.settings import Settings
+from focal_eval.service.memory.budget import MemoryBudget, Reservation
+from focal_eval.service.monitoring.monitor import Monitor
+from focal_eval.service.monitoring.telemetry import Telemetry
 
 
 @dataclass(frozen=True)

@@ -14,10 +14,10 @@ from typing import Any
 import numpy as np
 import numpy.typing as npt
 
-from service.artifacts import Artifact, ArtifactError, load_artifacts, open_session, pick
-from service.core.errors import RequestError, invalid
-from service.core.settings import Settings
-from service.core.validation import (
+from focal_eval.service.artifacts import Artifact, ArtifactError, load_artifacts, open_session, pick
+from focal_eval.service.core.errors import RequestError, invalid
+from focal_eval.service.core.settings import Settings
+from focal_eval.service.core.validation import (
     Batch,
     check_gamma,
     check_ignore_index,

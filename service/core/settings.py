@@ -25,7 +25,7 @@ from pydantic import (
 )
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict, SettingsError
 
-from service.artifacts import default_artifact_dir
+from focal_eval.service.artifacts import default_artifact_dir
 
 ENV_PREFIX = "FOCAL_"
 _BYTE_SIZE_TEXT = re.compile(r"^\s*[0-9]+(\.[0-9]+)?\s*([A-Za-z]{1,3})?\s*$")

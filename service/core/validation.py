@@ -14,7 +14,7 @@ from typing import Any
 import numpy as np
 import numpy.typing as npt
 
-from service.core.errors import invalid, show
+from focal_eval.service.core.errors import invalid, show
 
 FloatArray = npt.NDArray[np.float32]
 IntArray = npt.NDArray[np.int64]

@@ -14,7 +14,7 @@ from collections.abc import Callable
 
 from starlette.requests import Request
 
-from service.core.errors import RequestError, bad_request, cut, show
+from focal_eval.service.core.errors import RequestError, bad_request, cut, show
 
 __all__ = [
     "content_length",
@@ -160,7 +160,7 @@ def decode_content_encoding(
     Example:
         >>> import gzip
         >>> decode_content_encoding(gzip.compress(b"focal"), "gzip", limit=100)
-        b'focal'
+        bytearray(b'focal')
     """
     for coding in reversed(_parse_codings(encoding)):
         body = _decode_one(body, coding, limit, charge)

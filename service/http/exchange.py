@@ -8,7 +8,7 @@
    the graph, encoding) runs in a worker thread, resizing the reservation as sizes become
    known and refusing with 503 / 413 when they would not fit.
 4. The response holds what is left of the reservation until it is sent
-   (:mod:`service.http.responses`).
+   (:mod:`focal_eval.service.http.responses`).
 """
 
 from __future__ import annotations
@@ -19,11 +19,11 @@ from dataclasses import dataclass
 import anyio
 from fastapi import Request, Response
 
-from service.core.errors import RequestError
-from service.core.runtime import Runtime
-from service.http.body import content_length, decode_content_encoding, read_body
-from service.memory import costs
-from service.memory.budget import Reservation
+from focal_eval.service.core.errors import RequestError
+from focal_eval.service.core.runtime import Runtime
+from focal_eval.service.http.body import content_length, decode_content_encoding, read_body
+from focal_eval.service.memory import costs
+from focal_eval.service.memory.budget import Reservation
 
 
 @dataclass

@@ -1,10 +1,10 @@
 """Responses that keep their memory accounted until it is sent.
 
-A response of at most ``SMALL`` bytes is sent whole and its request's reservation released at
-once (what one connection may buffer is part of the connection headroom). A larger one is
-streamed in chunks of about ``costs.RESPONSE_CHUNK`` bytes, each encoded only when the client
-has taken the one before, and it holds the reservation until its last byte is written or the
-connection is cut (by the client, or by the write timeout of :mod:`service.http.connections`).
+A response of at most ``SMALL`` bytes is sent whole and its request's reservation released at once
+(what one connection may buffer is part of the connection headroom). A larger one is streamed in
+chunks of about ``costs.RESPONSE_CHUNK`` bytes, each encoded only when the client has taken the one
+before, and it holds the reservation until its last byte is written or the connection is cut (by the
+client, or by the write timeout of :mod:`focal_eval.service.http.connections`).
 """
 
 from __future__ import annotations
@@ -15,8 +15,8 @@ from itertools import chain
 from starlette.responses import Response, StreamingResponse
 from starlette.types import Receive, Scope, Send
 
-from service.memory import costs
-from service.memory.budget import Reservation
+from focal_eval.service.memory import costs
+from focal_eval.service.memory.budget import Reservation
 
 SMALL = 64 * 1024
 

@@ -1,9 +1,10 @@
 """The Open Inference Protocol's model layer, independent of any transport.
 
-What the v2 protocol means for this server: model metadata and readiness by name and version,
-and inference from decoded tensors to outputs. The REST routes (:mod:`service.inference.rest`)
-decode HTTP bodies into an :class:`~service.inference.datatypes.InferRequest` and encode what
-this returns; a gRPC servicer, or another task's model, would call the same functions.
+What the v2 protocol means for this server: model metadata and readiness by name and version, and
+inference from decoded tensors to outputs. The REST routes
+(:mod:`focal_eval.service.inference.rest`) decode HTTP bodies into an
+:class:`~focal_eval.service.inference.datatypes.InferRequest` and encode what this returns; a gRPC
+servicer, or another task's model, would call the same functions.
 """
 
 from __future__ import annotations
@@ -12,13 +13,13 @@ from typing import Any
 
 import numpy.typing as npt
 
-from service.core.batches import Buffer, Decoded, Scored, score_decoded
-from service.core.errors import RequestError, bad_request, show
-from service.core.runtime import Runtime
-from service.core.scoring import Scorer
-from service.core.validation import check_bool, check_source_type
-from service.inference.datatypes import InferRequest, manifest_datatype
-from service.memory.budget import Reservation
+from focal_eval.service.core.batches import Buffer, Decoded, Scored, score_decoded
+from focal_eval.service.core.errors import RequestError, bad_request, show
+from focal_eval.service.core.runtime import Runtime
+from focal_eval.service.core.scoring import Scorer
+from focal_eval.service.core.validation import check_bool, check_source_type
+from focal_eval.service.inference.datatypes import InferRequest, manifest_datatype
+from focal_eval.service.memory.budget import Reservation
 
 VERSION = "1"
 INPUTS = ("logits", "labels", "alpha", "gamma", "ignore_index")
@@ -67,7 +68,7 @@ def infer(
 
     Raises:
         RequestError: 400 for unknown, missing or ill-shaped inputs and unknown outputs; and
-            whatever :func:`~service.core.batches.score_decoded` raises.
+            whatever :func:`~focal_eval.service.core.batches.score_decoded` raises.
     """
     scorer = runtime.ready_scorer()
     inputs = request.inputs

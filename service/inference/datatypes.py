@@ -1,13 +1,12 @@
 """Open Inference Protocol (KServe v2): its datatypes and request types.
 
-The REST codec is :mod:`service.inference.decode` (requests) and
-:mod:`service.inference.encode` (responses), pure functions from HTTP bodies to numpy arrays
-and back, so that ``tritonclient.http`` works unchanged against the service. A body is a JSON
-object, optionally followed by raw tensor bytes: the ``Inference-Header-Content-Length``
-header gives the length of the JSON part, and each binary tensor carries
-``parameters.binary_data_size``. Binary blobs follow the JSON in tensor order, little-endian,
-row-major, BOOL as one byte 0 or 1. Every protocol problem is a 400 whose message starts with
-the field at fault.
+The REST codec is :mod:`focal_eval.service.inference.decode` (requests) and
+:mod:`focal_eval.service.inference.encode` (responses), pure functions from HTTP bodies to numpy
+arrays and back, so that ``tritonclient.http`` works unchanged against the service. A body is a JSON
+object, optionally followed by raw tensor bytes: the ``Inference-Header-Content-Length`` header
+gives the length of the JSON part, and each binary tensor carries ``parameters.binary_data_size``.
+Binary blobs follow the JSON in tensor order, little-endian, row-major, BOOL as one byte 0 or 1.
+Every protocol problem is a 400 whose message starts with the field at fault.
 """
 
 from __future__ import annotations

@@ -1,6 +1,6 @@
 """Open Inference Protocol (KServe v2) inference requests, with Triton's binary extension.
 
-See :mod:`service.inference.datatypes` for the wire format. Decoding notes:
+See :mod:`focal_eval.service.inference.datatypes` for the wire format. Decoding notes:
 
 - Binary inputs are zero-copy views of the body (``np.frombuffer``): read-only, and unaligned
   when the JSON header length is not a multiple of the item size (numpy and onnxruntime accept
@@ -9,9 +9,9 @@ See :mod:`service.inference.datatypes` for the wire format. Decoding notes:
   row-major order. Integer datatypes take JSON integers in range, float datatypes JSON numbers
   that stay finite in the target precision, BOOL takes ``true``/``false``. numpy's type
   inference decides: a list mixing booleans with numbers is read as numbers.
-- Every protocol problem raises :class:`~service.core.errors.RequestError` with status 400, its
-  message starting with the field at fault. A binary size is checked against the shape and
-  the body before any view is made; a shape is never allocated, only compared with the data.
+- Every protocol problem raises :class:`~focal_eval.service.core.errors.RequestError` with status
+  400, its message starting with the field at fault. A binary size is checked against the shape
+  and the body before any view is made; a shape is never allocated, only compared with the data.
 """
 
 from __future__ import annotations
@@ -23,9 +23,9 @@ import numpy as np
 import numpy.typing as npt
 import orjson
 
-from service.core.errors import bad_request, cut, show
-from service.http.body import OVERLONG
-from service.inference.datatypes import (
+from focal_eval.service.core.errors import bad_request, cut, show
+from focal_eval.service.http.body import OVERLONG
+from focal_eval.service.inference.datatypes import (
     DTYPES,
     HEADER_LENGTH,
     KINDS,

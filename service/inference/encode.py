@@ -13,10 +13,10 @@ from typing import Any
 import numpy as np
 import numpy.typing as npt
 
-from service.core.errors import bad_request, cut
-from service.http.jsonio import iter_dumps
-from service.inference.datatypes import HEADER_LENGTH, RequestedOutput, datatype_of
-from service.memory import costs
+from focal_eval.service.core.errors import bad_request, cut
+from focal_eval.service.http.jsonio import iter_dumps
+from focal_eval.service.inference.datatypes import HEADER_LENGTH, RequestedOutput, datatype_of
+from focal_eval.service.memory import costs
 
 
 def encode_infer_response(
@@ -31,7 +31,7 @@ def encode_infer_response(
     """Encode a v2 inference response, JSON or JSON followed by binary tensor data.
 
     Nothing is copied into one response body: the pieces are the JSON (in pieces, see
-    :func:`service.http.jsonio.iter_dumps`) and, for binary outputs, views of the arrays.
+    :func:`focal_eval.service.http.jsonio.iter_dumps`) and, for binary outputs, views of the arrays.
 
     Args:
         model_name: Echoed as ``model_name``.

@@ -1,10 +1,10 @@
 """Open Inference Protocol (KServe v2) REST routes, with Triton's binary tensor extension.
 
-A thin layer over :mod:`service.inference.dataplane`: each route receives the body
-(:mod:`service.http.exchange`), decodes it (:mod:`service.inference.decode`), calls the
-dataplane, and encodes the outputs (:mod:`service.inference.encode`), binary or JSON as the
-client asks. Errors are ``{"error": "..."}``: 400 for protocol errors, 404 for an unknown
-model, 422 for invalid values.
+A thin layer over :mod:`focal_eval.service.inference.dataplane`: each route receives the body
+(:mod:`focal_eval.service.http.exchange`), decodes it (:mod:`focal_eval.service.inference.decode`),
+calls the dataplane, and encodes the outputs (:mod:`focal_eval.service.inference.encode`), binary or
+JSON as the client asks. Errors are ``{"error": "..."}``: 400 for protocol errors, 404 for an
+unknown model, 422 for invalid values.
 """
 
 from __future__ import annotations
@@ -15,18 +15,18 @@ from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, Request, Response
 
-from service.core.auth import require_token
-from service.core.errors import ErrorResponse
-from service.core.runtime import Runtime, get_runtime
-from service.http.body import parse_length, refuse_long_json
-from service.http.exchange import Payload, exchange
-from service.http.responses import respond
-from service.inference import dataplane
-from service.inference.datatypes import HEADER_LENGTH
-from service.inference.decode import decode_infer_request
-from service.inference.encode import encode_infer_response
-from service.memory import costs
-from service.memory.budget import Reservation
+from focal_eval.service.core.auth import require_token
+from focal_eval.service.core.errors import ErrorResponse
+from focal_eval.service.core.runtime import Runtime, get_runtime
+from focal_eval.service.http.body import parse_length, refuse_long_json
+from focal_eval.service.http.exchange import Payload, exchange
+from focal_eval.service.http.responses import respond
+from focal_eval.service.inference import dataplane
+from focal_eval.service.inference.datatypes import HEADER_LENGTH
+from focal_eval.service.inference.decode import decode_infer_request
+from focal_eval.service.inference.encode import encode_infer_response
+from focal_eval.service.memory import costs
+from focal_eval.service.memory.budget import Reservation
 
 router = APIRouter(prefix="/v2", tags=["open inference protocol"])
 ROUTE = "/v2/models/{name}/infer"

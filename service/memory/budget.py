@@ -12,7 +12,7 @@ from __future__ import annotations
 import threading
 from collections.abc import Callable
 
-from service.core.errors import RequestError
+from focal_eval.service.core.errors import RequestError
 
 MIB = 2**20
 

@@ -1,7 +1,7 @@
 """What request work costs in memory: the per-request terms of the memory model.
 
-Each function is an upper bound, in bytes, from sizes known before the work runs; a request
-reserves them against the budget (:mod:`service.memory.budget`) before doing the work. The
+Each function is an upper bound, in bytes, from sizes known before the work runs; a request reserves
+them against the budget (:mod:`focal_eval.service.memory.budget`) before doing the work. The
 coefficients were measured on the shipped graph (``python -m bench --only memory``), and
 ``tests/service/test_memory.py`` holds the server's real peaks under them.
 
@@ -25,8 +25,8 @@ from typing import Any
 import numpy as np
 import numpy.typing as npt
 
-from service.core.scoring import chunk_rows
-from service.core.validation import CHECK_ELEMENTS
+from focal_eval.service.core.scoring import chunk_rows
+from focal_eval.service.core.validation import CHECK_ELEMENTS
 
 GROWTH = 9 / 8  # a bytearray grown by appends over-allocates by up to an eighth
 PARSER_POOL_BYTES = 12  # yyjson's value pool inside orjson, per byte of text

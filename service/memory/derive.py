@@ -5,7 +5,8 @@
 - limit: ``memory.max`` (cgroup v2) or ``memory.limit_in_bytes`` (cgroup v1); without a
   limit, half of the machine's RAM.
 - process: the server's resident memory once its graphs are loaded and warmed up.
-- monitor: the most the monitor can hold (:meth:`service.monitoring.monitor.Monitor.max_bytes`).
+- monitor: the most the monitor can hold
+  (:meth:`focal_eval.service.monitoring.monitor.Monitor.max_bytes`).
 - connections: ``FOCAL_MAX_CONNECTIONS`` times what one connection may buffer.
 - margin: 10% of the limit, for allocator slack and Python's small objects.
 
@@ -21,10 +22,10 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
-from service.core.settings import Settings
-from service.http.connections import MAX_PIPELINED
-from service.memory.budget import mib
-from service.monitoring.monitor import Monitor
+from focal_eval.service.core.settings import Settings
+from focal_eval.service.http.connections import MAX_PIPELINED
+from focal_eval.service.memory.budget import mib
+from focal_eval.service.monitoring.monitor import Monitor
 
 logger = logging.getLogger(__name__)
 

@@ -33,8 +33,8 @@ import numpy.typing as npt
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, HistogramMetricFamily
 from prometheus_client.registry import Collector
 
-from service.monitoring import PREFIX
-from service.monitoring.window import Statistics, Window, max_buckets
+from focal_eval.service.monitoring import PREFIX
+from focal_eval.service.monitoring.window import Statistics, Window, max_buckets
 
 logger = logging.getLogger(__name__)
 

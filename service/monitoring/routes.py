@@ -8,10 +8,10 @@ import anyio.to_thread
 from fastapi import APIRouter, Depends, Query, Response
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
-from service.core.auth import require_token, require_token_for_monitoring
-from service.core.errors import ErrorResponse
-from service.core.runtime import Runtime, get_runtime
-from service.http.jsonio import dumps
+from focal_eval.service.core.auth import require_token, require_token_for_monitoring
+from focal_eval.service.core.errors import ErrorResponse
+from focal_eval.service.core.runtime import Runtime, get_runtime
+from focal_eval.service.http.jsonio import dumps
 
 router = APIRouter(tags=["monitoring"])
 UNAUTHORIZED: dict[int | str, dict[str, Any]] = {401: {"model": ErrorResponse}}

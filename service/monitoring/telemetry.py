@@ -4,7 +4,7 @@ A pure ASGI middleware records every HTTP request under its route template (``/s
 ``/v2/models/{name}/infer``; ``unmatched`` for 404s), in the app's own registry. A client
 that hangs up before its answer is recorded with status 499 (nginx's "client closed request")
 and counted in ``focal_eval_client_disconnects_total``, never as a server error. Connections
-cut by a limit (:mod:`service.http.connections`) are counted by reason.
+cut by a limit (:mod:`focal_eval.service.http.connections`) are counted by reason.
 """
 
 from __future__ import annotations
@@ -15,8 +15,8 @@ from typing import Any
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from service.core.errors import CLIENT_CLOSED
-from service.monitoring import PREFIX
+from focal_eval.service.core.errors import CLIENT_CLOSED
+from focal_eval.service.monitoring import PREFIX
 
 DURATION_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30)
 SIZE_BUCKETS = tuple(float(4**k) for k in range(5, 16))  # 1 KiB .. 1 GiB

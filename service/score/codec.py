@@ -15,19 +15,19 @@ import numpy as np
 import numpy.typing as npt
 import orjson
 
-from service.core.batches import Decoded, Scored
-from service.core.errors import bad_request, cut, invalid, show
-from service.core.scoring import Scorer
-from service.core.validation import (
+from focal_eval.service.core.batches import Decoded, Scored
+from focal_eval.service.core.errors import bad_request, cut, invalid, show
+from focal_eval.service.core.scoring import Scorer
+from focal_eval.service.core.validation import (
     check_bool,
     check_source_type,
 )
-from service.http.exchange import Payload
-from service.http.json_arrays import load_arrays
-from service.http.jsonio import iter_dumps
-from service.memory import costs
-from service.memory.budget import Reservation
-from service.score.npz import load_npz
+from focal_eval.service.http.exchange import Payload
+from focal_eval.service.http.json_arrays import load_arrays
+from focal_eval.service.http.jsonio import iter_dumps
+from focal_eval.service.memory import costs
+from focal_eval.service.memory.budget import Reservation
+from focal_eval.service.score.npz import load_npz
 
 JSON_FIELDS = (
     "logits",
@@ -55,10 +55,10 @@ def decode_json(payload: Payload, reservation: Reservation) -> ScoreRequest:
     """Parse a JSON body into arrays, freeing the text as soon as it is parsed.
 
     Regular logits and labels go straight from the text to numpy
-    (:func:`service.http.json_arrays.load_arrays`); anything else is parsed by orjson into Python
-    objects, which gives malformed input its precise error. Each path's memory is reserved
-    before it runs (:mod:`service.memory.costs`, counted from the text), so that no JSON body can
-    take more than the budget allows.
+    (:func:`focal_eval.service.http.json_arrays.load_arrays`); anything else is parsed by orjson
+    into Python objects, which gives malformed input its precise error. Each path's memory is
+    reserved before it runs (:mod:`focal_eval.service.memory.costs`, counted from the text), so that
+    no JSON body can take more than the budget allows.
 
     Raises:
         RequestError: 400 malformed JSON; 422 a missing, unknown or invalid field;
@@ -105,9 +105,10 @@ def decode_npz(
     inflated.
 
     Raises:
-        RequestError: 400 / 413 / 415 for the archive (see :func:`service.score.npz.load_npz`);
-            422 for a missing, unknown or invalid array or parameter; 503 / 413 when the
-            inflated members would not fit in the memory budget.
+        RequestError: 400 / 413 / 415 for the archive (see
+            :func:`focal_eval.service.score.npz.load_npz`); 422 for a missing, unknown or
+            invalid array or parameter; 503 / 413 when the inflated members would not fit in
+            the memory budget.
     """
     _check_fields(query, QUERY_FIELDS, "query parameter")
     arrays = load_npz(
@@ -132,7 +133,7 @@ def decode_npz(
 def encode_response(
     scorer: Scorer, request: ScoreRequest, scored: Scored, model_name: str
 ) -> Iterator[bytes]:
-    """The JSON response, in pieces (:func:`service.http.jsonio.iter_dumps`).
+    """The JSON response, in pieces (:func:`focal_eval.service.http.jsonio.iter_dumps`).
 
     Model, batch, parameters, then the graph's outputs by their manifest groups: scalar
     metrics, per-class metrics, the confusion matrix, the other statistics, and (if asked)

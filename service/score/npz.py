@@ -21,7 +21,7 @@ import numpy as np
 import numpy.typing as npt
 from numpy.lib import format as npy_format
 
-from service.core.errors import RequestError, bad_request, cut, invalid, show
+from focal_eval.service.core.errors import RequestError, bad_request, cut, invalid, show
 
 __all__ = ["load_npz"]
 

@@ -8,17 +8,17 @@ from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, Request, Response
 
-from service.artifacts import Output
-from service.core.auth import require_token
-from service.core.batches import score_decoded
-from service.core.errors import ErrorResponse, RequestError, show
-from service.core.runtime import Runtime, get_runtime
-from service.http.body import refuse_long_json
-from service.http.exchange import Payload, exchange
-from service.http.responses import respond
-from service.memory.budget import Reservation
-from service.score.codec import QUERY_FIELDS, decode_json, decode_npz, encode_response
-from service.score.schemas import ScoreRequestBody, query_parameters, score_response
+from focal_eval.service.artifacts import Output
+from focal_eval.service.core.auth import require_token
+from focal_eval.service.core.batches import score_decoded
+from focal_eval.service.core.errors import ErrorResponse, RequestError, show
+from focal_eval.service.core.runtime import Runtime, get_runtime
+from focal_eval.service.http.body import refuse_long_json
+from focal_eval.service.http.exchange import Payload, exchange
+from focal_eval.service.http.responses import respond
+from focal_eval.service.memory.budget import Reservation
+from focal_eval.service.score.codec import QUERY_FIELDS, decode_json, decode_npz, encode_response
+from focal_eval.service.score.schemas import ScoreRequestBody, query_parameters, score_response
 
 ROUTE = "/score"
 

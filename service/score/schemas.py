@@ -1,7 +1,7 @@
 """Pydantic models that document ``/score`` in OpenAPI.
 
-They describe requests and responses; the hot path does not validate through them (bodies are
-parsed straight into numpy, see :mod:`service.score.codec`), and tests check that what these
+They describe requests and responses; the hot path does not validate through them (bodies are parsed
+straight into numpy, see :mod:`focal_eval.service.score.codec`), and tests check that what these
 schemas state is what the endpoint accepts and returns. The response model is built from the
 evaluation graph's manifest (:func:`score_response`).
 """
@@ -13,7 +13,7 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field, create_model
 
-from service.artifacts import Output
+from focal_eval.service.artifacts import Output
 
 
 class ScoreRequestBody(BaseModel):

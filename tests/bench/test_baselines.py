@@ -14,8 +14,8 @@ from bench.baselines.sklearn_metrics import sklearn_metrics
 from bench.baselines.tutorial import tutorial_focal_loss
 from bench.compute import evaluation_session, graph_feeds
 from bench.data import make_batch
-from focal import softmax_focal_loss
-from service.artifacts import default_artifact_dir, find_artifact
+from focal_eval.focal import softmax_focal_loss
+from focal_eval.service.artifacts import default_artifact_dir, find_artifact
 
 SCALARS = ("accuracy", "balanced_accuracy", "macro_f1", "weighted_f1", "matthews_corrcoef")
 

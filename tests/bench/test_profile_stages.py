@@ -5,8 +5,8 @@ from __future__ import annotations
 import pytest
 
 from bench.profile.stages import pipelines, time_stages
-from service.core.scoring import Scorer
-from service.core.settings import Settings
+from focal_eval.service.core.scoring import Scorer
+from focal_eval.service.core.settings import Settings
 
 
 @pytest.fixture(scope="module")

@@ -26,9 +26,9 @@ import orjson
 import pytest
 import torch
 
-from focal import compute, update
-from service.memory import costs
-from service.testing import free_port
+from focal_eval.focal import compute, update
+from focal_eval.service.memory import costs
+from focal_eval.service.testing import free_port
 from tests.container.hostile_clients import TIMEOUT_S
 from tests.container.podman import ROOT, docker, wait_ready
 

@@ -20,9 +20,9 @@ import orjson
 import pytest
 import torch
 
-from focal import compute, update
-from service.artifacts import default_artifact_dir
-from service.testing import free_port
+from focal_eval.focal import compute, update
+from focal_eval.service.artifacts import default_artifact_dir
+from focal_eval.service.testing import free_port
 from tests.container.podman import docker, wait_ready
 
 

@@ -4,7 +4,7 @@ from pathlib import Path
 
 import pytest
 
-from export import ArtifactReport, export_all
+from focal_eval.export import ArtifactReport, export_all
 
 
 @pytest.fixture(scope="session")

@@ -11,16 +11,16 @@ import onnxruntime
 import pytest
 import torch
 
-import export.parity
-from export import ArtifactReport
-from export.cli import main
-from export.manifest import sha256_of
-from export.onnx import graph_signature
-from export.parity import Case
-from export.pipeline import metrics_inputs_signature
-from focal import Metrics, Statistics, compute, merge, update
-from service.artifacts import default_artifact_dir
-from service.cli import main as focal_main
+import focal_eval.export.parity
+from focal_eval.export import ArtifactReport
+from focal_eval.export.cli import main
+from focal_eval.export.manifest import sha256_of
+from focal_eval.export.onnx import graph_signature
+from focal_eval.export.parity import Case
+from focal_eval.export.pipeline import metrics_inputs_signature
+from focal_eval.focal import Metrics, Statistics, compute, merge, update
+from focal_eval.service.artifacts import default_artifact_dir
+from focal_eval.service.cli import main as focal_main
 from tests.focal.reference import sigmoid_focal_loss64
 
 
@@ -200,8 +200,8 @@ def test_cli_writes_artifacts_and_prints_the_parity_table(
 def test_cli_exits_non_zero_when_parity_fails(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    monkeypatch.setattr(export.parity, "ATOL", 0.0)
-    monkeypatch.setattr(export.parity, "RTOL", 0.0)
+    monkeypatch.setattr(focal_eval.export.parity, "ATOL", 0.0)
+    monkeypatch.setattr(focal_eval.export.parity, "RTOL", 0.0)
     assert main(["--out", str(tmp_path), "--formats", "onnx"]) == 1
     captured = capsys.readouterr()
     assert "FAILED" in captured.out

@@ -7,9 +7,9 @@ from typing import Any
 
 import pytest
 
-from export.cli import main
-from export.manifest import manifest_path, write_manifest
-from export.parity import ATOL, RTOL, Parity
+from focal_eval.export.cli import main
+from focal_eval.export.manifest import manifest_path, write_manifest
+from focal_eval.export.parity import ATOL, RTOL, Parity
 
 
 def _exit_status(argv: list[str]) -> int | str | None:

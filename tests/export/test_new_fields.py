@@ -13,7 +13,6 @@ test the patch, not the code.
 from __future__ import annotations
 
 import json
-import os
 import shutil
 import subprocess
 import sys
@@ -27,8 +26,8 @@ import onnxruntime
 import pytest
 import torch
 
-from export.parity import Case
-from focal import Metrics, PerSample, Statistics, compute, update
+from focal_eval.export.parity import Case
+from focal_eval.focal import Metrics, PerSample, Statistics, compute, update
 
 REPOSITORY = Path(__file__).resolve().parents[2]
 
@@ -39,9 +38,9 @@ from pathlib import Path
 
 import torch
 
-import focal
-from export import export_all
-from export.parity import Case
+from focal_eval import focal
+from focal_eval.export import export_all
+from focal_eval.export.parity import Case
 
 warnings.filterwarnings("ignore", "`torch.jit.script` is deprecated", DeprecationWarning)
 reports = export_all(
@@ -116,22 +115,24 @@ STATISTIC_AND_METRIC = Addition(
 def export_with(addition: Addition, tmp_path: Path) -> tuple[Path, dict[str, Any]]:
     """Export from a copy of focal/ with ``addition`` applied; the artifacts and the report."""
     source = tmp_path / "source"
+    package = source / "focal_eval"  # the checkout's layout: focal copied, the rest linked
     shutil.copytree(
-        REPOSITORY / "focal", source / "focal", ignore=shutil.ignore_patterns("__pycache__")
+        REPOSITORY / "focal", package / "focal", ignore=shutil.ignore_patterns("__pycache__")
     )
+    shutil.copy(REPOSITORY / "focal_eval" / "__init__.py", package)
+    for name in ("export", "service"):
+        (package / name).symlink_to(REPOSITORY / name, target_is_directory=True)
     for name, edits in addition.edits.items():
-        path = source / "focal" / name
+        path = package / "focal" / name
         text = path.read_text()
         for anchor, line in edits:
             assert text.count(anchor) == 1, f"{name} no longer has the line {anchor!r}"
             text = text.replace(anchor, anchor + line)
         path.write_text(text)
     out = tmp_path / "artifacts"
-    env = os.environ | {"PYTHONPATH": str(REPOSITORY)}
     done = subprocess.run(
         [sys.executable, "-c", SCRIPT, str(out)],
-        cwd=source,  # first on sys.path: the copy shadows the repository's focal/
-        env=env,
+        cwd=source,  # first on sys.path: the copy's focal_eval shadows the repository's
         capture_output=True,
         text=True,
         timeout=240,

@@ -9,9 +9,9 @@ import onnxruntime
 import pytest
 import torch
 
-from export import ArtifactReport
-from export.parity import Case, sweep
-from focal import EvaluationStep, Metrics, PerSample, Statistics
+from focal_eval.export import ArtifactReport
+from focal_eval.export.parity import Case, sweep
+from focal_eval.focal import EvaluationStep, Metrics, PerSample, Statistics
 
 NAMES = PerSample._fields + Statistics._fields + Metrics._fields
 # the sets: every N x C pair, gamma / alpha / ignore / scale cycled, equal rows per C

@@ -7,7 +7,7 @@ import torch.nn.functional as F
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from focal import FocalLoss, softmax_focal_loss
+from focal_eval.focal import FocalLoss, softmax_focal_loss
 from tests.focal.reference import focal_loss64, softmax64
 
 IGNORE = -100

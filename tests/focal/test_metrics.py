@@ -18,7 +18,7 @@ from sklearn.metrics import (
     precision_recall_fscore_support,
 )
 
-from focal import (
+from focal_eval.focal import (
     Evaluator,
     Metrics,
     compute,

@@ -8,8 +8,8 @@ from typing import Any
 import pytest
 import torch
 
-import focal
-from focal import (
+from focal_eval import focal
+from focal_eval.focal import (
     EvaluationStep,
     FocalLoss,
     MetricsFromStatistics,

@@ -5,7 +5,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from focal import SigmoidFocalLoss, sigmoid_focal_loss
+from focal_eval.focal import SigmoidFocalLoss, sigmoid_focal_loss
 from tests.focal.reference import sigmoid_focal_loss64
 
 

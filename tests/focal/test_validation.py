@@ -8,7 +8,7 @@ from typing import Any
 import pytest
 import torch
 
-from focal import (
+from focal_eval.focal import (
     EvaluationStep,
     Evaluator,
     FocalLoss,

@@ -5,7 +5,7 @@ import pytest
 import torch
 from sklearn.utils.class_weight import compute_class_weight
 
-from focal import class_balanced_weights, inverse_frequency_weights
+from focal_eval.focal import class_balanced_weights, inverse_frequency_weights
 
 
 @pytest.mark.parametrize("beta", [0.0, 0.9, 0.99, 0.9999])

@@ -17,9 +17,9 @@ import pytest
 from fastapi import FastAPI
 from fastapi.testclient import TestClient
 
-from service.app import create_app
-from service.core.settings import Settings
-from service.testing import focal_server
+from focal_eval.service.app import create_app
+from focal_eval.service.core.settings import Settings
+from focal_eval.service.testing import focal_server
 
 # one thread, and a body limit small enough for the limit tests to bite
 TEST_SETTINGS: dict[str, Any] = {"threads": 1, "max_body_bytes": 4 * 2**20}
@@ -75,7 +75,7 @@ def clean_environment(monkeypatch: pytest.MonkeyPatch) -> None:
 
 @pytest.fixture(scope="session")
 def focal_serve() -> FocalServe:
-    """``python -m service serve ARGUMENTS`` with ``ENVIRONMENT``: it must exit before listening.
+    """``focal serve ARGUMENTS`` with ``ENVIRONMENT``, as a module: it must exit before listening.
 
     Any FOCAL_* variable of the test's own environment is dropped; a server that starts
     listening fails the test by a timeout.
@@ -84,7 +84,7 @@ def focal_serve() -> FocalServe:
     def run(arguments: list[str], environment: dict[str, str]) -> subprocess.CompletedProcess[str]:
         clean = {key: value for key, value in os.environ.items() if not key.startswith("FOCAL_")}
         return subprocess.run(
-            [sys.executable, "-m", "service", "serve", *arguments],
+            [sys.executable, "-m", "focal_eval.service", "serve", *arguments],
             env={**clean, "FOCAL_PORT": "0", "FOCAL_THREADS": "1", **environment},
             capture_output=True,
             text=True,

@@ -14,7 +14,7 @@ from typing import Any
 import numpy as np
 import torch
 
-import focal
+from focal_eval import focal
 
 ARTIFACTS = Path(__file__).resolve().parents[2] / "service" / "artifacts"
 MANIFEST = json.loads((ARTIFACTS / "evaluation.onnx.manifest.json").read_text())

@@ -7,8 +7,8 @@ from collections.abc import Callable
 
 import pytest
 
-from service import cli
-from service.core.settings import Settings
+from focal_eval.service import cli
+from focal_eval.service.core.settings import Settings
 
 pytestmark = pytest.mark.usefixtures("clean_environment")
 

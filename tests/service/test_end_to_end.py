@@ -13,7 +13,7 @@ import pytest
 import torch
 import tritonclient.http as triton
 
-from focal import Metrics, PerSample, Statistics, compute, update
+from focal_eval.focal import Metrics, PerSample, Statistics, compute, update
 from tests.service._inputs import IGNORE_INDEX, batch, class_weights
 
 C = 7

@@ -20,10 +20,10 @@ import pytest
 from fastapi import FastAPI
 from fastapi.testclient import TestClient
 
-import service.core.scoring
-from service.artifacts import default_artifact_dir
-from service.core.scoring import Outputs
-from service.core.settings import Settings
+import focal_eval.service.core.scoring
+from focal_eval.service.artifacts import default_artifact_dir
+from focal_eval.service.core.scoring import Outputs
+from focal_eval.service.core.settings import Settings
 from tests.service._inputs import batch
 from tests.service._requests import json_body
 from tests.service.inference._triton import INFER, infer_body, parse
@@ -76,7 +76,9 @@ def test_score_answers_the_new_metric(
 ) -> None:
     metrics_runs: list[int] = []
     if chunk is not None:  # every batch over 16 rows is scored in chunks
-        monkeypatch.setattr(service.core.scoring, "chunk_rows", lambda num_classes: chunk)
+        monkeypatch.setattr(
+            focal_eval.service.core.scoring, "chunk_rows", lambda num_classes: chunk
+        )
     logits, labels = batch(100, 4, seed=41, ignore=10)
     with TestClient(app) as client:
         scorer = app.state.runtime.scorer

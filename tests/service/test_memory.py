@@ -31,12 +31,12 @@ import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
 from bench.memory import peak_during, peak_rss, reset_peak, rss_bytes, status_kib
-from service.core.scoring import Scorer
-from service.core.settings import Settings
-from service.memory import costs
-from service.memory.budget import mib
-from service.monitoring.monitor import Monitor
-from service.testing import Server, focal_server, focal_spec, serve
+from focal_eval.service.core.scoring import Scorer
+from focal_eval.service.core.settings import Settings
+from focal_eval.service.memory import costs
+from focal_eval.service.memory.budget import mib
+from focal_eval.service.monitoring.monitor import Monitor
+from focal_eval.service.testing import Server, focal_server, focal_spec, serve
 from tests.service._inputs import Batch, benchmark_batch
 
 MIB = 2**20

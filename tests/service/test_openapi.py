@@ -19,8 +19,8 @@ from hypothesis import strategies as st
 from hypothesis_jsonschema import from_schema
 from openapi_spec_validator import validate
 
-from service.app import create_app
-from service.score.codec import QUERY_FIELDS
+from focal_eval.service.app import create_app
+from focal_eval.service.score.codec import QUERY_FIELDS
 from tests.service._inputs import batch
 from tests.service.conftest import make_settings
 from tests.service.reference import (

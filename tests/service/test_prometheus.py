@@ -13,8 +13,8 @@ import orjson
 import pytest
 import torch
 
-from focal import compute, update
-from service.testing import focal_server, free_port
+from focal_eval.focal import compute, update
+from focal_eval.service.testing import focal_server, free_port
 from tests.service._inputs import batch
 from tests.system import require
 

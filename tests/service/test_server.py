@@ -16,15 +16,15 @@ from typing import Any
 
 import pytest
 
-from service import server
-from service.core.settings import Settings
-from service.memory import derive
+from focal_eval.service import server
+from focal_eval.service.core.settings import Settings
+from focal_eval.service.memory import derive
 
 pytestmark = pytest.mark.usefixtures("clean_environment")
 
 ARTIFACTS = Path(__file__).resolve().parents[2] / "service" / "artifacts"
 EVALUATION_MANIFEST = "evaluation.onnx.manifest.json"
-LOG_PREFIX = r"\d{4}-\d\d-\d\d \d\d:\d\d:\d\d,\d{3} ERROR service\.server: "
+LOG_PREFIX = r"\d{4}-\d\d-\d\d \d\d:\d\d:\d\d,\d{3} ERROR focal_eval\.service\.server: "
 
 FocalServe = Callable[[list[str], dict[str, str]], "subprocess.CompletedProcess[str]"]
 

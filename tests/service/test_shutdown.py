@@ -10,7 +10,7 @@ from collections.abc import Iterator
 import httpx
 import orjson
 
-from service.testing import focal_server
+from focal_eval.service.testing import focal_server
 from tests.service._inputs import batch
 
 

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from service.artifacts import (
+from focal_eval.service.artifacts import (
     ArtifactError,
     default_artifact_dir,
     find_artifact,

@@ -8,8 +8,8 @@ import pytest
 from fastapi.testclient import TestClient
 from pydantic import SecretStr
 
-from service.app import create_app
-from service.core.settings import Settings
+from focal_eval.service.app import create_app
+from focal_eval.service.core.settings import Settings
 from tests.service._inputs import batch
 from tests.service._requests import JSON, score_bytes
 

@@ -10,13 +10,13 @@ import pytest
 import torch
 from fastapi.testclient import TestClient
 
-import service.core.scoring
-from focal import Metrics, PerSample, Statistics, compute, update
-from service.app import create_app
-from service.core.errors import RequestError
-from service.core.scoring import Scorer, chunk_rows
-from service.core.settings import Settings
-from service.core.validation import make_batch
+import focal_eval.service.core.scoring
+from focal_eval.focal import Metrics, PerSample, Statistics, compute, update
+from focal_eval.service.app import create_app
+from focal_eval.service.core.errors import RequestError
+from focal_eval.service.core.scoring import Scorer, chunk_rows
+from focal_eval.service.core.settings import Settings
+from focal_eval.service.core.validation import make_batch
 from tests.service._inputs import IGNORE_INDEX, batch, class_weights
 from tests.service._requests import LOGITS, document, json_body
 from tests.service.reference import (
@@ -39,7 +39,7 @@ def test_chunk_rows_bounds_the_work_per_run() -> None:
 def test_chunked_scoring_equals_eager_on_the_whole_batch(
     monkeypatch: pytest.MonkeyPatch, make_settings: Callable[..., Settings], rows: int
 ) -> None:
-    monkeypatch.setattr(service.core.scoring, "chunk_rows", lambda num_classes: rows)
+    monkeypatch.setattr(focal_eval.service.core.scoring, "chunk_rows", lambda num_classes: rows)
     rng = np.random.default_rng(rows)
     logits, labels = batch(500, 6, rng, scale=3.0)
     labels[::9] = IGNORE_INDEX
@@ -63,7 +63,7 @@ def test_chunked_scoring_equals_eager_on_the_whole_batch(
 def test_an_overflow_in_a_later_chunk_names_its_row_in_the_batch(
     monkeypatch: pytest.MonkeyPatch, make_settings: Callable[..., Settings]
 ) -> None:
-    monkeypatch.setattr(service.core.scoring, "chunk_rows", lambda num_classes: 10)
+    monkeypatch.setattr(focal_eval.service.core.scoring, "chunk_rows", lambda num_classes: 10)
     logits = np.zeros((30, 2), dtype=np.float32)
     logits[23] = [3e38, -3e38]  # finite, but the cross entropy of label 1 overflows
     labels = np.zeros(30, dtype=np.int64)

@@ -9,7 +9,7 @@ from hypothesis import strategies as st
 from pydantic import ValidationError
 from pydantic_settings import SettingsError
 
-from service.core.settings import Settings, describe_error
+from focal_eval.service.core.settings import Settings, describe_error
 
 MIB = 2**20
 

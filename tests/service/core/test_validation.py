@@ -16,9 +16,9 @@ import pytest
 import torch
 from fastapi.testclient import TestClient
 
-import focal
-from service.app import create_app
-from service.core.settings import Settings
+from focal_eval import focal
+from focal_eval.service.app import create_app
+from focal_eval.service.core.settings import Settings
 from tests.service._inputs import batch
 from tests.service._requests import LOGITS, NPZ, document, json_body, npz_body
 from tests.service.reference import (

@@ -23,8 +23,8 @@ from starlette.responses import JSONResponse
 from starlette.routing import Route
 from starlette.types import Message, Receive
 
-from service.core.errors import RequestError, show
-from service.http.body import OVERLONG, decode_content_encoding, parse_length, read_body
+from focal_eval.service.core.errors import RequestError, show
+from focal_eval.service.http.body import OVERLONG, decode_content_encoding, parse_length, read_body
 from tests.service._inputs import batch
 from tests.service._requests import JSON, NPZ, document, json_body, npz_body
 from tests.service.reference import assert_error, assert_score_response, eager

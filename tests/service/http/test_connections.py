@@ -27,7 +27,7 @@ import orjson
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
-from service.testing import HOST, REPO, focal_spec
+from focal_eval.service.testing import HOST, REPO, focal_spec
 from tests.service._inputs import batch
 
 SOCKET_TIMEOUT_S = 10.0  # no socket operation in this file may block longer

@@ -9,7 +9,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from service.http.json_arrays import Kind, load_arrays
+from focal_eval.service.http.json_arrays import Kind, load_arrays
 
 DTYPES: dict[Kind, type[np.generic]] = {"float": np.float64, "int": np.int64}
 INT64 = st.integers(-(2**63), 2**63 - 1)

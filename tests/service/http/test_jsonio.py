@@ -11,8 +11,8 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from hypothesis.extra import numpy as npst
 
-from service.http import jsonio
-from service.http.jsonio import ARRAY_PIECE, dumps, iter_dumps
+from focal_eval.service.http import jsonio
+from focal_eval.service.http.jsonio import ARRAY_PIECE, dumps, iter_dumps
 
 
 def _pieces(document: Any) -> list[bytes]:

@@ -12,8 +12,8 @@ import numpy as np
 import tritonclient.http as triton
 from tritonclient.utils import np_to_triton_dtype
 
-from service.inference.datatypes import HEADER_LENGTH, datatype_of
-from service.inference.encode import encode_infer_response
+from focal_eval.service.inference.datatypes import HEADER_LENGTH, datatype_of
+from focal_eval.service.inference.encode import encode_infer_response
 from tests.service._inputs import extremes
 from tests.service.reference import MANIFEST, METRICS, PER_SAMPLE, STATISTICS
 

@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 from tritonclient.utils import np_to_triton_dtype
 
-from service.inference.datatypes import datatype_of, manifest_datatype
+from focal_eval.service.inference.datatypes import datatype_of, manifest_datatype
 
 
 @pytest.mark.parametrize(

@@ -11,9 +11,9 @@ import tritonclient.http as triton
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from service.core.errors import RequestError
-from service.inference.datatypes import InferRequest, RequestedOutput, datatype_of
-from service.inference.decode import decode_infer_request
+from focal_eval.service.core.errors import RequestError
+from focal_eval.service.inference.datatypes import InferRequest, RequestedOutput, datatype_of
+from focal_eval.service.inference.decode import decode_infer_request
 from tests.service.inference._triton import DATATYPES, assert_identical, request_body, sample
 
 

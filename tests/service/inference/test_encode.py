@@ -9,9 +9,9 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from hypothesis.extra import numpy as hnp
 
-from service.core.errors import RequestError
-from service.inference.datatypes import HEADER_LENGTH, RequestedOutput
-from service.inference.decode import decode_infer_request
+from focal_eval.service.core.errors import RequestError
+from focal_eval.service.inference.datatypes import HEADER_LENGTH, RequestedOutput
+from focal_eval.service.inference.decode import decode_infer_request
 from tests.service.inference._triton import (
     DATATYPES,
     assert_identical,

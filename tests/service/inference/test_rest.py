@@ -2,7 +2,7 @@
 
 Request bodies come from ``InferenceServerClient.generate_request_body`` and responses are read
 with ``InferResult.from_response_body``, so these are the bytes tritonclient sends and reads;
-every output is checked against eager ``focal.update`` / ``focal.compute``.
+every output is checked against eager ``focal_eval.focal.update`` / ``focal_eval.focal.compute``.
 """
 
 # ruff: noqa: E501 (tables of requests and their exact error messages, one per line)

@@ -7,8 +7,8 @@ from collections.abc import Callable, Iterator
 
 import pytest
 
-from service.core.errors import RequestError
-from service.memory.budget import MemoryBudget, mib
+from focal_eval.service.core.errors import RequestError
+from focal_eval.service.memory.budget import MemoryBudget, mib
 
 MIB = 2**20
 LIMIT = 50 * MIB

@@ -5,9 +5,9 @@ from pathlib import Path
 
 import pytest
 
-from service.core.settings import Settings
-from service.memory import derive
-from service.memory.derive import (
+from focal_eval.service.core.settings import Settings
+from focal_eval.service.memory import derive
+from focal_eval.service.memory.derive import (
     DerivedBudget,
     connection_bytes,
     container_limit,

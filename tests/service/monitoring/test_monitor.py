@@ -9,9 +9,9 @@ import numpy as np
 import pytest
 from fastapi.testclient import TestClient
 
-from service.app import create_app
-from service.core.settings import Settings
-from service.monitoring.monitor import LOSS_BUCKETS
+from focal_eval.service.app import create_app
+from focal_eval.service.core.settings import Settings
+from focal_eval.service.monitoring.monitor import LOSS_BUCKETS
 from tests.service._inputs import IGNORE_INDEX, batch
 from tests.service._requests import JSON, post, score_bytes, scrape
 from tests.service.reference import eager
@@ -97,7 +97,7 @@ def test_batch_above_the_monitor_class_cap_is_scored_counted_and_not_monitored(
 ) -> None:
     with TestClient(create_app(make_settings(monitor_max_classes=5))) as client:
         logits, labels = batch(100, 7, 1, ignore_fraction=0.1)
-        with caplog.at_level(logging.WARNING, logger="service.monitoring.monitor"):
+        with caplog.at_level(logging.WARNING, logger="focal_eval.service.monitoring.monitor"):
             got = post(client, logits, labels)
             post(client, logits, labels)
         assert (got["monitored"], got["unmonitored_reason"]) == (False, "too_many_classes")
@@ -113,7 +113,9 @@ def test_batch_above_the_monitor_class_cap_is_scored_counted_and_not_monitored(
         (("reason", "too_many_classes"), ("source", "default")),
     )
     assert samples[key] == 2
-    logged = [r.getMessage() for r in caplog.records if r.name == "service.monitoring.monitor"]
+    logged = [
+        r.getMessage() for r in caplog.records if r.name == "focal_eval.service.monitoring.monitor"
+    ]
     assert len(logged) == 1  # the first of a kind; then at most once a minute
     assert "the batch has 7 classes, more than the monitor keeps" in logged[0]
     assert explicit.status_code == 422

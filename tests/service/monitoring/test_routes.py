@@ -8,8 +8,8 @@ import numpy as np
 import pytest
 from fastapi.testclient import TestClient
 
-from service.app import create_app
-from service.core.settings import Settings
+from focal_eval.service.app import create_app
+from focal_eval.service.core.settings import Settings
 from tests.service._inputs import IGNORE_INDEX, batch
 from tests.service._requests import post, scrape
 from tests.service.reference import eager

@@ -7,7 +7,7 @@ from collections.abc import Callable
 import pytest
 from fastapi.testclient import TestClient
 
-from service.core.settings import Settings
+from focal_eval.service.core.settings import Settings
 from tests.service._requests import JSON, scrape
 
 

@@ -7,7 +7,7 @@ import numpy.typing as npt
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from service.monitoring.window import Window, max_buckets
+from focal_eval.service.monitoring.window import Window, max_buckets
 
 
 class Clock:

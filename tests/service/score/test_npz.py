@@ -15,8 +15,8 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from numpy.lib import format as npy_format
 
-from service.core.errors import RequestError
-from service.score.npz import load_npz
+from focal_eval.service.core.errors import RequestError
+from focal_eval.service.score.npz import load_npz
 from tests.service._inputs import batch
 
 REQUIRED = ("logits", "labels")
