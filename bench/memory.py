@@ -31,6 +31,7 @@ import orjson
 
 from bench.data import Batch, case_name, make_batch
 from bench.report import Section, Target, single
+from bench.servers import LARGE_JSON
 from focal_eval.service.testing import Server, focal_spec, serve
 
 MIB = 2**20
@@ -161,7 +162,7 @@ def multipliers(section: Section, cases: list[tuple[int, int]]) -> None:
     for n, c in cases:
         batch = make_batch(n, c)
         for label, path, body, headers, decoded in bodies(batch):
-            with serve(focal_spec()) as (server,):
+            with serve(focal_spec(LARGE_JSON)) as (server,):
                 idle, peak = peak_during(server, server.url + path, body, headers)
             # the targets; float16 is reported beside them (against a body half as large,
             # the graph's fixed per-chunk work weighs twice as much)

@@ -1,10 +1,13 @@
-"""The naive baseline server for bench/ (the real one: :mod:`focal_eval.service.testing`)."""
+"""Servers for bench/: the naive baseline; settings for ours (:mod:`focal_eval.service.testing`)."""
 
 from __future__ import annotations
 
 import sys
 
 from focal_eval.service.testing import HOST, Spec, free_port
+
+# bench/ times and measures JSON bodies larger than the default FOCAL_MAX_JSON_BYTES (16Mi)
+LARGE_JSON = {"FOCAL_MAX_JSON_BYTES": "256Mi"}
 
 
 def naive_spec() -> Spec:

@@ -26,7 +26,7 @@ import tritonclient.http as triton
 from bench.compute import evaluation_session, graph_feeds
 from bench.data import IGNORE_INDEX, Batch, case_name, make_batch
 from bench.report import Section, Target
-from bench.servers import naive_spec
+from bench.servers import LARGE_JSON, naive_spec
 from bench.timing import Candidate, interleave
 from focal_eval.service.testing import Server, focal_spec, serve
 
@@ -119,7 +119,7 @@ def run(quick: bool) -> Section:
     section = Section("transport", "whole HTTP requests, seconds per request (medians)")
     shapes = SHAPES[:1] if quick else SHAPES
     rounds, warmup = (2, 0) if quick else (9, 1)
-    with serve(focal_spec(), naive_spec()) as (ours, naive):
+    with serve(focal_spec(LARGE_JSON), naive_spec()) as (ours, naive):
         for n, c in shapes:
             case = case_name(n, c)
             with ExitStack() as stack:

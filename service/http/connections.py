@@ -31,7 +31,7 @@ from typing import Any
 
 import orjson
 from uvicorn.protocols.http.flow_control import FlowControl
-from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
+from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol, RequestResponseCycle
 
 logger = logging.getLogger(__name__)
 
@@ -85,6 +85,7 @@ class _BoundedHttpProtocol(HttpToolsProtocol):
         self._idle_since = 0.0
         self._in_headers = False
         self._in_body = False
+        self._body_of: RequestResponseCycle | None = None  # the request whose body is arriving
         self._received = 0  # bytes outside bodies since the last request ended
         self._unparsed = 0  # bytes in a body's phase since its last body bytes (trailers)
         self._header_bytes = 0  # the request line and header fields, as parsed (CRLFs too)
@@ -118,11 +119,16 @@ class _BoundedHttpProtocol(HttpToolsProtocol):
             self.transport.close()
 
     def on_response_complete(self) -> None:
-        """After a response: close if its request's body is still arriving, time a next head."""
+        """After a response: close if its request's body is still arriving, time a next head.
+
+        The body arriving may be the next request's instead (sent once the client had the
+        whole response, before the server's last, empty write of it): that one is wanted.
+        """
         super().on_response_complete()
         if self.transport.is_closing():
             return
-        if self._in_body:  # answered before its body ended (an error): the rest is unwanted
+        if self._in_body and self._body_of is not None and self._body_of.response_complete:
+            # answered before its body ended (an error): the rest is unwanted
             self.count("unread_body")
             self.transport.close()
         elif self._in_headers:  # a pipelined request's head, read before this response ended
@@ -237,6 +243,7 @@ class _BoundedHttpProtocol(HttpToolsProtocol):
             self._in_body = True
             self._unparsed = 0
             super().on_headers_complete()
+            self._body_of = self.cycle
 
     def on_body(self, body: bytes) -> None:
         """Body bytes (ignored once the connection is refused)."""

@@ -677,6 +677,33 @@ def test_an_answer_before_the_body_ends_closes_the_connection(bounded: Running) 
     assert closed(scrape(bounded), "unread_body") - before == 1
 
 
+def test_a_next_request_whose_body_is_still_arriving_keeps_the_connection(
+    bounded: Running,
+) -> None:
+    """The body in progress when a response ends may be the next request's, not its own.
+
+    A keep-alive client may send its next request as soon as it has the previous response; the
+    server can still be finishing that response (a streamed one ends with an empty write after
+    the last bytes). Here the next request's head and part of its body arrive before the first
+    response ends (pipelined), the rest after it: both requests must be answered.
+    """
+    before = closed(scrape(bounded), "unread_body")
+    rng = np.random.default_rng(3)
+    logits, labels = rng.normal(size=(16, 4)), rng.integers(0, 4, 16)
+    body = score_body(logits, labels)
+    first = upload_head("/score", len(body)) + body
+    with connect(bounded) as sock:
+        sock.sendall(first + upload_head("/score", len(body)) + body[:10])
+        replies = [receive_reply(sock)]
+        sock.sendall(body[10:])
+        replies.append(receive_reply(sock))
+    expected = mean_focal_loss(logits, labels)
+    for reply in replies:
+        assert reply.status == 200
+        assert orjson.loads(reply.body)["metrics"]["mean_focal_loss"] == pytest.approx(expected)
+    assert closed(scrape(bounded), "unread_body") - before == 0
+
+
 def test_a_client_pipelining_more_than_two_requests_is_closed_after_its_answers(
     bounded: Running,
 ) -> None:
