@@ -9,6 +9,7 @@ Servers started together boot in parallel. Standard library only.
 from __future__ import annotations
 
 import os
+import resource
 import socket
 import subprocess
 import sys
@@ -19,6 +20,7 @@ import urllib.request
 from collections.abc import Iterator, Mapping, Sequence
 from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass, field
+from functools import partial
 from pathlib import Path
 from typing import IO
 
@@ -31,15 +33,26 @@ STOP_TIMEOUT_S = 15.0
 
 @dataclass(frozen=True)
 class Server:
-    """A running server: its base URL and process (for RSS sampling, profiling, signals)."""
+    """A running server: its base URL, process (for RSS sampling, profiling, signals), output."""
 
     url: str
     process: subprocess.Popen[bytes]
+    output: IO[bytes]  # opened for appending: reading it never moves the server's writes
 
     @property
     def pid(self) -> int:
         """The server's process id."""
         return self.process.pid
+
+    @property
+    def port(self) -> int:
+        """The TCP port it listens on."""
+        return int(self.url.rsplit(":", 1)[1])
+
+    def log(self) -> str:
+        """Everything the server has written so far (stdout and stderr)."""
+        self.output.seek(0)
+        return self.output.read().decode(errors="replace")
 
     @property
     def address(self) -> str:
@@ -55,6 +68,7 @@ class Spec:
     port: int
     ready_path: str
     env: Mapping[str, str] = field(default_factory=dict)
+    open_files: int | None = None  # the server's soft RLIMIT_NOFILE; None: inherited
 
     @property
     def url(self) -> str:
@@ -70,11 +84,13 @@ def free_port() -> int:
         return port
 
 
-def focal_spec(env: Mapping[str, str] | None = None, focal: Sequence[str] = ()) -> Spec:
+def focal_spec(
+    env: Mapping[str, str] | None = None, focal: Sequence[str] = (), open_files: int | None = None
+) -> Spec:
     """``focal serve`` with ``FOCAL_THREADS=2`` and warnings-only logging (plus ``env``).
 
     ``focal`` is the command to run (an installed ``focal`` script, say); by default this
-    interpreter's ``python -m focal_eval.service``.
+    interpreter's ``python -m focal_eval.service``. ``open_files``: its soft open-files limit.
     """
     port = free_port()
     settings = {
@@ -85,7 +101,7 @@ def focal_spec(env: Mapping[str, str] | None = None, focal: Sequence[str] = ()) 
         **(env or {}),
     }
     command = [*(focal or (sys.executable, "-m", "focal_eval.service")), "serve"]
-    return Spec(command, port, "/v2/health/ready", settings)
+    return Spec(command, port, "/v2/health/ready", settings, open_files)
 
 
 @contextmanager
@@ -94,9 +110,9 @@ def serve(*specs: Spec) -> Iterator[list[Server]]:
     with ExitStack() as stack:
         started = [(spec, stack.enter_context(_process(spec))) for spec in specs]
         deadline = time.monotonic() + READY_TIMEOUT_S
-        for spec, (process, log) in started:
-            _wait_ready(process, spec.url + spec.ready_path, deadline, log)
-        yield [Server(spec.url, process) for spec, (process, _) in started]
+        for spec, (process, output) in started:
+            _wait_ready(Server(spec.url, process, output), spec.ready_path, deadline)
+        yield [Server(spec.url, process, output) for spec, (process, output) in started]
 
 
 @contextmanager
@@ -109,27 +125,35 @@ def focal_server(env: Mapping[str, str] | None = None) -> Iterator[Server]:
 @contextmanager
 def _process(spec: Spec) -> Iterator[tuple[subprocess.Popen[bytes], IO[bytes]]]:
     """Run ``spec.command`` until the block exits, output in a temporary file; then stop it."""
-    with tempfile.TemporaryFile() as log:
+
+    def limit_open_files(soft: int) -> None:
+        _, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+        resource.setrlimit(resource.RLIMIT_NOFILE, (soft, hard))
+
+    with tempfile.TemporaryFile("a+b") as output:
         process = subprocess.Popen(
             spec.command,
             cwd=REPO,
             env={**os.environ, **spec.env},
             stdin=subprocess.DEVNULL,
-            stdout=log,
+            stdout=output,
             stderr=subprocess.STDOUT,
+            preexec_fn=None
+            if spec.open_files is None
+            else partial(limit_open_files, spec.open_files),
         )
         try:
-            yield process, log
+            yield process, output
         finally:
             _stop(process)
 
 
-def _wait_ready(
-    process: subprocess.Popen[bytes], ready_url: str, deadline: float, log: IO[bytes]
-) -> None:
+def _wait_ready(server: Server, ready_path: str, deadline: float) -> None:
+    ready_url = server.url + ready_path
     while True:
-        if process.poll() is not None:
-            raise RuntimeError(f"{process.args!r} exited with {process.returncode}:\n{_tail(log)}")
+        if server.process.poll() is not None:
+            code = server.process.returncode
+            raise RuntimeError(f"{server.process.args!r} exited with {code}:\n{server.log()}")
         try:
             with urllib.request.urlopen(ready_url, timeout=1.0) as response:
                 if response.status == 200:
@@ -137,13 +161,10 @@ def _wait_ready(
         except (urllib.error.URLError, OSError):
             pass
         if time.monotonic() > deadline:
-            raise RuntimeError(f"{ready_url} not ready within {READY_TIMEOUT_S:g} s:\n{_tail(log)}")
+            raise RuntimeError(
+                f"{ready_url} not ready within {READY_TIMEOUT_S:g} s:\n{server.log()}"
+            )
         time.sleep(0.05)
-
-
-def _tail(log: IO[bytes], size: int = 4000) -> str:
-    log.seek(0)
-    return log.read()[-size:].decode(errors="replace")
 
 
 def _stop(process: subprocess.Popen[bytes]) -> None:

@@ -9,17 +9,13 @@ environment so that the file stays fast; assertions on time only bound it genero
 from __future__ import annotations
 
 import io
-import os
-import resource
 import select
 import socket
 import struct
-import subprocess
 import time
 from collections.abc import Callable, Iterator, Mapping
 from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass
-from pathlib import Path
 
 import httpx
 import numpy as np
@@ -27,12 +23,10 @@ import orjson
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
-from focal_eval.service.testing import HOST, REPO, focal_spec
+from focal_eval.service.testing import HOST, Server, focal_spec, serve
 from tests.service._inputs import batch
 
 SOCKET_TIMEOUT_S = 10.0  # no socket operation in this file may block longer
-READY_TIMEOUT_S = 60.0
-STOP_TIMEOUT_S = 15.0
 GAMMA = 2.0
 
 MAX_HEADER_BYTES = 8192
@@ -52,73 +46,12 @@ ALL_BUSY = f"server: {MAX_CONNECTIONS} connections are busy (FOCAL_MAX_CONNECTIO
 Samples = dict[tuple[str, frozenset[tuple[str, str]]], float]
 
 
-# --- a server whose output (and open-files limit) the tests control ---------------------------
-@dataclass(frozen=True)
-class Running:
-    """A ``focal serve`` subprocess and the file its output goes to."""
-
-    url: str
-    port: int
-    process: subprocess.Popen[bytes]
-    log_path: Path
-
-    def log(self) -> str:
-        """Everything the server has written so far (stdout and stderr)."""
-        return self.log_path.read_text(errors="replace")
-
-
+# --- servers whose output (and open-files limit) the tests read and set -----------------------
 @contextmanager
-def running(
-    env: Mapping[str, str], log_path: Path, open_files: int | None = None
-) -> Iterator[Running]:
-    """``focal serve`` as bench.servers starts it, its output in ``log_path`` (append mode).
-
-    ``open_files``: the child's soft RLIMIT_NOFILE, set before it execs.
-    """
-    spec = focal_spec({"FOCAL_THREADS": "1", **env})
-
-    def limit_open_files() -> None:
-        if open_files is not None:
-            _, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
-            resource.setrlimit(resource.RLIMIT_NOFILE, (open_files, hard))
-
-    with open(log_path, "ab") as output:  # O_APPEND: reading the file never moves the writer
-        process = subprocess.Popen(
-            spec.command,
-            cwd=REPO,
-            env={**os.environ, **spec.env},
-            stdin=subprocess.DEVNULL,
-            stdout=output,
-            stderr=subprocess.STDOUT,
-            preexec_fn=limit_open_files if open_files is not None else None,
-        )
-        server = Running(spec.url, spec.port, process, log_path)
-        try:
-            _wait_ready(server, spec.ready_path)
-            yield server
-        finally:
-            if process.poll() is None:
-                process.terminate()
-                try:
-                    process.wait(timeout=STOP_TIMEOUT_S)
-                except subprocess.TimeoutExpired:
-                    process.kill()
-                    process.wait()
-
-
-def _wait_ready(server: Running, ready_path: str) -> None:
-    deadline = time.monotonic() + READY_TIMEOUT_S
-    while True:
-        if server.process.poll() is not None:
-            raise RuntimeError(f"server exited with {server.process.returncode}:\n{server.log()}")
-        try:
-            if httpx.get(server.url + ready_path, timeout=1.0).status_code == 200:
-                return
-        except httpx.TransportError:
-            pass
-        if time.monotonic() > deadline:
-            raise RuntimeError(f"server not ready within {READY_TIMEOUT_S:g} s:\n{server.log()}")
-        time.sleep(0.05)
+def running(env: Mapping[str, str], open_files: int | None = None) -> Iterator[Server]:
+    """One ``focal serve`` with ``env``, on one onnxruntime thread; ``open_files``: its limit."""
+    with serve(focal_spec({"FOCAL_THREADS": "1", **env}, open_files=open_files)) as (server,):
+        yield server
 
 
 BOUNDED_ENV = {
@@ -139,16 +72,16 @@ CAPPED_ENV = {
 
 
 @pytest.fixture(scope="module")
-def bounded(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Running]:
+def bounded() -> Iterator[Server]:
     """Small header limits, 1 s header and idle timeouts, 4 s body timeout, 2 scoring slots."""
-    with running(BOUNDED_ENV, tmp_path_factory.mktemp("bounded") / "server.log") as server:
+    with running(BOUNDED_ENV) as server:
         yield server
 
 
 @pytest.fixture
-def capped(tmp_path: Path) -> Iterator[Running]:
+def capped() -> Iterator[Server]:
     """A fresh server capped at 8 connections (fresh: the cap tests count every connection)."""
-    with running(CAPPED_ENV, tmp_path / "server.log") as server:
+    with running(CAPPED_ENV) as server:
         yield server
 
 
@@ -173,7 +106,7 @@ class Reply:
         return self.body.decode(errors="replace")
 
 
-def connect(server: Running, receive_buffer: int | None = None) -> socket.socket:
+def connect(server: Server, receive_buffer: int | None = None) -> socket.socket:
     """A TCP connection to ``server``; every operation on it times out."""
     sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
     if receive_buffer is not None:  # before connect, so the advertised window stays small
@@ -265,7 +198,7 @@ def mean_focal_loss(logits: np.ndarray, labels: np.ndarray, gamma: float = GAMMA
     return float(np.mean(-((1 - np.exp(log_pt)) ** gamma) * log_pt))
 
 
-def assert_scores(server: Running, seed: int = 0) -> None:
+def assert_scores(server: Server, seed: int = 0) -> None:
     """A normal /score request is answered 200 with the right loss."""
     logits, labels = batch(50, 3, seed)
     response = httpx.post(
@@ -290,7 +223,7 @@ def parse_samples(text: str) -> Samples:
     }
 
 
-def scrape(server: Running) -> Samples:
+def scrape(server: Server) -> Samples:
     response = httpx.get(f"{server.url}/metrics", timeout=SOCKET_TIMEOUT_S)
     assert response.status_code == 200
     return parse_samples(response.text)
@@ -313,7 +246,7 @@ def reserved(samples: Samples) -> float:
     return value(samples, "focal_eval_memory_reserved_bytes")
 
 
-def scrape_until(server: Running, done: Callable[[Samples], bool], within: float = 20.0) -> Samples:
+def scrape_until(server: Server, done: Callable[[Samples], bool], within: float = 20.0) -> Samples:
     """Scrape until ``done(samples)`` or ``within`` seconds; the last samples either way."""
     deadline = time.monotonic() + within
     while True:
@@ -339,7 +272,7 @@ LONG_TARGET = "/healthz?q=" + "q" * MAX_HEADER_BYTES
     ],
 )
 def test_headers_within_the_limits_get_200_and_over_either_limit_get_431(
-    bounded: Running, head: bytes, status: int, message: str | None
+    bounded: Server, head: bytes, status: int, message: str | None
 ) -> None:
     before = scrape(bounded)
     with connect(bounded) as sock:
@@ -357,7 +290,7 @@ def test_headers_within_the_limits_get_200_and_over_either_limit_get_431(
     assert refused == (1 if status == 431 else 0)
 
 
-def test_a_header_that_grows_in_small_pieces_gets_431_before_it_ends(bounded: Running) -> None:
+def test_a_header_that_grows_in_small_pieces_gets_431_before_it_ends(bounded: Server) -> None:
     before = scrape(bounded)
     with connect(bounded) as sock:
         sock.sendall(f"GET /healthz HTTP/1.1\r\nHost: {HOST}\r\nX-Grow: ".encode())
@@ -385,7 +318,7 @@ OVER_BY_ITS_REQUEST_LINE = head_of(MAX_HEADER_BYTES + 17, 3)
     ],
 )
 def test_a_heads_verdict_does_not_depend_on_how_it_is_split(
-    bounded: Running, split_at: int | None
+    bounded: Server, split_at: int | None
 ) -> None:
     """The same head over the limit gets 431 however it is split into writes (TCP segments)."""
     head = OVER_BY_ITS_REQUEST_LINE
@@ -410,7 +343,7 @@ def test_a_heads_verdict_does_not_depend_on_how_it_is_split(
     ],
 )
 def test_headers_not_complete_within_the_header_timeout_get_408_and_are_closed(
-    bounded: Running, dribble: bool
+    bounded: Server, dribble: bool
 ) -> None:
     before = scrape(bounded)
     with connect(bounded) as sock:
@@ -429,7 +362,7 @@ def test_headers_not_complete_within_the_header_timeout_get_408_and_are_closed(
 
 
 def test_a_connection_that_never_sends_a_byte_is_closed_after_the_idle_timeout(
-    bounded: Running,
+    bounded: Server,
 ) -> None:
     before = scrape(bounded)
     with connect(bounded) as sock:
@@ -439,7 +372,7 @@ def test_a_connection_that_never_sends_a_byte_is_closed_after_the_idle_timeout(
 
 
 def test_a_keep_alive_connection_is_closed_after_the_idle_timeout_following_a_response(
-    bounded: Running,
+    bounded: Server,
 ) -> None:
     before = scrape(bounded)
     with connect(bounded) as sock:
@@ -454,7 +387,7 @@ def test_a_keep_alive_connection_is_closed_after_the_idle_timeout_following_a_re
 
 # --- 3. the connection cap ---------------------------------------------------------------------
 def test_idle_connections_past_the_cap_evict_the_oldest_and_health_still_answers(
-    capped: Running,
+    capped: Server,
 ) -> None:
     with ExitStack() as stack:
 
@@ -489,7 +422,7 @@ def test_idle_connections_past_the_cap_evict_the_oldest_and_health_still_answers
 
 
 def test_a_connection_past_the_cap_is_refused_503_when_every_connection_is_busy(
-    capped: Running,
+    capped: Server,
 ) -> None:
     logits, labels = batch(50, 3)
     body = score_body(logits, labels)
@@ -515,11 +448,9 @@ def test_a_connection_past_the_cap_is_refused_503_when_every_connection_is_busy(
     assert closed(scrape(capped), "connection_cap") == 1
 
 
-def test_a_low_open_files_limit_lowers_the_cap_so_200_idle_sockets_leave_health_answering(
-    tmp_path: Path,
-) -> None:
+def test_a_low_open_files_limit_lowers_the_cap_so_200_idle_sockets_leave_health_answering() -> None:
     env = {"FOCAL_MAX_CONNECTIONS": "1000", "FOCAL_IDLE_TIMEOUT_S": "30"}
-    with running(env, tmp_path / "server.log", open_files=128) as server, ExitStack() as stack:
+    with running(env, open_files=128) as server, ExitStack() as stack:
         assert (
             "FOCAL_MAX_CONNECTIONS lowered from 1000 to 64: the open-files limit is 128"
             in server.log()
@@ -542,9 +473,7 @@ def npz_body(n: int, seed: int = 1) -> bytes:
     return buffer.getvalue()
 
 
-def test_clients_that_read_nothing_of_a_large_response_are_cut_after_the_write_timeout(
-    tmp_path: Path,
-) -> None:
+def test_clients_that_read_nothing_of_a_large_response_are_cut_after_the_write_timeout() -> None:
     clients = 8
     env = {
         "FOCAL_WRITE_TIMEOUT_S": "1",
@@ -554,7 +483,7 @@ def test_clients_that_read_nothing_of_a_large_response_are_cut_after_the_write_t
     }
     body = npz_body(500_000)  # per-sample JSON for it: about 22 MB
     head = upload_head("/score?per_sample=true", len(body), "application/x-npz")
-    with running(env, tmp_path / "server.log") as server, ExitStack() as stack:
+    with running(env) as server, ExitStack() as stack:
         before = scrape(server)
         for _ in range(clients):
             sock = stack.enter_context(connect(server, receive_buffer=4096))
@@ -577,7 +506,7 @@ def test_clients_that_read_nothing_of_a_large_response_are_cut_after_the_write_t
 
 # --- 5. stalled uploads ------------------------------------------------------------------------
 def test_stalled_uploads_hold_no_scoring_slot_and_get_408_after_the_body_timeout(
-    bounded: Running,
+    bounded: Server,
 ) -> None:
     logits, labels = batch(50, 3, seed=2)
     body = score_body(logits, labels)
@@ -613,7 +542,7 @@ def test_stalled_uploads_hold_no_scoring_slot_and_get_408_after_the_body_timeout
 )
 @pytest.mark.parametrize("reset", [pytest.param(False, id="fin"), pytest.param(True, id="rst")])
 def test_a_client_that_hangs_up_mid_body_is_recorded_as_499_without_a_traceback(
-    bounded: Running, path: str, route: str, reset: bool
+    bounded: Server, path: str, route: str, reset: bool
 ) -> None:
     def requests(samples: Samples, status: str) -> float:
         return value(
@@ -644,7 +573,7 @@ def test_a_client_that_hangs_up_mid_body_is_recorded_as_499_without_a_traceback(
 
 
 # --- 7. what a client can do once it has a connection ------------------------------------------
-def test_empty_lines_do_not_postpone_the_idle_timeout(bounded: Running) -> None:
+def test_empty_lines_do_not_postpone_the_idle_timeout(bounded: Server) -> None:
     before = closed(scrape(bounded), "idle")
     with connect(bounded) as sock:
         start = time.monotonic()
@@ -666,7 +595,7 @@ def test_empty_lines_do_not_postpone_the_idle_timeout(bounded: Running) -> None:
     assert closed(scrape(bounded), "idle") - before >= 1
 
 
-def test_an_answer_before_the_body_ends_closes_the_connection(bounded: Running) -> None:
+def test_an_answer_before_the_body_ends_closes_the_connection(bounded: Server) -> None:
     before = closed(scrape(bounded), "unread_body")
     with connect(bounded) as sock:
         head = upload_head("/score", 10 * 2**20, content_type="text/plain")  # 415 at once
@@ -678,7 +607,7 @@ def test_an_answer_before_the_body_ends_closes_the_connection(bounded: Running) 
 
 
 def test_a_next_request_whose_body_is_still_arriving_keeps_the_connection(
-    bounded: Running,
+    bounded: Server,
 ) -> None:
     """The body in progress when a response ends may be the next request's, not its own.
 
@@ -705,7 +634,7 @@ def test_a_next_request_whose_body_is_still_arriving_keeps_the_connection(
 
 
 def test_a_client_pipelining_more_than_two_requests_is_closed_after_its_answers(
-    bounded: Running,
+    bounded: Server,
 ) -> None:
     before = closed(scrape(bounded), "pipelined")
     with connect(bounded) as sock:
@@ -720,7 +649,7 @@ def test_a_client_pipelining_more_than_two_requests_is_closed_after_its_answers(
     assert closed(scrape(bounded), "pipelined") - before == 1
 
 
-def test_chunked_trailers_count_as_headers(bounded: Running) -> None:
+def test_chunked_trailers_count_as_headers(bounded: Server) -> None:
     before = closed(scrape(bounded), "header_too_large")
     with connect(bounded) as sock:
         sock.sendall(
