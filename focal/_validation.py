@@ -109,8 +109,10 @@ def check_target_values(target: Tensor, num_classes: int, ignore_index: int) -> 
     """Every target lies in ``[0, num_classes)`` or equals ``ignore_index``.
 
     Eager PyTorch would raise deep inside ``gather``; onnxruntime would silently wrap ``-1`` to
-    class ``C - 1``. Checking here gives one clear error in every runtime that runs Python.
+    class ``C - 1``. Checking here gives one clear error in every runtime that runs Python. The
+    comparison runs in int64: in a small dtype ``ignore_index`` would wrap (-100 is 156 in uint8).
     """
+    target = target.long()
     bad = (target != ignore_index) & ((target < 0) | (target >= num_classes))
     if bool(bad.any()):
         first = int(target[bad][0].item())

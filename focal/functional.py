@@ -210,7 +210,7 @@ def _softmax_focal_loss(
     normalization: str,
 ) -> Tensor:
     logits = flatten_classes(upcast_half(input))
-    labels = target.reshape(-1)
+    labels = target.reshape(-1).long()  # gather needs int64; uint8 masks would wrap -100
     valid = labels != ignore_index
     safe_labels = torch.where(valid, labels, torch.zeros_like(labels))
     num_classes = logits.shape[1]

@@ -204,3 +204,61 @@ CASES: list[Any] = [
 def test_bad_argument_raises_value_error_naming_it(call: Callable[[], Any], message: str) -> None:
     with pytest.raises(ValueError, match=message):
         call()
+
+
+# --- integer target dtypes (segmentation masks are often uint8) -------------------------------
+INTEGER_DTYPES = [
+    torch.uint8,
+    torch.int8,
+    torch.int16,
+    torch.int32,
+    torch.int64,
+    torch.uint16,
+    torch.uint32,
+    torch.uint64,
+]
+
+
+def dtype_id(dtype: torch.dtype) -> str:
+    return str(dtype).removeprefix("torch.")
+
+
+@pytest.mark.parametrize("dtype", INTEGER_DTYPES, ids=dtype_id)
+@pytest.mark.parametrize("scripted", [False, True], ids=["eager", "scripted"])
+def test_every_integer_target_dtype_gives_cross_entropy_at_gamma_0(
+    dtype: torch.dtype, scripted: bool
+) -> None:
+    """Targets of any integer dtype, with an ignore value it can hold (255 or 127)."""
+    ignore = 127 if dtype == torch.int8 else 255 if dtype == torch.uint8 else 1000
+    logits = torch.randn(2, 4, 3, 3, generator=torch.Generator().manual_seed(0))
+    target = torch.randint(0, 4, (2, 3, 3), generator=torch.Generator().manual_seed(1))
+    target[0, 0, :] = ignore
+    loss = torch.jit.script(softmax_focal_loss) if scripted else softmax_focal_loss
+    got = loss(logits, target.to(dtype), gamma=0.0, ignore_index=ignore)
+    expected = torch.nn.functional.cross_entropy(logits, target, ignore_index=ignore)
+    torch.testing.assert_close(got, expected)
+    module = FocalLoss(gamma=0.0, ignore_index=ignore)
+    torch.testing.assert_close(module(logits, target.to(dtype)), expected)
+    flat_logits = logits.permute(0, 2, 3, 1).reshape(-1, 4)
+    _, statistics = update(flat_logits, target.reshape(-1).to(dtype), ignore_index=ignore)
+    assert int(compute(statistics).support.sum()) == int((target != ignore).sum())
+
+
+@pytest.mark.parametrize("dtype", INTEGER_DTYPES, ids=dtype_id)
+def test_an_ignore_index_a_dtype_cannot_hold_never_matches_a_wrapped_label(
+    dtype: torch.dtype,
+) -> None:
+    """-100 is 156 in uint8 (and 65436 in uint16): a label of that value is out of range."""
+    wrapped = int(torch.tensor(-100).to(dtype).long())  # -100 itself for signed dtypes
+    labels = torch.tensor([wrapped, 3]).to(dtype)
+    message = (
+        r"Expected `target` values in \[0, 100\) or equal to ignore_index \(-100\), but found"
+        f" {wrapped}"
+    )
+    if wrapped == -100:  # signed dtypes hold -100 (uint64 reads back as int64 -100): ignored
+        assert int(compute(update(torch.zeros(2, 100), labels)[1]).support.sum()) == 1
+        return
+    with pytest.raises(ValueError, match=message):
+        update(torch.zeros(2, 100), labels)
+    with pytest.raises(ValueError, match=message):
+        softmax_focal_loss(torch.zeros(2, 100), labels)
