@@ -52,6 +52,30 @@ def check_num_bins(num_bins: int) -> None:
         raise ValueError(f"Expected argument `num_bins` to be an integer >= 1, but got {num_bins}")
 
 
+def check_score_bins(score_bins: int) -> None:
+    """``score_bins`` (ranking histogram bins) must be a positive integer."""
+    if score_bins < 1:
+        raise ValueError(
+            f"Expected argument `score_bins` to be an integer >= 1, but got {score_bins}"
+        )
+
+
+def check_threshold(threshold: float) -> None:
+    """``threshold`` (a decision threshold on probabilities) must lie in (0, 1)."""
+    if not (threshold > 0.0 and threshold < 1.0):
+        raise ValueError(
+            f"Expected argument `threshold` to be a float in (0, 1), but got {threshold}"
+        )
+
+
+def check_sigmoid_alpha(alpha: float) -> None:
+    """Sigmoid ``alpha`` weighs positives: at most 1 (negative turns the weighting off)."""
+    if not alpha <= 1.0:
+        raise ValueError(
+            f"Expected argument `alpha` to be <= 1 (negative turns it off), but got {alpha}"
+        )
+
+
 def check_beta(beta: float) -> None:
     """``beta`` of the effective number of samples must lie in [0, 1)."""
     if not (beta >= 0.0 and beta < 1.0):

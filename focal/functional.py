@@ -27,6 +27,7 @@ from focal_eval.focal._validation import (
     check_logits,
     check_normalization,
     check_reduction,
+    check_sigmoid_alpha,
     check_target_shape,
     check_target_values,
 )
@@ -177,12 +178,9 @@ def _check_softmax_tensors(
 
 
 def _check_sigmoid_arguments(alpha: float, gamma: float, reduction: str) -> None:
+    check_sigmoid_alpha(alpha)
     check_gamma(gamma)
     check_reduction(reduction)
-    if not alpha <= 1.0:
-        raise ValueError(
-            f"Expected argument `alpha` to be <= 1 (negative turns it off), but got {alpha}"
-        )
 
 
 def _check_sigmoid_tensors(input: Tensor, target: Tensor) -> None:

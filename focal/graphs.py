@@ -11,8 +11,21 @@ from typing import NamedTuple
 from torch import Tensor, nn
 
 from focal_eval.focal._fields import define, keyword_arguments
-from focal_eval.focal._validation import check_num_bins
+from focal_eval.focal._validation import check_num_bins, check_score_bins
 from focal_eval.focal.metrics import Metrics, _compute
+from focal_eval.focal.multilabel import (
+    MultilabelPerSample,
+    MultilabelStatistics,
+    _update_multilabel,
+)
+from focal_eval.focal.multilabel_metrics import MultilabelMetrics, _compute_multilabel
+from focal_eval.focal.ranking import (
+    DEFAULT_SCORE_BINS,
+    Ranking,
+    RankingStatistics,
+    _update_ranking,
+    ranking,
+)
 from focal_eval.focal.statistics import DEFAULT_NUM_BINS, PerSample, Statistics, _update
 
 
@@ -65,3 +78,97 @@ class MetricsFromStatistics(nn.Module):
         globals(),
         qualname="MetricsFromStatistics.forward",
     )
+
+
+class MultilabelEvaluationOutputs(NamedTuple):
+    """Everything one multi-label batch yields: per-sample values, statistics, metrics."""
+
+    per_sample: MultilabelPerSample
+    statistics: MultilabelStatistics
+    metrics: MultilabelMetrics
+
+
+class MultilabelEvaluationStep(nn.Module):
+    """``(logits, targets, alpha, gamma, threshold, ignore_index) -> MultilabelEvaluationOutputs``.
+
+    Inputs: logits float ``(N, L)``, targets int64 ``(N, L)`` (0, 1 or ``ignore_index``), alpha,
+    gamma and threshold float ``()``, ignore_index int64 ``()``.
+
+    Args:
+        num_bins: calibration bins, a constant of the graph.
+        score_bins: score bins of the ranking histograms, a constant of the graph.
+    """
+
+    def __init__(
+        self, num_bins: int = DEFAULT_NUM_BINS, score_bins: int = DEFAULT_SCORE_BINS
+    ) -> None:
+        super().__init__()
+        check_num_bins(num_bins)
+        check_score_bins(score_bins)
+        self.num_bins = num_bins
+        self.score_bins = score_bins
+
+    def forward(
+        self,
+        logits: Tensor,
+        targets: Tensor,
+        alpha: Tensor,
+        gamma: Tensor,
+        threshold: Tensor,
+        ignore_index: Tensor,
+    ) -> MultilabelEvaluationOutputs:
+        """One batch to per-sample values, its statistics and their metrics."""
+        per_sample, statistics = _update_multilabel(
+            logits, targets, alpha, gamma, threshold, ignore_index, self.num_bins, self.score_bins
+        )
+        return MultilabelEvaluationOutputs(per_sample, statistics, _compute_multilabel(statistics))
+
+
+class MultilabelMetricsFromStatistics(nn.Module):
+    """Multi-label metrics of statistics given as tensors, one per statistics field."""
+
+    forward = define(
+        "forward",
+        f'''def forward(self, {", ".join(f"{f}: Tensor" for f in MultilabelStatistics._fields)}
+) -> MultilabelMetrics:
+    """Metrics of (merged) multi-label statistics."""
+    return _compute_multilabel(
+        MultilabelStatistics({keyword_arguments(MultilabelStatistics._fields, "{}")})
+    )
+''',
+        globals(),
+        qualname="MultilabelMetricsFromStatistics.forward",
+    )
+
+
+class RankingOutputs(NamedTuple):
+    """A multi-class batch's one-vs-rest histograms and the ranking metrics they give."""
+
+    statistics: RankingStatistics
+    metrics: Ranking
+
+
+class RankingStep(nn.Module):
+    """``(logits, labels, ignore_index) -> RankingOutputs``: multi-class AUROC and AP, opt-in.
+
+    Args:
+        score_bins: histogram bins, a constant of the graph.
+    """
+
+    def __init__(self, score_bins: int = DEFAULT_SCORE_BINS) -> None:
+        super().__init__()
+        check_score_bins(score_bins)
+        self.score_bins = score_bins
+
+    def forward(self, logits: Tensor, labels: Tensor, ignore_index: Tensor) -> RankingOutputs:
+        """One batch to its histograms and their metrics."""
+        statistics = _update_ranking(logits, labels, ignore_index, self.score_bins)
+        return RankingOutputs(statistics, ranking(*statistics))
+
+
+class RankingFromStatistics(nn.Module):
+    """``(positive_histogram, negative_histogram) -> Ranking``, for merged histograms."""
+
+    def forward(self, positive_histogram: Tensor, negative_histogram: Tensor) -> Ranking:
+        """Ranking metrics of (merged) histograms."""
+        return ranking(positive_histogram, negative_histogram)

@@ -84,9 +84,9 @@ def _compute(s: Statistics) -> Metrics:
     n = support.sum()
     has_support = support > 0
 
-    precision = _divide(true_positive, predicted)
-    recall = _divide(true_positive, support)
-    f1 = _divide(2.0 * true_positive, support + predicted)
+    precision = divide(true_positive, predicted)
+    recall = divide(true_positive, support)
+    f1 = divide(2.0 * true_positive, support + predicted)
     focal_total = s.focal_loss_sum.sum()
     return Metrics(
         accuracy=true_positive.sum() / n,
@@ -96,7 +96,7 @@ def _compute(s: Statistics) -> Metrics:
         matthews_corrcoef=_matthews(true_positive.sum(), n, support, predicted),
         mean_focal_loss=focal_total / n,
         alpha_weighted_focal_loss=focal_total / s.alpha_sum.sum(),
-        class_balanced_focal_loss=_mean_where(_divide(s.focal_loss_sum, support), has_support),
+        class_balanced_focal_loss=_mean_where(divide(s.focal_loss_sum, support), has_support),
         mean_cross_entropy=s.cross_entropy_sum.sum() / n,
         expected_calibration_error=(s.bin_correct.to(torch.float64) - s.bin_confidence_sum)
         .abs()
@@ -110,7 +110,7 @@ def _compute(s: Statistics) -> Metrics:
     )
 
 
-def _divide(numerator: Tensor, denominator: Tensor) -> Tensor:
+def divide(numerator: Tensor, denominator: Tensor) -> Tensor:
     """``numerator / denominator``, 0 where the denominator is 0."""
     positive = denominator > 0
     safe = torch.where(positive, denominator, torch.ones_like(denominator))

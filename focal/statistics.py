@@ -235,7 +235,7 @@ def _update(
     per_class = torch.zeros(num_classes, dtype=torch.float64, device=x.device)
     cells = torch.zeros(num_classes * num_classes, dtype=torch.long, device=x.device)
     confusion = cells.scatter_add(0, safe_labels * num_classes + prediction, valid_count)
-    bins = _calibration_bin(confidence, num_bins)
+    bins = calibration_bin(confidence, num_bins)
     per_bin = torch.zeros(num_bins, dtype=torch.float64, device=x.device)
 
     statistics = Statistics(
@@ -262,7 +262,7 @@ def _update(
     return per_sample, statistics
 
 
-def _calibration_bin(confidence: Tensor, num_bins: int) -> Tensor:
+def calibration_bin(confidence: Tensor, num_bins: int) -> Tensor:
     """Index ``b`` of the bin :math:`(b/B, (b+1)/B]` holding each confidence."""
     scaled = torch.ceil(confidence * num_bins) - 1.0
     return scaled.clamp(0.0, float(num_bins - 1)).long()
