@@ -60,7 +60,9 @@ class Ranking(NamedTuple):
 
 def score_bin(scores: Tensor, score_bins: int) -> Tensor:
     """Index of the bin :math:`[h/H, (h+1)/H)` of each score in ``[0, 1]`` (1 in the last)."""
-    return torch.floor(scores * score_bins).clamp(0.0, float(score_bins - 1)).long()
+    # in float64, where p * H is exact for a float32 p: in float32 it may round up onto an edge
+    scaled = scores.to(torch.float64) * score_bins
+    return torch.floor(scaled).clamp(0.0, float(score_bins - 1)).long()
 
 
 def ranking(positive_histogram: Tensor, negative_histogram: Tensor) -> Ranking:
@@ -155,15 +157,18 @@ def merge_ranking(a: RankingStatistics, b: RankingStatistics) -> RankingStatisti
     """Histograms of the union of two sets of batches.
 
     Raises:
-        ValueError: the shapes differ (other class or bin counts).
+        ValueError: a histogram's shape differs (other class or bin counts); the message names
+            it.
     """
-    if a.positive_histogram.shape != b.positive_histogram.shape or (
-        a.negative_histogram.shape != b.negative_histogram.shape
+    for name, x, y in (
+        ("positive_histogram", a.positive_histogram, b.positive_histogram),
+        ("negative_histogram", a.negative_histogram, b.negative_histogram),
     ):
-        raise ValueError(
-            "Expected ranking statistics of the same shape, but got"
-            f" {list(a.positive_histogram.shape)} and {list(b.positive_histogram.shape)}"
-        )
+        if x.shape != y.shape:
+            raise ValueError(
+                f"Expected ranking statistics of the same shape, but got `{name}` of shape"
+                f" {list(x.shape)} and {list(y.shape)}"
+            )
     return RankingStatistics(
         a.positive_histogram + b.positive_histogram, a.negative_histogram + b.negative_histogram
     )

@@ -75,3 +75,27 @@ def expected_calibration_error64(
             gap = abs(correct[in_bin].mean() - confidence[in_bin].mean())
             total += gap * in_bin.sum() / len(confidence)
     return total
+
+
+def binned_scores64(scores: np.ndarray, score_bins: int) -> np.ndarray:
+    """Each score rounded down to its bin's lower edge, floor(p H) / H (p = 1 in the last bin),
+    in float64, where the product of a float32 score and H is exact."""
+    h = np.minimum(np.floor(scores.astype(np.float64) * score_bins), score_bins - 1)
+    rounded: np.ndarray = h / score_bins
+    return rounded
+
+
+def filled_indicators(
+    targets: np.ndarray, predicted: np.ndarray, ignore_index: int
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Indicator matrices for scikit-learn, which cannot skip single elements.
+
+    An ignored element becomes target 0, prediction 0: a true negative, which changes no TP, FP
+    or FN and no sample's F1 or exactness. Returns ``(y_true, y_pred, rows)``, ``rows`` the
+    samples with at least one element not ignored (the others are no samples).
+    """
+    valid = targets != ignore_index
+    y_true = np.where(valid, targets, 0)
+    y_pred = np.where(valid, predicted, 0).astype(np.int64)
+    rows = valid.any(axis=1)
+    return y_true[rows], y_pred[rows], rows

@@ -13,14 +13,26 @@ from focal_eval.focal import (
     EvaluationStep,
     FocalLoss,
     MetricsFromStatistics,
+    MultilabelEvaluationStep,
+    MultilabelMetricsFromStatistics,
+    RankingFromStatistics,
+    RankingStep,
     SigmoidFocalLoss,
     class_balanced_weights,
     compute,
+    compute_multilabel,
+    empty_multilabel_statistics,
+    empty_ranking_statistics,
     inverse_frequency_weights,
     merge,
+    merge_multilabel,
+    merge_ranking,
+    ranking,
     sigmoid_focal_loss,
     softmax_focal_loss,
     update,
+    update_multilabel,
+    update_ranking,
 )
 
 IGNORE = -100
@@ -132,13 +144,99 @@ def test_scripted_statistics_checks_raise_the_eager_messages() -> None:
         torch.jit.script(merge)(stats, wrong)
 
 
+def multilabel_cases() -> list[tuple[torch.Tensor, torch.Tensor]]:
+    generator = torch.Generator().manual_seed(1)
+    out = []
+    for n, num_labels, scale in [(1, 1, 1.0), (17, 3, 30.0), (64, 10, 1e4), (33, 40, 3.0)]:
+        logits = torch.randn(n, num_labels, generator=generator) * scale
+        targets = torch.randint(0, 2, (n, num_labels), generator=generator)
+        targets[::4, 0] = IGNORE
+        out.append((logits, targets))
+    out.append((torch.zeros(5, 4), torch.randint(0, 2, (5, 4), generator=generator)))  # p = 0.5
+    return out
+
+
+def test_scripted_multilabel_step_matches_eager() -> None:
+    """Scripted functions and modules equal eager; the module equals update + compute."""
+    step = MultilabelEvaluationStep(num_bins=10, score_bins=50)
+    scripted_step = torch.jit.script(step)
+    scripted_update = torch.jit.script(update_multilabel)
+    scripted_compute = torch.jit.script(compute_multilabel)
+    scripted_merge = torch.jit.script(merge_multilabel)
+    scripted_empty = torch.jit.script(empty_multilabel_statistics)
+    scripted_metrics = torch.jit.script(MultilabelMetricsFromStatistics())
+    arguments = (0.25, 2.0, 0.5, IGNORE, 10, 50)
+    graph_inputs = [torch.tensor(value, dtype=torch.float64) for value in arguments[:3]]
+    for logits, targets in multilabel_cases():
+        eager = step(logits, targets, *graph_inputs, torch.tensor(IGNORE))
+        assert_same(scripted_step(logits, targets, *graph_inputs, torch.tensor(IGNORE)), eager)
+        per_sample, stats = update_multilabel(logits, targets, *arguments)
+        assert_same((per_sample, stats, compute_multilabel(stats)), eager)
+        assert_same(scripted_update(logits, targets, *arguments), (per_sample, stats))
+        assert_same(scripted_compute(stats), eager.metrics)
+        assert_same(scripted_merge(stats, stats), merge_multilabel(stats, stats))
+        assert_same(scripted_metrics(*stats), eager.metrics)
+        empty = empty_multilabel_statistics(logits.shape[1], 10, 50)
+        assert_same(scripted_empty(logits.shape[1], 10, 50), empty)
+
+
+def test_scripted_ranking_matches_eager() -> None:
+    step = RankingStep(score_bins=50)
+    scripted_step = torch.jit.script(step)
+    scripted_update = torch.jit.script(update_ranking)
+    scripted_ranking = torch.jit.script(ranking)
+    scripted_merge = torch.jit.script(merge_ranking)
+    scripted_empty = torch.jit.script(empty_ranking_statistics)
+    scripted_metrics = torch.jit.script(RankingFromStatistics())
+    for logits, labels in cases():
+        eager = step(logits, labels, torch.tensor(IGNORE))
+        assert_same(scripted_step(logits, labels, torch.tensor(IGNORE)), eager)
+        stats = update_ranking(logits, labels, IGNORE, 50)
+        assert_same((stats, ranking(*stats)), eager)
+        assert_same(scripted_update(logits, labels, IGNORE, 50), stats)
+        assert_same(scripted_ranking(*stats), eager.metrics)
+        assert_same(scripted_metrics(*stats), eager.metrics)
+        assert_same(scripted_merge(stats, stats), merge_ranking(stats, stats))
+        c = logits.shape[1]
+        assert_same(scripted_empty(c, 50), empty_ranking_statistics(c, 50))
+
+
+def test_scripted_multilabel_checks_raise_the_eager_messages() -> None:
+    scripted = torch.jit.script(update_multilabel)
+    logits, targets = torch.randn(2, 3), torch.tensor([[0, 1, 1], [1, 0, IGNORE]])
+    # TorchScript writes the float 1.0 as "1."
+    with pytest.raises(torch.jit.Error, match=r"`threshold` to be a float in \(0, 1\), but got 1"):
+        scripted(logits, targets, threshold=1.0)
+    with pytest.raises(torch.jit.Error, match=r"Expected `targets` values in \{0, 1\}"):
+        scripted(logits, targets + 1)
+    stats = update_multilabel(logits, targets)[1]
+    wrong = stats._replace(brier_sum=torch.zeros(4, dtype=torch.float64))
+    with pytest.raises(torch.jit.Error, match=r"got `brier_sum` of shape \[3\] and \[4\]"):
+        torch.jit.script(merge_multilabel)(stats, wrong)
+    with pytest.raises(torch.jit.Error, match=r"Expected `brier_sum` to have shape \[3\]"):
+        torch.jit.script(compute_multilabel)(wrong)
+
+
 PUBLIC_CALLABLES: list[Callable[..., Any]] = [
     getattr(focal, name) for name in focal.__all__ if callable(getattr(focal, name))
 ]
 
 
 def test_every_public_function_is_covered() -> None:
-    scriptable_types = {"Evaluator", "Metrics", "PerSample", "Statistics", "EvaluationOutputs"}
+    scriptable_types = {
+        "Evaluator",
+        "Metrics",
+        "PerSample",
+        "Statistics",
+        "EvaluationOutputs",
+        "MultilabelEvaluationOutputs",
+        "MultilabelMetrics",
+        "MultilabelPerSample",
+        "MultilabelStatistics",
+        "Ranking",
+        "RankingOutputs",
+        "RankingStatistics",
+    }
     covered = {
         "EvaluationStep",
         "FocalLoss",
@@ -152,6 +250,20 @@ def test_every_public_function_is_covered() -> None:
         "softmax_focal_loss",
         "update",
         "empty_statistics",
+        # test_scripted_multilabel_step_matches_eager
+        "MultilabelEvaluationStep",
+        "MultilabelMetricsFromStatistics",
+        "compute_multilabel",
+        "empty_multilabel_statistics",
+        "merge_multilabel",
+        "update_multilabel",
+        # test_scripted_ranking_matches_eager
+        "RankingFromStatistics",
+        "RankingStep",
+        "empty_ranking_statistics",
+        "merge_ranking",
+        "ranking",
+        "update_ranking",
     }
     assert set(focal.__all__) == covered | scriptable_types
     torch.jit.script(focal.empty_statistics)

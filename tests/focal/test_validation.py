@@ -12,15 +12,24 @@ from focal_eval.focal import (
     EvaluationStep,
     Evaluator,
     FocalLoss,
+    MultilabelEvaluationStep,
+    RankingStep,
     SigmoidFocalLoss,
     class_balanced_weights,
     compute,
+    compute_multilabel,
+    empty_multilabel_statistics,
+    empty_ranking_statistics,
     empty_statistics,
     inverse_frequency_weights,
     merge,
+    merge_multilabel,
+    merge_ranking,
     sigmoid_focal_loss,
     softmax_focal_loss,
     update,
+    update_multilabel,
+    update_ranking,
 )
 
 X = torch.randn(4, 3)
@@ -200,7 +209,154 @@ CASES: list[Any] = [
 ]
 
 
-@pytest.mark.parametrize(("call", "message"), [pytest.param(c, m, id=m[:60]) for c, m in CASES])
+# --- multi-label (and binary) step, its metrics, ranking -----------------------------------
+T = torch.tensor([[0, 1, 1], [1, 0, -100], [0, 0, 0], [1, 1, 1]])
+NOT_FINITE = torch.tensor([[0.0, float("inf"), 1.0]])
+EMPTY = empty_multilabel_statistics(3)
+TARGET_VALUES = (
+    r"Expected `targets` values in \{0, 1\} or equal to ignore_index \(-100\), but found"
+)
+THRESHOLD = r"Expected argument `threshold` to be a float in \(0, 1\), but got"
+SCORE_BINS = r"Expected argument `score_bins` to be an integer >= 1, but got 0"
+
+MULTILABEL_CASES: list[Any] = [
+    (lambda: update_multilabel(X, T.masked_fill(T == 1, 2)), f"{TARGET_VALUES} 2"),
+    (lambda: update_multilabel(X, T - 1), f"{TARGET_VALUES} -1"),
+    (lambda: update_multilabel(X, T.to(torch.uint8)), f"{TARGET_VALUES} 156"),  # -100 wraps
+    (
+        lambda: update_multilabel(X, T[:3]),
+        r"Expected `targets` to have the shape of `logits` \[4, 3\], but got \[3, 3\]",
+    ),
+    (
+        lambda: update_multilabel(X[:, 0], T[:3, 0]),
+        r"Expected `targets` to have the shape of `logits` \[4, 1\], but got \[3, 1\]",
+    ),
+    (
+        lambda: update_multilabel(X, T.float()),
+        r"Expected `targets` to be an integer tensor, but got dtype torch.float32",
+    ),
+    (
+        lambda: update_multilabel(X, T == 1),
+        r"Expected `targets` to be an integer tensor, but got dtype torch.bool",
+    ),
+    (
+        lambda: update_multilabel(torch.zeros(4, 0), T[:, :0]),
+        r"Expected `logits` to have shape \(N, L\) with L >= 1, but got \[4, 0\]",
+    ),
+    (
+        lambda: update_multilabel(torch.zeros(4, 3, 2), T),
+        r"Expected `logits` to have shape \(N, L\) with L >= 1, but got \[4, 3, 2\]",
+    ),
+    (
+        lambda: update_multilabel(X.long(), T),
+        r"Expected `logits` to be a floating point tensor, but got dtype torch.int64",
+    ),
+    (
+        lambda: update_multilabel(NOT_FINITE, T[:1]),
+        r"Expected `logits` to hold only finite values, but found NaN or inf",
+    ),
+    (
+        lambda: update_multilabel(NOT_FINITE * 0, T[:1]),
+        r"Expected `logits` to hold only finite values, but found NaN or inf",
+    ),
+    (lambda: update_multilabel(X, T, threshold=0.0), f"{THRESHOLD} 0.0"),
+    (lambda: update_multilabel(X, T, threshold=1.0), f"{THRESHOLD} 1.0"),
+    (lambda: update_multilabel(X, T, threshold=float("nan")), f"{THRESHOLD} nan"),
+    (lambda: update_multilabel(X, T, threshold=-0.5), f"{THRESHOLD} -0.5"),
+    (lambda: update_multilabel(X, T, score_bins=0), SCORE_BINS),
+    (
+        lambda: update_multilabel(X, T, num_bins=0),
+        r"Expected argument `num_bins` to be an integer >= 1, but got 0",
+    ),
+    (
+        lambda: update_multilabel(X, T, alpha=1.5),
+        r"Expected argument `alpha` to be <= 1 \(negative turns it off\), but got 1.5",
+    ),
+    (
+        lambda: update_multilabel(X, T, alpha=float("nan")),
+        r"Expected argument `alpha` to be <= 1 \(negative turns it off\), but got nan",
+    ),
+    (
+        lambda: update_multilabel(X, T, gamma=-1.0),
+        r"Expected argument `gamma` to be a finite float >= 0, but got -1.0",
+    ),
+    (lambda: MultilabelEvaluationStep(score_bins=0), SCORE_BINS),
+    (
+        lambda: MultilabelEvaluationStep(num_bins=0),
+        r"Expected argument `num_bins` to be an integer >= 1, but got 0",
+    ),
+    (
+        lambda: merge_multilabel(EMPTY, empty_multilabel_statistics(4)),
+        r"Expected statistics of the same shape, but got `true_positive` of shape \[3\] and \[4\]",
+    ),
+    (
+        lambda: merge_multilabel(EMPTY, empty_multilabel_statistics(3, 10)),
+        r"Expected statistics of the same shape, but got `bin_count` of shape \[15\] and \[10\]",
+    ),
+    (
+        lambda: merge_multilabel(EMPTY, empty_multilabel_statistics(3, 15, 50)),
+        r"Expected statistics of the same shape, but got `positive_histogram` of shape \[3, 100\] and \[3, 50\]",
+    ),
+    (
+        lambda: merge_multilabel(EMPTY, EMPTY._replace(samples=torch.zeros(1, dtype=torch.long))),
+        r"but got `samples` of shape \[\] and \[1\]",
+    ),
+    (
+        lambda: compute_multilabel(EMPTY._replace(brier_sum=torch.zeros(4))),
+        r"Expected `brier_sum` to have shape \[3\], but got \[4\]",
+    ),
+    (
+        lambda: compute_multilabel(EMPTY._replace(true_positive=torch.zeros(3, 1))),
+        r"Expected `true_positive` to have 1 dimension\(s\), but got \[3, 1\]",
+    ),
+    (
+        lambda: compute_multilabel(EMPTY._replace(bin_count=torch.zeros(()))),
+        r"Expected `bin_count` to have 1 dimension\(s\), but got \[\]",
+    ),
+    (
+        lambda: compute_multilabel(EMPTY._replace(positive_histogram=torch.zeros(3))),
+        r"Expected `positive_histogram` to have 2 dimension\(s\), but got \[3\]",
+    ),
+    (
+        lambda: compute_multilabel(EMPTY._replace(negative_histogram=torch.zeros(3, 50))),
+        r"Expected `negative_histogram` to have shape \[3, 100\], but got \[3, 50\]",
+    ),
+    (
+        lambda: compute_multilabel(EMPTY._replace(exact_matches=torch.zeros(3))),
+        r"Expected `exact_matches` to have shape \[\], but got \[3\]",
+    ),
+    (lambda: update_ranking(X, Y, score_bins=0), SCORE_BINS),
+    (lambda: RankingStep(score_bins=0), SCORE_BINS),
+    (
+        lambda: update_ranking(torch.randn(2, 3, 4), torch.zeros(2, 4, dtype=torch.long)),
+        r"Expected `logits` to have shape \(N, C\), but got \[2, 3, 4\]",
+    ),
+    (
+        lambda: update_ranking(NOT_FINITE, torch.tensor([0])),
+        r"Expected `logits` to hold only finite values, but found NaN or inf",
+    ),
+    (
+        lambda: update_ranking(X, torch.tensor([0, 1, 3, 0])),
+        r"Expected `target` values in \[0, 3\) or equal to ignore_index \(-100\), but found 3",
+    ),
+    (
+        lambda: merge_ranking(empty_ranking_statistics(3), empty_ranking_statistics(4)),
+        r"Expected ranking statistics of the same shape, but got `positive_histogram` of shape \[3, 100\] and \[4, 100\]",
+    ),
+    (
+        lambda: merge_ranking(
+            empty_ranking_statistics(3),
+            empty_ranking_statistics(3)._replace(negative_histogram=torch.zeros(3, 50)),
+        ),
+        r"but got `negative_histogram` of shape \[3, 100\] and \[3, 50\]",
+    ),
+]
+
+
+@pytest.mark.parametrize(
+    ("call", "message"),
+    [pytest.param(c, m, id=m[:60]) for c, m in CASES + MULTILABEL_CASES],
+)
 def test_bad_argument_raises_value_error_naming_it(call: Callable[[], Any], message: str) -> None:
     with pytest.raises(ValueError, match=message):
         call()
@@ -262,3 +418,25 @@ def test_an_ignore_index_a_dtype_cannot_hold_never_matches_a_wrapped_label(
         update(torch.zeros(2, 100), labels)
     with pytest.raises(ValueError, match=message):
         softmax_focal_loss(torch.zeros(2, 100), labels)
+
+
+@pytest.mark.parametrize("dtype", INTEGER_DTYPES, ids=dtype_id)
+def test_a_multilabel_ignore_index_a_dtype_cannot_hold_never_matches_a_wrapped_target(
+    dtype: torch.dtype,
+) -> None:
+    """-100 is 156 in uint8: a target of that value is neither 0, 1 nor ignored."""
+    wrapped = int(torch.tensor(-100).to(dtype).long())  # -100 itself for signed dtypes
+    targets = torch.tensor([[wrapped, 1]]).to(dtype)
+    if wrapped == -100:  # signed dtypes hold -100 (uint64 reads back as int64 -100): ignored
+        stats = update_multilabel(torch.zeros(1, 2), targets)[1]
+        assert int(compute_multilabel(stats).support.sum()) == 1
+        assert int(stats.true_positive.sum() + stats.true_negative.sum()) == 1
+        return
+    message = (
+        r"Expected `targets` values in \{0, 1\} or equal to ignore_index \(-100\), but found"
+        f" {wrapped}"
+    )
+    with pytest.raises(ValueError, match=message):
+        update_multilabel(torch.zeros(1, 2), targets)
+    with pytest.raises(ValueError, match=r"Expected `target` values in \[0, 2\)"):
+        update_ranking(torch.zeros(2, 2), targets[0])
