@@ -12,7 +12,7 @@ from types import FrameType
 
 from bench.report import Section, format_section, format_summary, run_metadata, write_json
 
-SECTIONS = ("compute", "transport", "concurrency", "monitoring", "memory")
+SECTIONS = ("compute", "tasks", "transport", "concurrency", "monitoring", "memory")
 DEFAULT_OUT = Path(__file__).parent / "results" / "latest.json"
 
 
@@ -20,6 +20,8 @@ def _runner(name: str) -> Callable[[bool], Section]:
     """The section's ``run(quick)``, imported late so that ``--only`` imports only what it runs."""
     if name == "compute":
         from bench.compute import run
+    elif name == "tasks":
+        from bench.tasks import run
     elif name == "transport":
         from bench.transport import run
     elif name == "concurrency":

@@ -1,4 +1,4 @@
-"""export: writes focal/'s evaluation step as ONNX, TorchScript and torch.export artifacts.
+"""export: writes focal/'s evaluation graphs as ONNX, TorchScript and torch.export artifacts.
 
 Each artifact gets a JSON manifest beside it (``<file>.manifest.json``) and is checked
 against eager PyTorch on a built-in sweep before the export reports success. Run it as

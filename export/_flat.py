@@ -2,38 +2,37 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import torch
 from torch import Tensor, nn
 
-from focal_eval.focal import EvaluationStep, Metrics, PerSample, Statistics
 from focal_eval.focal.functional import _sigmoid_focal_loss
 
-EVALUATION_INPUTS = ("logits", "labels", "alpha", "gamma", "ignore_index")
-EVALUATION_OUTPUTS = PerSample._fields + Statistics._fields + Metrics._fields
-METRICS_INPUTS = Statistics._fields
-METRICS_OUTPUTS = Metrics._fields
-SIGMOID_INPUTS = ("logits", "targets")
-SIGMOID_OUTPUTS = ("focal_loss",)
+
+def flatten(outputs: Any) -> list[Tensor]:
+    """The tensors of (nested) tuples and named tuples, depth first: the graphs' output order."""
+    if isinstance(outputs, Tensor):
+        return [outputs]
+    return [tensor for item in outputs for tensor in flatten(item)]
 
 
-class FlatEvaluationStep(nn.Module):
-    """:class:`focal_eval.focal.EvaluationStep` returning its outputs as one flat tuple.
+class Flat(nn.Module):
+    """A graph module of focal/ returning its outputs as one flat tuple.
 
     torch.export cannot serialise named-tuple outputs; flat tuples in the manifest's order are
     the one layout the ONNX and ``.pt2`` artifacts share (TorchScript keeps the named tuples,
-    whose flattening is the same order).
+    whose flattening is the same order). Its ``forward`` takes ``*inputs``: give
+    ``torch.export`` its dynamic shapes as ``{"inputs": (...)}``.
     """
 
-    def __init__(self, num_bins: int) -> None:
+    def __init__(self, step: nn.Module) -> None:
         super().__init__()
-        self.step = EvaluationStep(num_bins)
+        self.step = step
 
-    def forward(
-        self, logits: Tensor, labels: Tensor, alpha: Tensor, gamma: Tensor, ignore_index: Tensor
-    ) -> tuple[Tensor, ...]:
-        """The evaluation step, flattened."""
-        outputs = self.step(logits, labels, alpha, gamma, ignore_index)
-        return tuple(tensor for group in outputs for tensor in group)
+    def forward(self, *inputs: Tensor) -> tuple[Tensor, ...]:
+        """The step, flattened."""
+        return tuple(flatten(self.step(*inputs)))
 
 
 class SigmoidFocalLossGraph(nn.Module):
@@ -61,3 +60,22 @@ def example_evaluation_inputs(
         torch.tensor(2.0),
         torch.tensor(-100),
     )
+
+
+def example_multilabel_inputs(n: int = 64, num_labels: int = 5) -> tuple[Tensor, ...]:
+    """Inputs to trace the multi-label step with: logits, 0/1 targets, four scalars."""
+    generator = torch.Generator().manual_seed(0)
+    return (
+        torch.randn(n, num_labels, generator=generator),
+        torch.randint(0, 2, (n, num_labels), generator=generator),
+        torch.tensor(0.25),
+        torch.tensor(2.0),
+        torch.tensor(0.5),
+        torch.tensor(-100),
+    )
+
+
+def example_ranking_inputs(n: int = 64, c: int = 5) -> tuple[Tensor, ...]:
+    """Inputs to trace the ranking step with: ``(logits, labels, ignore_index)``."""
+    logits, labels, _, _, ignore_index = example_evaluation_inputs(n, c)
+    return logits, labels, ignore_index

@@ -25,13 +25,17 @@ def build_parser() -> argparse.ArgumentParser:
     """Arguments of ``focal export``."""
     parser = _Parser(
         prog="focal export",
-        description="Export the focal-loss evaluation graph (ONNX, TorchScript, torch.export),"
-        " check each artifact against eager PyTorch, and write a manifest beside it.",
+        description="Export the focal-loss evaluation graphs (multi-class, multi-label, ranking;"
+        " ONNX, TorchScript, torch.export), check each artifact against eager PyTorch, and"
+        " write a manifest beside it.",
     )
     parser.add_argument("--out", type=Path, required=True, help="directory to write into")
     parser.add_argument("--gamma", type=float, default=2.0, help="default gamma (default 2.0)")
     parser.add_argument("--ignore-index", type=int, default=-100, help="default ignore_index")
     parser.add_argument("--num-bins", type=int, default=15, help="calibration bins (default 15)")
+    parser.add_argument(
+        "--score-bins", type=int, default=100, help="AUROC / AP histogram bins (default 100)"
+    )
     parser.add_argument("--opset", type=int, default=18, help=f"ONNX opset, >= {MIN_OPSET}")
     parser.add_argument(
         "--formats",
@@ -55,6 +59,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             gamma=args.gamma,
             ignore_index=args.ignore_index,
             num_bins=args.num_bins,
+            score_bins=args.score_bins,
             opset=args.opset,
             formats=[f.strip() for f in args.formats.split(",") if f.strip()],
         )
@@ -72,15 +77,16 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 def format_table(reports: Sequence[ArtifactReport]) -> str:
     """Parity per artifact: cases, worst absolute / relative error, count mismatches."""
+    width = max([28, *(len(r.path.name) for r in reports)])
     header = (
-        f"{'artifact':<28} {'format':<13} {'cases':>5} {'max abs err':>12}"
+        f"{'artifact':<{width}} {'format':<13} {'cases':>5} {'max abs err':>12}"
         f" {'max rel err':>12} {'counts':>7}  status"
     )
     lines = [header, "-" * len(header)]
     for r in reports:
         p = r.parity
         lines.append(
-            f"{r.path.name:<28} {r.format:<13} {p.cases:>5} {p.max_abs_error:>12.3g}"
+            f"{r.path.name:<{width}} {r.format:<13} {p.cases:>5} {p.max_abs_error:>12.3g}"
             f" {p.max_rel_error:>12.3g} {p.count_mismatches:>7}  {'ok' if p.passed else 'FAILED'}"
         )
     lines.append(f"tolerance: |x - eager| <= {ATOL:g} + {RTOL:g} |eager|; counts exact")

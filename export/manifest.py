@@ -1,11 +1,14 @@
 """The JSON manifest written beside every artifact (``<file>.manifest.json``).
 
-Fields: ``format_version``, ``kind`` (``evaluation`` / ``metrics`` / ``sigmoid_focal_loss``),
-``format`` (``onnx`` / ``torchscript`` / ``torch.export``), ``file``, ``sha256``, ``opset``
-(ONNX only), ``inputs`` and ``outputs`` (name, dtype, shape with ``"N"`` / ``"C"`` for dynamic
-dimensions; evaluation outputs also carry their ``group``: per_sample / statistics / metrics),
-``defaults`` (gamma, ignore_index, num_bins, alpha), ``versions`` of the libraries used, and
-``parity``: the worst errors against eager PyTorch measured at export time.
+Fields: ``format_version``, ``kind`` (``evaluation`` / ``metrics`` / ``sigmoid_focal_loss`` /
+``multilabel_evaluation`` / ``multilabel_metrics`` / ``ranking`` / ``ranking_metrics``: see
+:mod:`focal_eval.export.kinds`), ``format`` (``onnx`` / ``torchscript`` / ``torch.export``),
+``file``, ``sha256``, ``opset`` (ONNX only), ``inputs`` and ``outputs`` (name, dtype, shape with
+``"N"`` for the rows and ``"C"`` / ``"L"`` for the classes / labels; outputs of evaluation-like
+graphs also carry their ``group``: per_sample / statistics / metrics), ``defaults`` (multi-class:
+gamma, ignore_index, num_bins, alpha; multi-label: gamma, alpha, threshold, ignore_index,
+num_bins, score_bins; ranking: ignore_index, score_bins), ``versions`` of the libraries used,
+and ``parity``: the worst errors against eager PyTorch measured at export time.
 """
 
 from __future__ import annotations

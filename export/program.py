@@ -1,4 +1,4 @@
-"""torch.export writer: the evaluation step as an ``ExportedProgram`` (``.pt2``)."""
+"""torch.export writer: a graph module as an ``ExportedProgram`` (``.pt2``), outputs flat."""
 
 from __future__ import annotations
 
@@ -8,21 +8,21 @@ from typing import Any
 import torch
 from torch import nn
 
-from focal_eval.export._flat import FlatEvaluationStep, example_evaluation_inputs
+from focal_eval.export._flat import Flat
 
 
-def evaluation_dynamic_shapes() -> tuple[dict[int, Any], ...]:
-    """N and C dynamic in every input that has them; gamma and ignore_index are 0-d."""
-    n, c = torch.export.Dim("N"), torch.export.Dim("C")
-    return ({0: n, 1: c}, {0: n}, {0: c}, {}, {})
+def export_program(
+    module: nn.Module,
+    args: tuple[torch.Tensor, ...],
+    dynamic_shapes: dict[str, dict[int, Any]],
+    path: Path,
+) -> nn.Module:
+    """Export ``module`` flattened, save it to ``path``, and return it loaded back.
 
-
-def export_program(path: Path, num_bins: int) -> nn.Module:
-    """Export the flat evaluation step with dynamic N and C, save, and return it loaded back."""
+    ``dynamic_shapes`` maps each input's name, in order, to its dynamic dims.
+    """
     program = torch.export.export(
-        FlatEvaluationStep(num_bins).eval(),
-        example_evaluation_inputs(),
-        dynamic_shapes=evaluation_dynamic_shapes(),
+        Flat(module).eval(), args, dynamic_shapes={"inputs": tuple(dynamic_shapes.values())}
     )
     torch.export.save(program, path)
     return torch.export.load(path).module()

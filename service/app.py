@@ -10,17 +10,18 @@ from contextlib import asynccontextmanager
 from fastapi import FastAPI
 from fastapi_offline import FastAPIOffline
 
-from focal_eval.service.artifacts import find_artifact
+from focal_eval.service.artifacts import artifact_outputs
 from focal_eval.service.core import health
+from focal_eval.service.core.batches import warm_up
 from focal_eval.service.core.errors import install_error_handlers
 from focal_eval.service.core.runtime import Runtime
-from focal_eval.service.core.scoring import EVALUATION, Scorer
+from focal_eval.service.core.scoring import Scorers
 from focal_eval.service.core.settings import Settings, get_settings
 from focal_eval.service.inference import rest
 from focal_eval.service.memory.budget import MemoryBudget, mib
 from focal_eval.service.memory.derive import DerivedBudget, request_budget
 from focal_eval.service.monitoring import routes as monitoring
-from focal_eval.service.monitoring.monitor import Monitor
+from focal_eval.service.monitoring.monitor import Monitor, countings
 from focal_eval.service.monitoring.telemetry import TelemetryMiddleware
 from focal_eval.service.score import routes as score
 
@@ -30,30 +31,29 @@ DOCS_ASSETS = "/docs/assets"
 
 def create_app(
     settings: Settings | None = None,
-    scorer: Scorer | None = None,
+    scorers: Scorers | None = None,
     budget: DerivedBudget | None = None,
 ) -> FastAPI:
     """A scoring app for ``settings`` (default: from the environment).
 
-    The lifespan loads and verifies the artifacts and scores a warm-up batch (unless given
-    a ``scorer`` that has), derives the memory budget (unless given one), then reports
-    ready; a missing or corrupt artifact fails start-up with its error.
+    The lifespan loads and verifies the artifacts and scores a warm-up batch of each task
+    (unless given ``scorers`` that have), derives the memory budget (unless given one), then
+    reports ready; a missing or corrupt artifact fails start-up with its error.
     """
     runtime = Runtime(settings or get_settings())
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         settings = runtime.settings
-        loaded = scorer
+        loaded = scorers
         if loaded is None:
-            loaded = Scorer.load(settings)
-            loaded.warm_up()
+            loaded = Scorers.load(settings)
+            warm_up(loaded, settings)
         derived = budget or request_budget(settings, loaded.statistics_bytes)
-        runtime.scorer = loaded
+        runtime.scorers = loaded
         runtime.budget = MemoryBudget(derived.bytes)
         runtime.monitor = Monitor(
-            loaded.compute_metrics,
-            loaded.statistics_names,
+            countings(loaded),
             settings.monitor_max_classes,
             settings.window_samples,
             settings.window_seconds,
@@ -65,8 +65,12 @@ def create_app(
         telemetry.memory_reserved.set_function(
             lambda: runtime.budget.reserved if runtime.budget else 0
         )
+        multiclass = loaded.multiclass
         telemetry.build_info.labels(
-            app.version, loaded.model_id, loaded.evaluation.kind, f"{loaded.defaults.gamma:g}"
+            app.version,
+            multiclass.model_id,
+            multiclass.evaluation.kind,
+            f"{multiclass.defaults['gamma']:g}",
         ).set(1)
         runtime.ready = True
         logger.info("memory budget for requests: %s (%s)", mib(derived.bytes), derived.origin)
@@ -88,11 +92,13 @@ def create_app(
     )
     app.state.runtime = runtime
     install_error_handlers(app)
-    evaluation = (
-        scorer.evaluation if scorer else find_artifact(runtime.settings.artifact_dir, EVALUATION)
+    outputs = (
+        {s.evaluation.kind: s.evaluation.outputs for s in scorers.available()}
+        if scorers
+        else artifact_outputs(runtime.settings.artifact_dir)
     )
     app.include_router(health.router)
-    app.include_router(score.build_router(evaluation.outputs))
+    app.include_router(score.build_router(outputs))
     app.include_router(rest.router)
     app.include_router(monitoring.router)
     app.add_middleware(TelemetryMiddleware, telemetry=runtime.telemetry)

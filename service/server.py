@@ -21,7 +21,8 @@ import uvicorn
 
 from focal_eval.service.app import create_app
 from focal_eval.service.artifacts import ArtifactError
-from focal_eval.service.core.scoring import Scorer
+from focal_eval.service.core.batches import warm_up
+from focal_eval.service.core.scoring import Scorers
 from focal_eval.service.core.settings import Settings
 from focal_eval.service.http.connections import ConnectionLimits, bounded_protocol
 from focal_eval.service.memory.allocator import bound_allocator
@@ -80,17 +81,17 @@ def serve(settings: Settings) -> int:
     )
     bound_allocator()
     try:
-        scorer = Scorer.load(settings)
-        scorer.warm_up()
+        scorers = Scorers.load(settings)
+        warm_up(scorers, settings)
     except ArtifactError as error:
         logger.error("cannot serve the artifacts: %s", error)
         return 1
     try:
-        budget = request_budget(settings, scorer.statistics_bytes)
+        budget = request_budget(settings, scorers.statistics_bytes)
     except ValueError as error:
         logger.error("%s", error)
         return 2
-    app = create_app(settings, scorer, budget)
+    app = create_app(settings, scorers, budget)
     limits = connection_limits(settings)
     runtime = app.state.runtime
     config = uvicorn.Config(

@@ -1,4 +1,4 @@
-"""Multi-class focal loss as tutorials write it: eager PyTorch, loss only.
+"""Focal loss as tutorials write it (multi-class and sigmoid): eager PyTorch, loss only.
 
 The form found in blog posts and answers (cross entropy with ``reduction="none"``,
 ``p_t = exp(-ce)``, ``(1 - p_t) ** gamma``, ``alpha[targets]``), kept here only as a
@@ -41,3 +41,23 @@ def tutorial_focal_loss(
     if reduction == "sum":
         return loss.sum()
     return loss
+
+
+def tutorial_sigmoid_focal_loss(
+    logits: Tensor, targets: Tensor, alpha: float = 0.25, gamma: float = 2.0
+) -> Tensor:
+    """Sigmoid focal loss as tutorials write it (torchvision's steps), mean over elements.
+
+    ``ce = BCE-with-logits``, ``p_t = p t + (1 - p)(1 - t)``, ``alpha_t (1 - p_t)^gamma ce``;
+    ``targets`` are floats in {0, 1}, as ``binary_cross_entropy_with_logits`` needs.
+
+    Example:
+        >>> logits, targets = torch.zeros(2, 3), torch.ones(2, 3)
+        >>> round(tutorial_sigmoid_focal_loss(logits, targets, 0.25, 0.0).item(), 4)
+        0.1733
+    """
+    p = torch.sigmoid(logits)
+    ce = F.binary_cross_entropy_with_logits(logits, targets, reduction="none")
+    p_t = p * targets + (1 - p) * (1 - targets)
+    alpha_t = alpha * targets + (1 - alpha) * (1 - targets)
+    return (alpha_t * (1 - p_t) ** gamma * ce).mean()

@@ -19,10 +19,10 @@ from typing import Any
 from bench.data import GAMMA, IGNORE_INDEX, make_batch
 from bench.memory import MIB, reset_peak, rss_bytes, status_kib, v2_body
 from bench.transport import json_body, npz_body
-from focal_eval.service.core.batches import Scored
-from focal_eval.service.core.scoring import Scorer
+from focal_eval.service.core.batches import Scored, validated
+from focal_eval.service.core.scoring import Scorer, Scorers
 from focal_eval.service.core.settings import Settings
-from focal_eval.service.core.validation import make_batch as validate
+from focal_eval.service.core.validation import multiclass_batch
 from focal_eval.service.http.exchange import Payload
 from focal_eval.service.inference.decode import decode_infer_request
 from focal_eval.service.inference.encode import encode_infer_response
@@ -51,29 +51,27 @@ def pipelines(
     batch = make_batch(n, c)
     v2, v2_headers = v2_body(batch)
     header_length = int(v2_headers["Inference-Header-Content-Length"])
-    defaults, limit = scorer.defaults, 2**31
+    settings, limit = Settings(), 2**31
 
     def validate_score(request: Any) -> Any:
         decoded = request.decoded
-        batch = defaults.batch(
-            decoded.logits, decoded.labels, decoded.alpha, decoded.gamma, decoded.ignore_index
-        )
-        return request, batch
+        return request, validated(scorer, settings, "multiclass", decoded.logits, decoded)
 
     def score_request(pair: Any) -> Any:
         return pair[0], pair[1], scorer.score(pair[1])
 
     def encode_score(triple: Any) -> bytes:
         request, batch, outputs = triple
-        scored = Scored(batch, outputs, False, None)
-        return b"".join(encode_response(scorer, request, scored, "focal-eval"))
+        scored = Scored(batch, outputs, [scorer], False, None)
+        return b"".join(encode_response(request, scored, settings))
 
     def decode_v2(payload: Payload) -> Any:
         return decode_infer_request(payload.data, header_length)
 
     def validate_v2(request: Any) -> Any:
         inputs = request.inputs
-        return request, validate(inputs["logits"], inputs["labels"], None, GAMMA, IGNORE_INDEX)
+        batch = multiclass_batch(inputs["logits"], inputs["labels"], None, GAMMA, IGNORE_INDEX)
+        return request, batch
 
     def score_v2(pair: Any) -> Any:
         return pair[0], scorer.score(pair[1])
@@ -89,7 +87,7 @@ def pipelines(
             [
                 ("receive", receive),
                 ("decode (decode_json)", lambda p: decode_json(p, UNLIMITED.reservation())),
-                ("validate (make_batch)", validate_score),
+                ("validate (multiclass_batch)", validate_score),
                 ("graph (Scorer.score)", score_request),
                 ("encode (encode_response)", encode_score),
             ],
@@ -104,7 +102,7 @@ def pipelines(
                         payload, {"per_sample": "true"}, limit, UNLIMITED.reservation()
                     ),
                 ),
-                ("validate (make_batch)", validate_score),
+                ("validate (multiclass_batch)", validate_score),
                 ("graph (Scorer.score)", score_request),
                 ("encode (encode_response)", encode_score),
             ],
@@ -114,7 +112,7 @@ def pipelines(
             [
                 ("receive", receive),
                 ("decode (decode_infer_request)", decode_v2),
-                ("validate (make_batch)", validate_v2),
+                ("validate (multiclass_batch)", validate_v2),
                 ("graph (Scorer.score)", score_v2),
                 ("encode (encode_infer_response)", encode_v2),
             ],
@@ -148,8 +146,11 @@ def memory_stages(scorer: Scorer, rows: int) -> dict[str, Any]:
         ("receive (append chunks)", receive),
         ("decode (decode_infer_request)", lambda p: decode_infer_request(p.data, header_length)),
         (
-            "validate (make_batch)",
-            lambda r: (r, validate(r.inputs["logits"], r.inputs["labels"], None, GAMMA, -100)),
+            "validate (multiclass_batch)",
+            lambda r: (
+                r,
+                multiclass_batch(r.inputs["logits"], r.inputs["labels"], None, GAMMA, -100),
+            ),
         ),
         ("graph (Scorer.score)", lambda pair: (pair[0], scorer.score(pair[1]))),
         (
@@ -179,7 +180,7 @@ def memory_stages(scorer: Scorer, rows: int) -> dict[str, Any]:
 
 def run(quick: bool) -> dict[str, Any]:
     """Print and return the stage times for each route and the v2 memory stages."""
-    scorer = Scorer.load(Settings.model_validate({"threads": 2}))
+    scorer = Scorers.load(Settings.model_validate({"threads": 2})).multiclass
     results: dict[str, Any] = {"time": {}}
     for route, (body, stages) in pipelines(scorer).items():
         times = time_stages(body, stages, 3 if quick else 10)

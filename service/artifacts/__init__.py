@@ -10,6 +10,7 @@ from __future__ import annotations
 import hashlib
 import json
 import math
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
@@ -47,6 +48,9 @@ class _Manifest(TypedDict):
 _MANIFEST: TypeAdapter[_Manifest] = TypeAdapter(_Manifest)
 
 
+WIDTHS = ("C", "L")  # the dynamic width of a graph: classes or labels
+
+
 @dataclass(frozen=True)
 class Output:
     """One output of a graph, as its manifest describes it."""
@@ -54,11 +58,17 @@ class Output:
     name: str
     group: str  # per_sample, statistics or metrics (evaluation graphs); "" otherwise
     dtype: np.dtype[Any]
-    shape: tuple[int | str, ...]  # "N" and "C" are dynamic
+    shape: tuple[int | str, ...]  # "N" (rows) and the width, "C" (classes) or "L" (labels)
 
-    def elements(self, num_classes: int) -> int:
-        """Elements for one row (``"N"`` = 1) at ``num_classes`` (``"C"``)."""
-        return math.prod(num_classes if d == "C" else 1 if d == "N" else int(d) for d in self.shape)
+    def elements(self, width: int) -> int:
+        """Elements for one row (``"N"`` = 1) at ``width`` classes or labels."""
+        return math.prod(1 if d == "N" else width if d in WIDTHS else int(d) for d in self.shape)
+
+
+def _output(entry: Mapping[str, Any]) -> Output:
+    return Output(
+        entry["name"], entry.get("group", ""), np.dtype(entry["dtype"]), tuple(entry["shape"])
+    )
 
 
 class ArtifactError(Exception):
@@ -96,10 +106,7 @@ class Artifact:
     @property
     def outputs(self) -> list[Output]:
         """Graph outputs in order, with their group, dtype and shape."""
-        return [
-            Output(e["name"], e.get("group", ""), np.dtype(e["dtype"]), tuple(e["shape"]))
-            for e in self.manifest["outputs"]
-        ]
+        return [_output(entry) for entry in self.manifest["outputs"]]
 
     @property
     def defaults(self) -> dict[str, Any]:
@@ -139,6 +146,22 @@ def load_artifacts(directory: Path, format: str = "onnx") -> dict[str, Artifact]
         kind: load_artifact(files[0].with_name(files[0].name.removesuffix(MANIFEST_SUFFIX)))
         for kind, files in found.items()
     }
+
+
+def artifact_outputs(directory: Path, format: str = "onnx") -> dict[str, list[Output]]:
+    """Every artifact's outputs by kind, as its manifest states them (files not read).
+
+    Raises:
+        ArtifactError: the directory is missing, or a manifest cannot be read.
+    """
+    if not directory.is_dir():
+        raise ArtifactError(f"artifact directory {directory} does not exist")
+    found: dict[str, list[Output]] = {}
+    for manifest_file in sorted(directory.glob(f"*{MANIFEST_SUFFIX}")):
+        manifest = _read_manifest(manifest_file)
+        if manifest["format"] == format:
+            found[manifest["kind"]] = [_output(entry) for entry in manifest["outputs"]]
+    return found
 
 
 def find_artifact(directory: Path, kind: str, format: str = "onnx") -> Artifact:

@@ -16,8 +16,7 @@ NOT_READY: dict[int | str, dict[str, Any]] = {503: {"model": ErrorResponse}}
 @router.get("/healthz", responses=NOT_READY)
 async def healthz(runtime: Annotated[Runtime, Depends(get_runtime)]) -> dict[str, str]:
     """200 once the graph is loaded and has scored its warm-up batch; 503 before."""
-    scorer = runtime.ready_scorer()
-    return {"status": "ok", "model_id": scorer.model_id}
+    return {"status": "ok", "model_id": runtime.ready_scorers().model_id}
 
 
 @router.get("/v2/health/live")
@@ -29,5 +28,5 @@ async def live() -> dict[str, bool]:
 @router.get("/v2/health/ready", responses=NOT_READY)
 async def ready(runtime: Annotated[Runtime, Depends(get_runtime)]) -> dict[str, bool]:
     """Ready to score (Open Inference Protocol); 503 until warmed up."""
-    runtime.ready_scorer()
+    runtime.ready_scorers()
     return {"ready": True}

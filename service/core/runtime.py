@@ -10,7 +10,7 @@ from prometheus_client import CollectorRegistry
 
 from focal_eval.service.core.errors import RequestError, invalid, show
 from focal_eval.service.core.gate import Gate
-from focal_eval.service.core.scoring import Outputs, Scorer
+from focal_eval.service.core.scoring import Outputs, Scorers
 from focal_eval.service.core.settings import Settings
 from focal_eval.service.memory.budget import MemoryBudget, Reservation
 from focal_eval.service.monitoring.monitor import Monitor
@@ -30,7 +30,7 @@ class MonitorChoice:
 class Runtime:
     """Per-app state, with its own Prometheus registry.
 
-    ``scorer``, ``monitor`` and ``budget`` are set, and ``ready`` true, once the lifespan has
+    ``scorers``, ``monitor`` and ``budget`` are set, and ``ready`` true, once the lifespan has
     warmed up.
     """
 
@@ -40,7 +40,7 @@ class Runtime:
     monitor_limiter: CapacityLimiter = field(init=False)
     registry: CollectorRegistry = field(init=False)
     telemetry: Telemetry = field(init=False)
-    scorer: Scorer | None = None
+    scorers: Scorers | None = None
     monitor: Monitor | None = None
     budget: MemoryBudget | None = None
     ready: bool = False
@@ -51,25 +51,25 @@ class Runtime:
         self.registry = CollectorRegistry()
         self.telemetry = Telemetry(self.registry)
 
-    def ready_scorer(self) -> Scorer:
-        """The scorer, or a 503 while the graph is not loaded and warmed up."""
-        if not self.ready or self.scorer is None:
+    def ready_scorers(self) -> Scorers:
+        """The scorers, or a 503 while the graphs are not loaded and warmed up."""
+        if not self.ready or self.scorers is None:
             raise RequestError(
                 503,
                 "server: not ready (the evaluation graph is loading)",
                 headers={"Retry-After": "1"},
             )
-        return self.scorer
+        return self.scorers
 
     def ready_monitor(self) -> Monitor:
         """The monitor, or a 503 before the lifespan has created it."""
-        self.ready_scorer()
+        self.ready_scorers()
         assert self.monitor is not None
         return self.monitor
 
     def reservation(self, route: str) -> Reservation:
         """A new reservation against the memory budget, its peak recorded per ``route``."""
-        self.ready_scorer()
+        self.ready_scorers()
         assert self.budget is not None
         return self.budget.reservation(self.telemetry.request_memory.labels(route).observe)
 
@@ -87,25 +87,27 @@ class Runtime:
         wanted = self.settings.monitor_default if monitor is None else monitor
         return MonitorChoice(wanted, source or sources[0], monitor is True)
 
-    def check_monitorable(self, choice: MonitorChoice, num_classes: int) -> None:
+    def check_monitorable(self, choice: MonitorChoice, task: str, width: int) -> None:
         """Refuse (422) a batch that asked to be monitored but cannot be, before scoring it."""
         if choice.explicit:
-            refusal = self.ready_monitor().refusal(choice.source, num_classes)
+            refusal = self.ready_monitor().refusal(choice.source, task, width)
             if refusal is not None:
                 raise invalid(f"monitor: {refusal.message}; or send monitor=false")
 
-    def record(self, route: str, choice: MonitorChoice, rows: int, outputs: Outputs) -> str | None:
+    def record(
+        self, route: str, choice: MonitorChoice, task: str, rows: int, outputs: Outputs
+    ) -> str | None:
         """Count a scored batch and feed the monitor if chosen.
 
         Returns:
             None when the batch was monitored or not meant to be; else why it was not
-            (``too_many_classes`` or ``class_count``, counted in
+            (``too_many_classes``, ``class_count`` or ``task``, counted in
             ``focal_eval_unmonitored_batches_total``).
         """
         self.telemetry.samples_scored.labels(route).inc(rows)
         if not choice.wanted:
             return None
-        return self.ready_monitor().observe(choice.source, outputs)
+        return self.ready_monitor().observe(choice.source, task, outputs)
 
 
 def get_runtime(request: Request) -> Runtime:

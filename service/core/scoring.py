@@ -1,14 +1,17 @@
-"""The scorer: the evaluation and metrics graphs in onnxruntime, checked, warmed up, shared.
+"""The scorers: each task's evaluation and metrics graphs in onnxruntime, checked, warmed up.
 
 One ``InferenceSession`` per graph serves every request (``run`` is thread-safe and releases
-the GIL); callers run it off the event loop.
+the GIL); callers run it off the event loop. A :class:`Scorer` knows nothing of its task: it
+feeds a validated :class:`~focal_eval.service.core.validation.Batch` to the graph by the
+input names of its manifest, and reads the outputs by their manifest groups.
 """
 
 from __future__ import annotations
 
 import logging
-from collections.abc import Collection, Iterable, Mapping
+from collections.abc import Callable, Collection, Iterable, Mapping
 from dataclasses import dataclass
+from functools import partial
 from typing import Any
 
 import numpy as np
@@ -16,91 +19,44 @@ import numpy.typing as npt
 
 from focal_eval.service.artifacts import Artifact, ArtifactError, load_artifacts, open_session, pick
 from focal_eval.service.core.errors import RequestError, invalid
+from focal_eval.service.core.multilabel import check_sigmoid_alpha, check_threshold
 from focal_eval.service.core.settings import Settings
-from focal_eval.service.core.validation import (
-    Batch,
-    check_gamma,
-    check_ignore_index,
-    make_batch,
-)
+from focal_eval.service.core.tasks import MULTICLASS, MULTILABEL, RANKING, TASKS, Task
+from focal_eval.service.core.validation import Batch, check_count, check_gamma, check_ignore_index
 
 logger = logging.getLogger(__name__)
 
 Outputs = dict[str, npt.NDArray[Any]]
-EVALUATION, METRICS = "evaluation", "metrics"  # the artifact kinds this task scores with
-
-
-@dataclass(frozen=True)
-class Defaults:
-    """Parameters a request may omit: from settings, else from the evaluation manifest."""
-
-    gamma: float
-    ignore_index: int
-    alpha: npt.NDArray[np.float32] | None
-
-    def batch(
-        self,
-        logits: npt.NDArray[Any],
-        labels: npt.NDArray[Any],
-        alpha: npt.NDArray[Any] | None,
-        gamma: Any,
-        ignore_index: Any,
-    ) -> Batch:
-        """A validated batch from request values, each None replaced by its default.
-
-        Raises:
-            RequestError: 422 for any value out of its domain (see :func:`make_batch`).
-        """
-        return make_batch(
-            logits,
-            labels,
-            alpha,
-            self.gamma if gamma is None else check_gamma(gamma),
-            self.ignore_index if ignore_index is None else check_ignore_index(ignore_index),
-            self.alpha,
-        )
-
-
 CHUNK_ELEMENTS = 2**19
 MAX_CHUNK_ROWS = 2**16
 
 
-def chunk_rows(num_classes: int) -> int:
+def chunk_rows(width: int) -> int:
     """Rows per graph run: about 512K logits (2 MB), at most 65,536 rows.
 
-    Both bound the graph's intermediates per run (per logit and per row). At least C rows,
-    since every run also builds a C x C confusion matrix.
+    Both bound the graph's intermediates per run (per logit and per row). At least ``width``
+    rows, since every run also builds its per-class statistics (a C x C confusion matrix).
     """
-    return max(min(CHUNK_ELEMENTS // num_classes, MAX_CHUNK_ROWS), num_classes)
+    return max(min(CHUNK_ELEMENTS // width, MAX_CHUNK_ROWS), width)
 
 
 class Scorer:
-    """Scores validated batches with the evaluation graph; metrics from merged statistics."""
+    """Scores validated batches with an evaluation graph; metrics from merged statistics."""
 
-    def __init__(self, evaluation: Artifact, metrics: Artifact, settings: Settings) -> None:
+    def __init__(self, task: Task, evaluation: Artifact, metrics: Artifact, threads: int) -> None:
+        self.task = task
         self.evaluation = evaluation
         self.metrics_artifact = metrics
-        self._evaluation = open_session(evaluation, settings.threads)
-        self._metrics = open_session(metrics, settings.threads)
-        try:
-            manifest_defaults = evaluation.defaults
-            num_bins = manifest_defaults["num_bins"]
-            gamma = check_gamma(manifest_defaults["gamma"])
-            ignore_index = check_ignore_index(manifest_defaults["ignore_index"])
-        except (KeyError, RequestError) as error:
-            raise ArtifactError(
-                f"{evaluation.path}: its manifest's defaults are not valid ({error})"
-            ) from error
-        if metrics.defaults.get("num_bins") != num_bins:
-            raise ArtifactError(
-                f"{metrics.path}: its num_bins {metrics.defaults.get('num_bins')} is not the"
-                f" evaluation graph's {num_bins}: export them together"
-            )
-        self.defaults = Defaults(
-            gamma=gamma if settings.gamma is None else settings.gamma,
-            ignore_index=ignore_index if settings.ignore_index is None else settings.ignore_index,
-            alpha=None if settings.alpha is None else np.asarray(settings.alpha, np.float32),
-        )
+        self._evaluation = open_session(evaluation, threads)
+        self._metrics = open_session(metrics, threads)
+        _check_defaults(evaluation, task)
+        for shared in ("num_bins", "score_bins"):
+            if metrics.defaults.get(shared) != evaluation.defaults.get(shared):
+                raise ArtifactError(
+                    f"{metrics.path}: its {shared} {metrics.defaults.get(shared)} is not the"
+                    f" {evaluation.kind} graph's {evaluation.defaults.get(shared)}: export them"
+                    " together"
+                )
         ungrouped = [e["name"] for e in evaluation.manifest["outputs"] if "group" not in e]
         if ungrouped:
             raise ArtifactError(f"{evaluation.path}: outputs {ungrouped} have no group")
@@ -108,12 +64,15 @@ class Scorer:
         self.groups = {name: output.group for name, output in self.outputs.items()}
         self.statistics_names = self.names("statistics")
         self.per_sample_names = self.names("per_sample")
+        self._input_dtypes = {
+            e["name"]: np.dtype(e["dtype"]) for e in evaluation.manifest["inputs"]
+        }
 
     def names(self, group: str, rank: int | None = None) -> list[str]:
         """Outputs of ``group`` (of ``rank`` dimensions, if given), in graph order.
 
-        From the manifest: scalar metrics are ``names("metrics", 0)``, per-class ones
-        ``names("metrics", 1)``; nothing in the service lists them again.
+        From the manifest: scalar metrics are ``names("metrics", 0)``, per-class (or
+        per-label) ones ``names("metrics", 1)``; nothing in the service lists them again.
         """
         return [
             name
@@ -122,41 +81,29 @@ class Scorer:
         ]
 
     def row_bytes(self, names: Iterable[str]) -> int:
-        """Bytes per row of the named per-sample outputs."""
+        """Bytes per row of the named outputs that are this graph's per-sample ones."""
         return sum(
-            self.outputs[name].dtype.itemsize for name in names if self.groups[name] == "per_sample"
+            self.outputs[name].dtype.itemsize
+            for name in names
+            if self.groups.get(name) == "per_sample"
         )
 
-    def statistics_bytes(self, num_classes: int) -> int:
-        """Bytes of one batch's statistics at ``num_classes`` classes."""
+    def statistics_bytes(self, width: int) -> int:
+        """Bytes of one batch's statistics at ``width`` classes (or labels)."""
         return sum(
-            self.outputs[name].dtype.itemsize * self.outputs[name].elements(num_classes)
+            self.outputs[name].dtype.itemsize * self.outputs[name].elements(width)
             for name in self.statistics_names
         )
-
-    @classmethod
-    def load(cls, settings: Settings) -> Scorer:
-        """Find, verify and open the two graphs in ``settings.artifact_dir``.
-
-        Raises:
-            ArtifactError: either graph is missing, corrupt, or they do not belong together.
-        """
-        directory = settings.artifact_dir
-        artifacts = load_artifacts(directory)
-        evaluation = pick(artifacts, EVALUATION, directory)
-        scorer = cls(evaluation, pick(artifacts, METRICS, directory), settings)
-        logger.info(
-            "loaded evaluation graph %s (sha256 %s) from %s",
-            evaluation.path.name,
-            evaluation.sha256[:12],
-            settings.artifact_dir,
-        )
-        return scorer
 
     @property
     def model_id(self) -> str:
         """The evaluation graph's sha256."""
         return self.evaluation.sha256
+
+    @property
+    def defaults(self) -> dict[str, Any]:
+        """The parameters recorded in the evaluation graph's manifest."""
+        return self.evaluation.defaults
 
     def score(self, batch: Batch, keep: Collection[str] | None = None) -> Outputs:
         """The evaluation graph's outputs for a validated batch, by name, in graph order.
@@ -176,7 +123,7 @@ class Scorer:
             for name in self.evaluation.output_names
             if self.groups[name] != "per_sample" or keep is None or name in keep
         ]
-        n, rows = len(batch.labels), chunk_rows(batch.num_classes)
+        n, rows = batch.rows, chunk_rows(batch.width)
         if n <= rows:
             outputs = self._checked(self._run(batch, slice(None)), 0)
             return {name: outputs[name] for name in wanted}
@@ -200,20 +147,22 @@ class Scorer:
         return {name: merged[name] for name in wanted}
 
     def _run(self, batch: Batch, rows: slice) -> Outputs:
+        """One graph run on ``rows`` of the batch: inputs by the manifest's names and dtypes."""
         feeds = {
-            "logits": np.ascontiguousarray(batch.logits[rows], dtype=np.float32),
-            "labels": batch.labels[rows],
-            "alpha": batch.alpha,
-            "gamma": np.asarray(batch.gamma, dtype=np.float32),
-            "ignore_index": np.asarray(batch.ignore_index, dtype=np.int64),
+            name: np.ascontiguousarray(batch.inputs[name][rows], dtype=dtype)
+            if name in batch.inputs
+            else np.asarray(batch.parameters[name], dtype=dtype)
+            for name, dtype in self._input_dtypes.items()
         }
         values = self._evaluation.run(None, feeds)
         return dict(zip(self.evaluation.output_names, values, strict=True))
 
-    @staticmethod
-    def _checked(outputs: Outputs, first_row: int) -> Outputs:
-        for name in ("cross_entropy", "focal_loss"):
-            finite = np.isfinite(outputs[name])
+    def _checked(self, outputs: Outputs, first_row: int) -> Outputs:
+        for name in self.per_sample_names:
+            values = outputs[name]
+            if values.dtype.kind != "f":
+                continue
+            finite = np.isfinite(values)
             if not finite.all():
                 row = first_row + int(np.argmin(finite))
                 raise invalid(
@@ -229,22 +178,100 @@ class Scorer:
         values = self._metrics.run(None, feeds)
         return dict(zip(self.metrics_artifact.output_names, values, strict=True))
 
-    def warm_up(self) -> None:
-        """Score a small batch through both graphs and check the counts add up.
+
+DEFAULT_CHECKS: dict[str, Callable[[Any], Any]] = {
+    "gamma": check_gamma,
+    "ignore_index": check_ignore_index,
+    "alpha": check_sigmoid_alpha,
+    "threshold": check_threshold,
+    "num_bins": partial(check_count, "num_bins"),
+    "score_bins": partial(check_count, "score_bins"),
+}
+
+
+def _check_defaults(evaluation: Artifact, task: Task) -> None:
+    """The manifest records every default the task's requests may omit, each in its domain.
+
+    Raises:
+        ArtifactError: one is missing or out of its domain.
+    """
+    defaults = evaluation.defaults
+    for name in task.defaults:
+        problem = None
+        if name not in defaults:
+            problem = f"{name} is missing"
+        else:
+            try:
+                DEFAULT_CHECKS[name](defaults[name])
+            except RequestError as error:
+                problem = error.message
+        if problem is not None:
+            raise ArtifactError(
+                f"{evaluation.path}: its manifest's defaults are not valid ({problem})"
+            )
+
+
+@dataclass(frozen=True)
+class Scorers:
+    """Every task's scorer this server's artifacts allow; multi-class is always there."""
+
+    multiclass: Scorer
+    multilabel: Scorer | None
+    ranking: Scorer | None  # the opt-in one-vs-rest ranking of multi-class batches
+
+    @classmethod
+    def load(cls, settings: Settings) -> Scorers:
+        """Find, verify and open the graphs in ``settings.artifact_dir``.
+
+        The multi-class evaluation and metrics graphs are required; the multi-label and
+        ranking pairs are served when both graphs of the pair are there.
 
         Raises:
-            ArtifactError: the graphs run but give inconsistent results.
+            ArtifactError: a graph is missing, corrupt, or does not belong with its pair.
         """
-        rng = np.random.default_rng(0)
-        batch = make_batch(
-            rng.standard_normal((16, 3)).astype(np.float32),
-            np.arange(16) % 3,
-            None,
-            self.defaults.gamma,
-            self.defaults.ignore_index,
+        directory = settings.artifact_dir
+        artifacts = load_artifacts(directory)
+
+        def pair(task: Task) -> Scorer:
+            evaluation = pick(artifacts, task.evaluation, directory)
+            metrics = pick(artifacts, task.metrics, directory)
+            return Scorer(task, evaluation, metrics, settings.threads)
+
+        def optional(name: str) -> Scorer | None:
+            task = TASKS[name]
+            present = [kind in artifacts for kind in (task.evaluation, task.metrics)]
+            if any(present) and not all(present):  # one of a pair: an incomplete export
+                pair(task)  # raises, naming the missing one
+            return pair(task) if all(present) else None
+
+        scorers = cls(pair(TASKS[MULTICLASS]), optional(MULTILABEL), optional(RANKING))
+        for scorer in scorers.available():
+            logger.info(
+                "loaded %s graph %s (sha256 %s) from %s",
+                scorer.task.name,
+                scorer.evaluation.path.name,
+                scorer.model_id[:12],
+                directory,
+            )
+        return scorers
+
+    def available(self) -> list[Scorer]:
+        """The scorers loaded, multi-class first."""
+        return [s for s in (self.multiclass, self.multilabel, self.ranking) if s is not None]
+
+    @property
+    def model_id(self) -> str:
+        """The multi-class evaluation graph's sha256: the server's model id."""
+        return self.multiclass.model_id
+
+    def statistics_bytes(self, width: int) -> int:
+        """Bytes of the largest statistics one batch of ``width`` classes or labels gives.
+
+        A monitored source holds one task's statistics; with ranking, multi-class batches
+        carry its histograms too.
+        """
+        multiclass = self.multiclass.statistics_bytes(width) + (
+            self.ranking.statistics_bytes(width) if self.ranking else 0
         )
-        outputs = self.score(batch)
-        metrics = self.compute_metrics(outputs)
-        valid = int(np.count_nonzero(batch.labels != batch.ignore_index))
-        if int(outputs["confusion_matrix"].sum()) != valid or not 0 <= metrics["accuracy"] <= 1:
-            raise ArtifactError(f"{self.evaluation.path}: warm-up batch gave inconsistent counts")
+        multilabel = self.multilabel.statistics_bytes(width) if self.multilabel else 0
+        return max(multiclass, multilabel)

@@ -15,6 +15,7 @@ import numpy as np
 import numpy.typing as npt
 
 from focal_eval.service.core.errors import invalid, show
+from focal_eval.service.core.tasks import BINARY, MULTICLASS, TASKS, graph_task
 
 FloatArray = npt.NDArray[np.float32]
 IntArray = npt.NDArray[np.int64]
@@ -24,26 +25,37 @@ CHECK_ELEMENTS = 2**18  # logits checked for finiteness at once: a bounded tempo
 
 @dataclass(frozen=True)
 class Batch:
-    """A validated batch in the evaluation graph's shapes and dtypes.
+    """A validated batch, in its evaluation graph's input names.
 
-    ``logits`` may be float16 or float64 as sent: the scorer converts each chunk of rows to
-    float32 as it runs, so that no float32 copy of the whole batch is ever held.
+    ``inputs`` holds the per-row inputs: ``logits`` ``(N, W)`` (float16 / float64 as sent:
+    the scorer converts each chunk of rows to float32 as it runs, so that no float32 copy of
+    the whole batch is ever held) and the labels (int64, ``(N,)`` for classes, ``(N, W)`` for
+    labels). ``parameters`` holds the other inputs, one value each (``alpha`` per class for
+    multi-class).
     """
 
-    logits: npt.NDArray[np.floating[Any]]  # (N, C), C-contiguous
-    labels: IntArray  # (N,)
-    alpha: FloatArray  # (C,)
-    gamma: float
-    ignore_index: int
+    task: str
+    inputs: dict[str, npt.NDArray[Any]]
+    parameters: dict[str, Any]
     shape: tuple[int, ...]  # the labels' shape as sent: (N,) or (N, d1, ..., dk)
 
     @property
-    def num_classes(self) -> int:
-        """C."""
+    def logits(self) -> npt.NDArray[np.floating[Any]]:
+        """``(N, W)`` logits."""
+        return self.inputs["logits"]
+
+    @property
+    def rows(self) -> int:
+        """N."""
+        return int(self.logits.shape[0])
+
+    @property
+    def width(self) -> int:
+        """W: classes, or labels."""
         return int(self.logits.shape[1])
 
 
-def make_batch(
+def multiclass_batch(
     logits: npt.NDArray[Any],
     labels: npt.NDArray[Any],
     alpha: npt.NDArray[Any] | None,
@@ -51,7 +63,7 @@ def make_batch(
     ignore_index: int,
     default_alpha: npt.NDArray[np.float32] | None = None,
 ) -> Batch:
-    """Check and convert decoded arrays into a :class:`Batch`.
+    """Check and convert decoded multi-class arrays into a :class:`Batch`.
 
     ``alpha`` None means ``default_alpha`` (the server's setting), or all ones without one.
 
@@ -65,20 +77,8 @@ def make_batch(
         RequestError: 422 naming the field: dtype, shape, label range, non-finite values.
     """
     batch_size(logits)
-    if logits.dtype.kind != "f" or logits.dtype.itemsize not in (2, 4, 8):
-        logits = _float_array("logits", logits)
-    n, c = logits.shape[0], logits.shape[1]
-    labels = _label_array(labels)
-    expected = (n, *logits.shape[2:])
-    if labels.shape != expected:
-        raise invalid(
-            f"labels: expected shape {list(expected)} to match logits {list(logits.shape)},"
-            f" got {list(labels.shape)}"
-        )
-    if logits.ndim > 2:
-        logits = np.moveaxis(logits, 1, -1).reshape(-1, c)
-    flat_labels = labels.reshape(-1)
-    _check_finite(logits)
+    logits, flat_labels, shape = flat_rows(logits, labels, expected_labels="classes")
+    c = logits.shape[1]
     _check_label_range(flat_labels, c, ignore_index)
     if alpha is None and default_alpha is not None:
         if len(default_alpha) != c:
@@ -87,41 +87,81 @@ def make_batch(
                 f" values, but the batch has {c} classes; send alpha with the request"
             )
         alpha = default_alpha
-    return Batch(
-        np.ascontiguousarray(logits),
-        flat_labels,
-        check_alpha(alpha, c),
-        check_gamma(gamma),
-        ignore_index,
-        tuple(labels.shape),
-    )
+    parameters = {
+        "alpha": check_alpha(alpha, c),
+        "gamma": check_gamma(gamma),
+        "ignore_index": ignore_index,
+    }
+    return Batch(MULTICLASS, {"logits": logits, "labels": flat_labels}, parameters, shape)
 
 
-def batch_size(logits: npt.NDArray[Any], max_classes: int | None = None) -> tuple[int, int]:
-    """Rows and classes of ``(N, C)`` or ``(N, C, d1, ...)`` logits: ``(N * d1 * ..., C)``.
+def flat_rows(
+    logits: npt.NDArray[Any], labels: npt.NDArray[Any], expected_labels: str
+) -> tuple[npt.NDArray[np.floating[Any]], IntArray, tuple[int, ...]]:
+    """Logits ``(N, W)`` and flat int64 labels from ``(N, W, d1, ...)`` ones, checked.
+
+    ``expected_labels`` is ``"classes"`` (labels ``(N, d1, ...)``, one per row) or
+    ``"labels"`` (labels of the logits' shape, ``W`` per row). Segmentation-shaped logits are
+    flattened with dimension 1 last; float16 / float64 logits keep their dtype, integer ones
+    become float32.
 
     Raises:
-        RequestError: 422 for no rows, another number of dimensions, fewer than 2 classes, or
-            more than ``max_classes`` (``FOCAL_MAX_CLASSES``: the C x C work is bounded).
+        RequestError: 422 for a dtype, a shape that does not match, or non-finite logits.
+    """
+    if logits.dtype.kind != "f" or logits.dtype.itemsize not in (2, 4, 8):
+        logits = _float_array("logits", logits)
+    n, width = logits.shape[0], logits.shape[1]
+    labels = _label_array(labels)
+    expected = (n, *logits.shape[2:]) if expected_labels == "classes" else logits.shape
+    if labels.shape != expected:
+        raise invalid(
+            f"labels: expected shape {list(expected)} to match logits {list(logits.shape)},"
+            f" got {list(labels.shape)}"
+        )
+    shape = tuple(labels.shape)
+    if logits.ndim > 2:
+        logits = np.moveaxis(logits, 1, -1).reshape(-1, width)
+        if expected_labels == "labels":
+            labels = np.moveaxis(labels, 1, -1).reshape(-1, width)
+    flat_labels = labels.reshape(-1) if expected_labels == "classes" else labels
+    _check_finite(logits)
+    return np.ascontiguousarray(logits), np.ascontiguousarray(flat_labels), shape
+
+
+def batch_size(
+    logits: npt.NDArray[Any], task: str = MULTICLASS, max_width: int | None = None
+) -> tuple[int, int]:
+    """Rows and width of a batch's logits: ``(N * d1 * ..., W)``.
+
+    Logits are ``(N, W)`` or ``(N, W, d1, ...)``, W classes (at least 2) or labels (at least
+    1); a binary batch's are ``(N,)`` or ``(N, 1)``.
+
+    Raises:
+        RequestError: 422 for no rows, another number of dimensions, too few classes or
+            labels, or more than ``max_width`` (``FOCAL_MAX_CLASSES``: the per-class work is
+            bounded).
     """
     shape = list(logits.shape)
     if logits.ndim >= 1 and shape[0] == 0:
         raise invalid("logits: expected at least one row, got an empty batch")
+    if task == BINARY and logits.ndim == 1:
+        return shape[0], 1
     if logits.ndim < 2:
         raise invalid(f"logits: expected shape (N, C) or (N, C, d1, ...), got {shape}")
-    c = shape[1]
-    if c < 2:
-        raise invalid(f"logits: expected at least 2 classes (dimension 1), got {c}")
-    if max_classes is not None and c > max_classes:
+    width, noun = shape[1], TASKS[graph_task(task)].width
+    least = 2 if task == MULTICLASS else 1
+    if width < least:
+        raise invalid(f"logits: expected at least {least} {noun} (dimension 1), got {width}")
+    if max_width is not None and width > max_width:
         raise invalid(
-            f"logits: {c} classes (dimension 1) is more than this server scores"
-            f" ({max_classes}, FOCAL_MAX_CLASSES)"
+            f"logits: {width} {noun} (dimension 1) is more than this server scores"
+            f" ({max_width}, FOCAL_MAX_CLASSES)"
         )
     if logits.size == 0:
         raise invalid(
             f"logits: expected at least one row, got shape {shape} (a spatial dimension of 0)"
         )
-    return logits.size // c, c
+    return logits.size // width, width
 
 
 def check_gamma(gamma: Any) -> float:
@@ -146,6 +186,13 @@ def check_ignore_index(ignore_index: Any) -> int:
     return int(ignore_index)
 
 
+def check_count(name: str, count: Any) -> int:
+    """A whole number >= 1 (the bins a manifest records)."""
+    if isinstance(count, bool) or not isinstance(count, int) or count < 1:
+        raise invalid(f"{name}: expected a whole number >= 1, got {show(count)}")
+    return count
+
+
 def check_bool(name: str, value: Any) -> bool:
     """A JSON ``true`` / ``false``."""
     if not isinstance(value, bool):
@@ -160,10 +207,15 @@ def check_source_type(source: Any) -> str | None:
     return source
 
 
-def check_alpha(alpha: npt.NDArray[Any] | None, num_classes: int) -> FloatArray:
+def check_alpha(alpha: Any, num_classes: int) -> FloatArray:
     """``alpha``: None (all ones) or ``(C,)`` finite values >= 0."""
     if alpha is None:
         return np.ones(num_classes, dtype=np.float32)
+    if not isinstance(alpha, np.ndarray):
+        raise invalid(
+            f"alpha: expected {num_classes} values (one per class) for a multiclass batch,"
+            f" got {show(alpha)}"
+        )
     if alpha.shape != (num_classes,):
         raise invalid(
             f"alpha: expected {num_classes} values (one per class), got shape {list(alpha.shape)}"

@@ -60,8 +60,10 @@ INFER_BODY: dict[str, Any] = {
         "required": True,
         "description": "A v2 inference request: JSON, or (Triton's binary extension) a JSON"
         " header of Inference-Header-Content-Length bytes followed by the binary tensors."
-        " Inputs logits (N, C) and labels (N); optional alpha (C), gamma, ignore_index;"
-        " parameters monitor (bool) and source (str).",
+        " Inputs as the model's metadata lists them: logits (N, C) and labels (N) for"
+        " FOCAL_MODEL_NAME, logits (N, L) and targets (N, L) for FOCAL_MODEL_NAME-multilabel;"
+        " the others optional, one value each (alpha per class for multiclass); parameters"
+        " monitor (bool), source (str), inputs (logits or probabilities), ranking (bool).",
         "content": {
             "application/json": {
                 "schema": {
@@ -107,7 +109,7 @@ async def server_metadata() -> dict[str, Any]:
 
 @router.get("/models/{name}", responses=MODEL_ERRORS)
 async def model_metadata(name: str, runtime: Runtimes) -> dict[str, Any]:
-    """Inputs and outputs of the evaluation graph, as v2 tensor metadata (-1: dynamic)."""
+    """Inputs and outputs of the model's graphs, as v2 tensor metadata (-1: dynamic)."""
     return dataplane.metadata(runtime, name, dataplane.VERSION)
 
 
@@ -154,13 +156,17 @@ async def infer_version(name: str, version: str, request: Request, runtime: Runt
 
 
 async def _exchange(request: Request, runtime: Runtime, name: str, version: str) -> Response:
-    dataplane.ready_model(runtime, name, version)
+    model = dataplane.ready_model(runtime, name, version)
     header_length = parse_length(HEADER_LENGTH, request.headers.get(HEADER_LENGTH))
-    return await exchange(request, runtime, ROUTE, partial(_infer, runtime, header_length))
+    return await exchange(request, runtime, ROUTE, partial(_infer, runtime, model, header_length))
 
 
 def _infer(
-    runtime: Runtime, header_length: int | None, payload: Payload, reservation: Reservation
+    runtime: Runtime,
+    model: dataplane.Model,
+    header_length: int | None,
+    payload: Payload,
+    reservation: Reservation,
 ) -> Response:
     """Decode the HTTP body, score it through the dataplane, encode the outputs."""
     settings = runtime.settings
@@ -169,9 +175,9 @@ def _infer(
     refuse_long_json(min(json_length, len(payload.data)), settings.max_json_bytes)
     reservation.grow(costs.json_parse(payload.data, header_length), "body (JSON header)")
     request = decode_infer_request(payload.data, header_length)
-    scored = dataplane.infer(runtime, ROUTE, request, payload.data, reservation)
+    scored = dataplane.infer(runtime, ROUTE, model, request, payload.data, reservation)
     pieces, headers = encode_infer_response(
-        settings.model_name,
+        model.name,
         dataplane.VERSION,
         request.id,
         scored.outputs,

@@ -26,6 +26,7 @@ import numpy as np
 import numpy.typing as npt
 
 from focal_eval.service.core.scoring import chunk_rows
+from focal_eval.service.core.tasks import MULTICLASS
 from focal_eval.service.core.validation import CHECK_ELEMENTS
 
 GROWTH = 9 / 8  # a bytearray grown by appends over-allocates by up to an eighth
@@ -42,6 +43,11 @@ JSON_NUMBER_BYTES = 26  # the longest number orjson writes, and its comma
 ROW_BYTES = 128  # the graph's per-row intermediates for one chunk, per row
 ELEMENT_WORK = 16  # the graph's per-logit intermediates for one chunk, and its float32 copy
 SQUARE_BYTES = 64  # the C x C work: confusion matrix, its sums across chunks, the metrics
+MULTILABEL_ELEMENT_WORK = 160  # the multi-label graph's per-element intermediates, one chunk
+LABEL_BYTES = 1024  # per label: its counts and sums, a chunk's and the totals, the metrics
+RANKING_ELEMENT_WORK = 64  # the ranking graph's per-logit intermediates (probabilities, cells)
+HISTOGRAM_BYTES = 64  # per histogram bin: positives and negatives (int64), a chunk's and sums
+PROBABILITY_BLOCK_WORK = 32  # float64 temporaries per element of a block being converted
 RESPONSE_CHUNK = 2**20  # encoded bytes a streamed response holds at once (and the transport)
 FIXED = 2 * 2**20  # a request's small objects, headers and metrics
 
@@ -113,16 +119,28 @@ def conversion(logits: npt.NDArray[Any], labels: npt.NDArray[Any]) -> int:
     return copies + checks
 
 
-def scoring(n: int, c: int, kept_bytes_per_row: int) -> int:
-    """Scoring N rows of C classes, keeping ``kept_bytes_per_row`` of per-sample outputs."""
-    rows = min(n, chunk_rows(c))
-    return (
-        kept_bytes_per_row * n
-        + rows * (ROW_BYTES + ELEMENT_WORK * c)
-        + SQUARE_BYTES * c * c
-        + RESPONSE_CHUNK
-        + FIXED
-    )
+def scoring(task: str, n: int, width: int, kept_bytes_per_row: int, histogram_bins: int = 0) -> int:
+    """Scoring N rows of ``width`` classes or labels, keeping the per-sample outputs named.
+
+    Multi-class: the graph's per-row and per-logit work on one chunk, and the C x C
+    statistics; with ranking (``histogram_bins`` > 0) its per-logit work and histograms too.
+    Multi-label: its per-element work on one chunk, the per-label counts and the score
+    histograms (``histogram_bins`` per label).
+    """
+    rows = min(n, chunk_rows(width))
+    if task == MULTICLASS:
+        work = rows * (ROW_BYTES + ELEMENT_WORK * width) + SQUARE_BYTES * width * width
+        if histogram_bins:
+            work += rows * RANKING_ELEMENT_WORK * width
+    else:
+        work = rows * (ROW_BYTES + MULTILABEL_ELEMENT_WORK * width) + LABEL_BYTES * width
+    histograms = HISTOGRAM_BYTES * width * histogram_bins
+    return kept_bytes_per_row * n + work + histograms + RESPONSE_CHUNK + FIXED
+
+
+def probabilities(logits: npt.NDArray[Any]) -> int:
+    """Probabilities converted to float32 logits: the result, and a block's float64 work."""
+    return 4 * logits.size + PROBABILITY_BLOCK_WORK * min(logits.size, CHECK_ELEMENTS)
 
 
 def response(retained: int) -> int:

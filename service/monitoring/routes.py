@@ -41,7 +41,7 @@ async def summary(runtime: Runtimes) -> Response:
     Statistics from several replicas add up; their sum through ``compute`` gives the metrics
     of everything the replicas saw.
     """
-    monitor, model_id = runtime.ready_monitor(), runtime.ready_scorer().model_id
+    monitor, model_id = runtime.ready_monitor(), runtime.ready_scorers().model_id
 
     def summarised() -> bytes:  # runs the metrics graph: off the event loop
         return dumps({"model_id": model_id, "sources": monitor.summary()})

@@ -1,8 +1,9 @@
 """``POST /score`` bodies: JSON or ``.npz`` in, JSON out; orjson and numpy, no pydantic.
 
-JSON: ``{"logits", "labels", "gamma"?, "alpha"?, "ignore_index"?, "per_sample"?, "monitor"?,
-"source"?}``. npz: arrays ``logits``, ``labels``, optional ``alpha``; the other parameters in
-the query string (``?gamma=2&ignore_index=-100&per_sample=false&source=canary``).
+JSON: ``{"logits", "labels", "task"?, "inputs"?, "gamma"?, "alpha"?, "threshold"?,
+"ignore_index"?, "ranking"?, "per_sample"?, "monitor"?, "source"?}``. npz: arrays ``logits``,
+``labels``, optional ``alpha``; the other parameters in the query string
+(``?gamma=2&ignore_index=-100&per_sample=false&source=canary``).
 """
 
 from __future__ import annotations
@@ -17,11 +18,9 @@ import orjson
 
 from focal_eval.service.core.batches import Decoded, Scored
 from focal_eval.service.core.errors import bad_request, cut, invalid, show
-from focal_eval.service.core.scoring import Scorer
-from focal_eval.service.core.validation import (
-    check_bool,
-    check_source_type,
-)
+from focal_eval.service.core.settings import Settings
+from focal_eval.service.core.tasks import BINARY, MULTICLASS
+from focal_eval.service.core.validation import Batch, check_bool, check_source_type
 from focal_eval.service.http.exchange import Payload
 from focal_eval.service.http.json_arrays import load_arrays
 from focal_eval.service.http.jsonio import iter_dumps
@@ -29,18 +28,20 @@ from focal_eval.service.memory import costs
 from focal_eval.service.memory.budget import Reservation
 from focal_eval.service.score.npz import load_npz
 
-JSON_FIELDS = (
-    "logits",
-    "labels",
+QUERY_FIELDS = (
+    "task",
+    "inputs",
     "gamma",
-    "alpha",
+    "threshold",
     "ignore_index",
+    "ranking",
     "per_sample",
     "monitor",
     "source",
 )
-QUERY_FIELDS = ("gamma", "ignore_index", "per_sample", "monitor", "source")
+JSON_FIELDS = ("logits", "labels", "alpha", *QUERY_FIELDS)
 CONFUSION = "confusion_matrix"  # a statistic the response puts beside the others
+AVERAGED = ("macro_", "micro_", "weighted_", "samples_")  # averages over labels: not binary's
 
 
 @dataclass(frozen=True)
@@ -87,11 +88,15 @@ def decode_json(payload: Payload, reservation: Reservation) -> ScoreRequest:
     decoded = Decoded(
         logits,
         labels,
-        None if alpha is None else _numeric_array("alpha", alpha, np.float32),
+        _alpha(alpha),
         document.get("gamma"),
         document.get("ignore_index"),
         None if monitor is None else check_bool("monitor", monitor),
         check_source_type(document.get("source")),
+        task=document.get("task"),
+        inputs=document.get("inputs"),
+        threshold=document.get("threshold"),
+        ranking=document.get("ranking"),
     )
     return ScoreRequest(decoded, check_bool("per_sample", document.get("per_sample", True)))
 
@@ -126,49 +131,79 @@ def decode_npz(
         _parse_query("ignore_index", query.get("ignore_index"), int),
         _query_bool("monitor", query.get("monitor")),
         query.get("source"),
+        task=query.get("task"),
+        inputs=query.get("inputs"),
+        threshold=_parse_query("threshold", query.get("threshold"), float),
+        ranking=_query_bool("ranking", query.get("ranking")),
     )
     return ScoreRequest(decoded, _query_bool("per_sample", query.get("per_sample")) is not False)
 
 
-def encode_response(
-    scorer: Scorer, request: ScoreRequest, scored: Scored, model_name: str
-) -> Iterator[bytes]:
+def encode_response(request: ScoreRequest, scored: Scored, settings: Settings) -> Iterator[bytes]:
     """The JSON response, in pieces (:func:`focal_eval.service.http.jsonio.iter_dumps`).
 
-    Model, batch, parameters, then the graph's outputs by their manifest groups: scalar
-    metrics, per-class metrics, the confusion matrix, the other statistics, and (if asked)
-    the per-sample arrays. NaN (an undefined metric) is written as ``null``.
+    Model, task, batch, parameters, then the graphs' outputs by their manifest groups: scalar
+    metrics, per-class (or per-label) metrics, the confusion matrix (multi-class), the other
+    statistics, and (if asked) the per-sample arrays. A binary batch's per-label metrics are
+    scalars, beside the scalar metrics that are not averages over labels. NaN (an undefined
+    metric) is written as ``null``.
     """
-    batch, outputs = scored.batch, scored.outputs
-    alpha_given = request.decoded.alpha is not None or scorer.defaults.alpha is not None
+    batch, outputs, scorer = scored.batch, scored.outputs, scored.scorers[0]
+    metrics = [name for s in scored.scorers for name in s.names("metrics", 0)]
+    per_width = [name for s in scored.scorers for name in s.names("metrics", 1)]
+    statistics = [name for s in scored.scorers for name in s.statistics_names]
+    labels = batch.inputs[scorer.task.labels]
     document: dict[str, Any] = {
         "model": {
-            "name": model_name,
+            "name": settings.model_name,
             "id": scorer.model_id,
             "kind": scorer.evaluation.kind,
             "format": scorer.evaluation.manifest["format"],
         },
-        "n": int(batch.labels.shape[0]),
-        "num_classes": batch.num_classes,
+        "task": batch.task,
+        "n": batch.rows,
+    }
+    if batch.task != BINARY:
+        document[f"num_{scorer.task.width}"] = batch.width
+    document |= {
         "shape": list(batch.shape),
-        "valid": int(outputs[CONFUSION].sum()),
+        "valid": int(np.count_nonzero(labels != batch.parameters["ignore_index"])),
         "monitored": scored.monitored,
         "unmonitored_reason": scored.unmonitored_reason,
-        "parameters": {
-            "gamma": batch.gamma,
-            "ignore_index": batch.ignore_index,
-            "alpha": batch.alpha if alpha_given else None,
-        },
-        "metrics": {name: float(outputs[name]) for name in scorer.names("metrics", 0)},
-        "per_class": {name: outputs[name] for name in scorer.names("metrics", 1)},
-        CONFUSION: outputs[CONFUSION],
-        "statistics": {
-            name: outputs[name] for name in scorer.statistics_names if name != CONFUSION
-        },
+        "parameters": _parameters(request, batch, settings),
     }
+    if batch.task == BINARY:
+        document["metrics"] = {
+            **{name: float(outputs[name]) for name in metrics if not name.startswith(AVERAGED)},
+            **{name: outputs[name][0].item() for name in per_width},
+        }
+    else:
+        document["metrics"] = {name: float(outputs[name]) for name in metrics}
+        document[f"per_{scorer.task.unit}"] = {name: outputs[name] for name in per_width}
+    if CONFUSION in outputs:
+        document[CONFUSION] = outputs[CONFUSION]
+    document["statistics"] = {name: outputs[name] for name in statistics if name != CONFUSION}
     if request.per_sample:
         document["per_sample"] = {name: outputs[name] for name in scorer.per_sample_names}
     return iter_dumps(document)
+
+
+def _parameters(request: ScoreRequest, batch: Batch, settings: Settings) -> dict[str, Any]:
+    """The parameters the batch was scored with; alpha null where it is all ones (unset)."""
+    parameters = dict(batch.parameters)
+    unset = request.decoded.alpha is None and settings.alpha is None
+    if batch.task == MULTICLASS and unset:
+        parameters["alpha"] = None
+    return parameters
+
+
+def _alpha(value: Any) -> npt.NDArray[Any] | float | None:
+    """``alpha`` as sent: a list (per class) or one number (multi-label and binary)."""
+    if value is None or isinstance(value, np.ndarray | list):
+        return None if value is None else _numeric_array("alpha", value, np.float32)
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        raise invalid(f"alpha: expected a list of numbers or one number, got {show(value)}")
+    return float(value)
 
 
 def _check_fields(given: Mapping[str, Any], accepted: tuple[str, ...], what: str) -> None:

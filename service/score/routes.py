@@ -50,8 +50,8 @@ OPENAPI: dict[str, Any] = {
 }
 
 
-def build_router(outputs: Sequence[Output]) -> APIRouter:
-    """``POST /score``, its response schema built from the evaluation graph's ``outputs``."""
+def build_router(outputs: Mapping[str, Sequence[Output]]) -> APIRouter:
+    """``POST /score``, its response schema built from the graphs' ``outputs`` by kind."""
     router = APIRouter(tags=["score"])
     router.add_api_route(
         ROUTE,
@@ -71,7 +71,7 @@ async def score(request: Request, runtime: Annotated[Runtime, Depends(get_runtim
     JSON (``application/json``) or ``.npz`` (``application/x-npz``), optionally gzip / deflate
     encoded. Parsed with orjson / numpy straight into arrays, answered with orjson.
     """
-    runtime.ready_scorer()  # 503 before reading a body the server cannot score
+    runtime.ready_scorers()  # 503 before reading a body the server cannot score
     content_type = request.headers.get("content-type", "").split(";")[0].strip().lower()
     if content_type not in JSON_TYPES + NPZ_TYPES:
         raise RequestError(
@@ -98,15 +98,15 @@ def _score(
     reservation: Reservation,
 ) -> Response:
     """Decode, score and encode: the blocking part, run in a worker thread."""
-    scorer, settings = runtime.ready_scorer(), runtime.settings
+    settings = runtime.settings
     payload.decode(settings.max_body_bytes, reservation)
     if is_json:
         refuse_long_json(len(payload.data), settings.max_json_bytes)
         request = decode_json(payload, reservation)
     else:
         request = decode_npz(payload, query, settings.max_body_bytes, reservation)
-    per_sample = scorer.per_sample_names if request.per_sample else ()
+    per_sample = None if request.per_sample else ()
     scored = score_decoded(runtime, ROUTE, request.decoded, per_sample, payload.data, reservation)
-    pieces = encode_response(scorer, request, scored, settings.model_name)
+    pieces = encode_response(request, scored, settings)
     retained = sum(array.nbytes for array in scored.outputs.values())
     return respond(pieces, reservation, retained, "application/json")

@@ -8,8 +8,8 @@ evaluation graph's manifest (:func:`score_response`).
 
 from __future__ import annotations
 
-from collections.abc import Sequence
-from typing import Any
+from collections.abc import Mapping, Sequence, Set
+from typing import Annotated, Any, Literal, Union
 
 from pydantic import BaseModel, ConfigDict, Field, create_model
 
@@ -33,21 +33,48 @@ class ScoreRequestBody(BaseModel):
         },
     )
 
-    logits: list[list[float]] = Field(
-        description="(N, C) logits, C >= 2, N >= 1; segmentation-shaped (N, C, d1, ...) nested"
-        " lists are accepted too (flattened to (N * d1 * ..., C), class dimension last)",
+    logits: list[list[float]] | list[float] = Field(
+        description="multiclass: (N, C) logits, C >= 2 (or segmentation-shaped (N, C, d1, ...)"
+        " nested lists, flattened to (N * d1 * ..., C)); multilabel: (N, L); binary: (N,) or"
+        " (N, 1); probabilities instead with inputs: probabilities",
         min_length=1,
     )
-    labels: list[int] = Field(
-        description="(N,) class indices in [0, C) or ignore_index; (N, d1, ...) for"
-        " segmentation-shaped logits",
+    labels: list[int] | list[list[int]] = Field(
+        description="multiclass: (N,) class indices in [0, C) or ignore_index ((N, d1, ...) for"
+        " segmentation-shaped logits); multilabel: the logits' shape, each 0, 1 or"
+        " ignore_index; binary: (N,)",
         min_length=1,
+    )
+    task: Literal["multiclass", "multilabel", "binary"] | None = Field(
+        None,
+        description="default: from the shapes (labels with one dimension fewer than the logits:"
+        " multiclass; of the logits' shape: multilabel; one logit a sample: binary)",
+    )
+    inputs: Literal["logits", "probabilities"] | None = Field(
+        None,
+        description="what logits holds (default logits); probabilities are clamped to"
+        " [1e-7, 1 - 1e-7] and converted to logits; multiclass rows must sum to 1",
     )
     gamma: float | None = Field(None, ge=0, description="focusing parameter; default: server's")
-    alpha: list[float] | None = Field(
-        None, description="(C,) per-class weights >= 0; default: server's, else all ones"
+    alpha: list[float] | float | None = Field(
+        None,
+        description="multiclass: (C,) per-class weights >= 0, default the server's, else all"
+        " ones; multilabel and binary: one number <= 1, the weight of positives (negatives"
+        " 1 - alpha, negative for none), default 0.25",
+    )
+    threshold: float | None = Field(
+        None,
+        gt=0,
+        lt=1,
+        description="multilabel and binary: a label is predicted positive when p >= threshold;"
+        " default 0.5",
     )
     ignore_index: int | None = Field(None, description="label of rows to skip; default -100")
+    ranking: bool | None = Field(
+        None,
+        description="multiclass: also one-vs-rest AUROC and average precision per class (a"
+        " softmax and two histograms over N x C more); multilabel and binary always have them",
+    )
     per_sample: bool = Field(True, description="return the per-sample arrays")
     monitor: bool | None = Field(
         None, description="feed the monitor (/metrics, /summary); default FOCAL_MONITOR_DEFAULT"
@@ -90,82 +117,155 @@ class Parameters(BaseModel):
 
     gamma: float
     ignore_index: int
-    alpha: list[float] | None = Field(description="null: all ones")
+    alpha: list[float] | float | None = Field(
+        description="multiclass: per class, null for all ones; multilabel and binary: the"
+        " weight of positives (negative: none)"
+    )
+    threshold: float | None = Field(
+        None, description="multilabel and binary: a label is positive when p >= threshold"
+    )
 
 
 class ScoreResponseBase(BaseModel):
-    """``POST /score`` response: what every response has, whatever the graph outputs."""
+    """``POST /score`` response: what every response has, whatever the task and graph."""
 
     model: ModelInfo
     n: int = Field(description="rows scored (N * d1 * ... for segmentation-shaped input)")
-    num_classes: int
     shape: list[int] = Field(description="the labels' shape as sent")
-    valid: int = Field(description="rows not ignored")
+    valid: int = Field(
+        description="multiclass: rows not ignored; multilabel and binary: label decisions"
+        " not ignored"
+    )
     monitored: bool = Field(description="whether the batch fed the monitor")
     unmonitored_reason: str | None = Field(
         description="why a batch meant for the monitor was not fed: too_many_classes"
-        " (over FOCAL_MONITOR_MAX_CLASSES) or class_count (its source monitors another count)"
+        " (over FOCAL_MONITOR_MAX_CLASSES), class_count (its source monitors another count)"
+        " or task (its source monitors another task)"
     )
     parameters: Parameters
 
 
-def score_response(outputs: Sequence[Output]) -> type[BaseModel]:
-    """The ``/score`` response model for an evaluation graph's ``outputs`` (its manifest).
+AVERAGED = ("macro_", "micro_", "weighted_", "samples_")
 
-    ``metrics`` holds the scalar metrics (null when undefined), ``per_class`` the per-class
-    ones, ``confusion_matrix`` and ``statistics`` the additive statistics, ``per_sample`` the
-    per-row arrays: each named and typed as the manifest states, so that a new output of the
-    graph appears here (and in the OpenAPI document) with no edit to the service.
+
+def score_response(outputs: Mapping[str, Sequence[Output]]) -> Any:
+    """The ``/score`` response model: one per task these graphs serve, told apart by ``task``.
+
+    Built from the manifests' ``outputs`` by artifact kind: ``metrics`` holds the scalar
+    metrics (null when undefined), ``per_class`` / ``per_label`` the per-class or per-label
+    ones, ``statistics`` (and ``confusion_matrix``) the additive statistics, ``per_sample``
+    the per-row arrays: each named and typed as the manifests state, so that a new output of
+    a graph appears here (and in the OpenAPI document) with no edit to the service.
     """
+    models: list[Any] = []
+    evaluation, ranking = outputs.get("evaluation", []), outputs.get("ranking", [])
+    opt_in = {o.name for o in ranking}
+    models.append(_task_model("multiclass", [*evaluation, *ranking], "classes", opt_in))
+    multilabel = outputs.get("multilabel_evaluation")
+    if multilabel:
+        models.append(_task_model("multilabel", multilabel, "labels"))
+        models.append(_task_model("binary", multilabel, None))
+    return Annotated[Union[tuple(models)], Field(discriminator="task")]  # noqa: UP007
+
+
+def typed(output: Output, nullable: bool, rank: int | None = None) -> Any:
+    """The JSON type of an output: its dtype, nested in one list per dimension.
+
+    ``rank`` lists if given: a binary batch's per-label values are sent as scalars.
+    """
+    kind: Any = int if output.dtype.kind in "iu" else float | None if nullable else float
+    for _ in range(len(output.shape) if rank is None else rank):
+        kind = list[kind]
+    return kind
+
+
+def _task_model(
+    task: str, outputs: Sequence[Output], width: str | None, opt_in: Set[str] = frozenset()
+) -> type[BaseModel]:
+    """The response model of one task; ``width`` None for binary (per-label values as scalars).
+
+    Outputs named in ``opt_in`` (the ranking graph's) are present only when asked for.
+    """
+    title = task.capitalize()
+
+    def required(name: str) -> Any:
+        return Field(None, description="with ranking: true") if name in opt_in else ...
 
     def group(name: str, doc: str, group: str, rank: int | None, value: Any) -> type[BaseModel]:
         fields: dict[str, Any] = {
-            o.name: (value(o), ...)
+            o.name: (value(o), required(o.name))
             for o in outputs
             if o.group == group
             and (rank is None or len(o.shape) == rank)
             and o.name != "confusion_matrix"
+            and not (width is None and rank == 0 and o.name.startswith(AVERAGED))
         }
-        return create_model(name, __doc__=doc, **fields)
+        return create_model(f"{title}{name}", __doc__=doc, **fields)
 
-    def listed(output: Output) -> Any:
-        return list[int] if output.dtype.kind in "iu" else list[float]
+    def metric(output: Output) -> Any:
+        return typed(output, nullable=True)  # NaN (undefined) is sent as null
 
-    metrics = group(
-        "Metrics",
-        "Scalar metrics; null when undefined (no valid rows).",
-        "metrics",
-        0,
-        lambda o: float | None,
-    )
-    per_class = group("PerClass", "Per-class values, each of length C.", "metrics", 1, listed)
-    statistics = group(
-        "Statistics",
-        "The batch's additive statistics besides the confusion matrix: add them across batches.",
-        "statistics",
-        None,
-        listed,
-    )
-    per_sample = group(
-        "PerSample",
-        "Per-row values in the labels' row-major order (0 loss / p_true where ignored).",
-        "per_sample",
-        None,
-        listed,
-    )
-    optional_per_sample: Any = per_sample | None
-    return create_model(
-        "ScoreResponse",
-        __base__=ScoreResponseBase,
-        metrics=(metrics, ...),
-        per_class=(per_class, ...),
-        confusion_matrix=(
+    def exact(output: Output) -> Any:
+        return typed(output, nullable=False)
+
+    fields: dict[str, Any] = {"task": (Literal[task], ...)}
+    if width is None:
+        metrics: dict[str, Any] = {
+            o.name: (typed(o, nullable=True, rank=0), ...)
+            for o in outputs
+            if o.group == "metrics"
+            and len(o.shape) <= 1
+            and not (len(o.shape) == 0 and o.name.startswith(AVERAGED))
+        }
+        fields["metrics"] = (
+            create_model(
+                f"{title}Metrics",
+                __doc__="Metrics of the one label; null when undefined.",
+                **metrics,
+            ),
+            ...,
+        )
+    else:
+        fields[f"num_{width}"] = (int, ...)
+        fields["metrics"] = (
+            group("Metrics", "Scalar metrics; null when undefined.", "metrics", 0, metric),
+            ...,
+        )
+        unit = {"classes": "class", "labels": "label"}[width]
+        fields[f"per_{unit}"] = (
+            group(
+                f"Per{unit.capitalize()}",
+                f"Per-{unit} values; null where undefined.",
+                "metrics",
+                1,
+                metric,
+            ),
+            ...,
+        )
+    if any(o.name == "confusion_matrix" for o in outputs):
+        fields["confusion_matrix"] = (
             list[list[int]],
             Field(description="rows: true class; columns: predicted"),
+        )
+    fields["statistics"] = (
+        group(
+            "Statistics",
+            "The batch's additive statistics: add them across batches.",
+            "statistics",
+            None,
+            exact,
         ),
-        statistics=(statistics, ...),
-        per_sample=(
-            optional_per_sample,
-            Field(None, description="absent when per_sample is false"),
-        ),
+        ...,
     )
+    per_sample: Any = group(
+        "PerSample",
+        "Per-row values in the labels' row-major order (0 where ignored).",
+        "per_sample",
+        None,
+        exact,
+    )
+    fields["per_sample"] = (
+        per_sample | None,
+        Field(None, description="absent when per_sample is false"),
+    )
+    return create_model(f"{title}ScoreResponse", __base__=ScoreResponseBase, **fields)

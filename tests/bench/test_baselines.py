@@ -11,10 +11,12 @@ from fastapi.testclient import TestClient
 
 from bench.baselines.naive_service import app
 from bench.baselines.sklearn_metrics import sklearn_metrics
-from bench.baselines.tutorial import tutorial_focal_loss
+from bench.baselines.sklearn_multilabel import sklearn_multilabel_metrics
+from bench.baselines.tutorial import tutorial_focal_loss, tutorial_sigmoid_focal_loss
 from bench.compute import evaluation_session, graph_feeds
 from bench.data import make_batch
-from focal_eval.focal import softmax_focal_loss
+from bench.tasks import label_batch, multilabel_feeds, session
+from focal_eval.focal import sigmoid_focal_loss, softmax_focal_loss
 from focal_eval.service.artifacts import default_artifact_dir, find_artifact
 
 SCALARS = ("accuracy", "balanced_accuracy", "macro_f1", "weighted_f1", "matthews_corrcoef")
@@ -67,3 +69,32 @@ def test_naive_service_answers_json_and_npz_alike_and_like_the_graph(graph_outpu
     per_sample = as_json.json()["per_sample"]
     np.testing.assert_allclose(per_sample["focal_loss"], outputs["focal_loss"], atol=1e-5)
     np.testing.assert_array_equal(per_sample["prediction"], outputs["prediction"])
+
+
+@pytest.mark.parametrize("gamma", [0.0, 0.5, 2.0])
+def test_tutorial_sigmoid_loss_equals_ours(gamma):
+    logits, targets = label_batch(300, 6)
+    x, t = torch.from_numpy(logits), torch.from_numpy(targets).float()
+    ours = sigmoid_focal_loss(x, t, 0.25, gamma, reduction="mean")
+    torch.testing.assert_close(tutorial_sigmoid_focal_loss(x, t, 0.25, gamma), ours)
+
+
+def test_sklearn_multilabel_metrics_equal_the_graphs():
+    logits, targets = label_batch(3000, 5)
+    graph = session("multilabel_evaluation")
+    names = [output.name for output in graph.get_outputs()]
+    outputs = dict(zip(names, graph.run(None, multilabel_feeds(logits, targets)), strict=True))
+    reference = sklearn_multilabel_metrics(logits, targets)
+    tp, fp = outputs["true_positive"], outputs["false_positive"]
+    np.testing.assert_array_equal(reference["counts"][:, 1, 1], tp)
+    np.testing.assert_array_equal(reference["counts"][:, 0, 1], fp)
+    for name in ("micro_f1", "macro_f1", "weighted_f1", "samples_f1", "subset_accuracy"):
+        assert reference[name] == pytest.approx(float(outputs[name]), abs=1e-12), name
+    assert reference["hamming_loss"] == pytest.approx(float(outputs["hamming_loss"]), abs=1e-12)
+    for name in ("mean_binary_cross_entropy", "brier_score"):
+        assert reference[name] == pytest.approx(float(outputs[name]), rel=1e-5), name
+    # exact AUROC / AP against the graph's binned ones: within the binning bound of the README
+    for name in ("macro_auroc", "micro_auroc"):
+        assert reference[name] == pytest.approx(float(outputs[name]), abs=2e-3), name
+    for name in ("macro_average_precision", "micro_average_precision"):
+        assert reference[name] == pytest.approx(float(outputs[name]), abs=2e-2), name

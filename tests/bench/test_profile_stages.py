@@ -5,13 +5,13 @@ from __future__ import annotations
 import pytest
 
 from bench.profile.stages import pipelines, time_stages
-from focal_eval.service.core.scoring import Scorer
+from focal_eval.service.core.scoring import Scorers
 from focal_eval.service.core.settings import Settings
 
 
 @pytest.fixture(scope="module")
 def scorer():
-    return Scorer.load(Settings.model_validate({"threads": 1}))
+    return Scorers.load(Settings.model_validate({"threads": 1})).multiclass
 
 
 def test_every_stage_pipeline_runs_through(scorer):

@@ -27,6 +27,7 @@ import pytest
 import torch
 
 from focal_eval.focal import compute, update
+from focal_eval.service.core.tasks import MULTICLASS
 from focal_eval.service.memory import costs
 from focal_eval.service.testing import free_port
 from tests.container.hostile_clients import TIMEOUT_S
@@ -115,7 +116,7 @@ def test_image_under_512m_survives_a_hostile_load_and_still_scores(
     )
     print(f"\nmemory budget for requests in a 512 MiB container: {budget / MIB:.0f} MiB")
     # what the README promises: work at the class cap (N=1, C=2048) fits in such a pod
-    assert budget >= costs.scoring(1, 2048, 0) + costs.received(MIB)
+    assert budget >= costs.scoring(MULTICLASS, 1, 2048, 0) + costs.received(MIB)
     probe = subprocess.Popen(
         [sys.executable, "-c", PROBE, str(port), str(DURATION_S + 2)],
         stdout=subprocess.PIPE,

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import onnx
@@ -14,23 +15,32 @@ import torch
 import focal_eval.export.parity
 from focal_eval.export import ArtifactReport
 from focal_eval.export.cli import main
+from focal_eval.export.kinds import KINDS, METRICS, GraphKind, Options, Sweeps, statistics
 from focal_eval.export.manifest import sha256_of
 from focal_eval.export.onnx import graph_signature
-from focal_eval.export.parity import Case
-from focal_eval.export.pipeline import metrics_inputs_signature
-from focal_eval.focal import Metrics, Statistics, compute, merge, update
-from focal_eval.service.artifacts import default_artifact_dir
+from focal_eval.export.sweeps import Case, LabelCase
+from focal_eval.focal import (
+    Metrics,
+    MultilabelStatistics,
+    RankingStatistics,
+    Statistics,
+    compute,
+    compute_multilabel,
+    merge,
+    merge_multilabel,
+    merge_ranking,
+    ranking,
+    update,
+    update_multilabel,
+    update_ranking,
+)
+from focal_eval.service.artifacts import default_artifact_dir, load_artifacts, open_session
 from focal_eval.service.cli import main as focal_main
 from tests.focal.reference import sigmoid_focal_loss64
 
 
 def run(path: Path, feeds: dict[str, np.ndarray]) -> list[np.ndarray]:
     return list(onnxruntime.InferenceSession(str(path)).run(None, feeds))
-
-
-def evaluation_feeds(case: Case) -> dict[str, np.ndarray]:
-    names = ("logits", "labels", "alpha", "gamma", "ignore_index")
-    return {name: t.numpy() for name, t in zip(names, case.inputs(), strict=True)}
 
 
 @pytest.mark.parametrize("c", [2, 10, 300])
@@ -50,9 +60,47 @@ def test_metrics_graph_on_merged_statistics_equals_eager_on_concatenation(
         np.testing.assert_allclose(x, ref.numpy(), rtol=1e-9, atol=1e-12, err_msg=name)
 
 
+def assert_metrics_equal(got: list[np.ndarray], want: tuple[torch.Tensor, ...]) -> None:
+    for x, ref in zip(got, want, strict=True):
+        np.testing.assert_allclose(x, ref.numpy(), rtol=1e-9, atol=1e-12)
+
+
+@pytest.mark.parametrize("num_labels", [1, 10, 300])
+def test_multilabel_metrics_graph_on_merged_statistics_equals_eager_on_concatenation(
+    exported: dict[str, ArtifactReport], num_labels: int
+) -> None:
+    batches = [
+        LabelCase(n, num_labels, 2.0, 0.25, 0.3, 0.2, 3.0, seed=s).inputs()
+        for s, n in enumerate((50, 1, 400))
+    ]
+    statistics = [update_multilabel(b[0], b[1], 0.25, 2.0, 0.3)[1] for b in batches]
+    merged = merge_multilabel(merge_multilabel(statistics[0], statistics[1]), statistics[2])
+    feeds = {name: t.numpy() for name, t in zip(MultilabelStatistics._fields, merged, strict=True)}
+    logits = torch.cat([b[0] for b in batches])
+    targets = torch.cat([b[1] for b in batches])
+    want = compute_multilabel(update_multilabel(logits, targets, 0.25, 2.0, 0.3)[1])
+    assert_metrics_equal(run(exported["multilabel_metrics.onnx"].path, feeds), want)
+
+
+@pytest.mark.parametrize("c", [2, 10, 300])
+def test_ranking_metrics_graph_on_merged_histograms_equals_eager_on_concatenation(
+    exported: dict[str, ArtifactReport], c: int
+) -> None:
+    batches = [
+        Case(n, c, 2.0, False, 0.2, 3.0, seed=s).inputs() for s, n in enumerate((50, 1, 400))
+    ]
+    histograms = [update_ranking(b[0], b[1]) for b in batches]
+    merged = merge_ranking(merge_ranking(histograms[0], histograms[1]), histograms[2])
+    feeds = {name: t.numpy() for name, t in zip(RankingStatistics._fields, merged, strict=True)}
+    logits = torch.cat([b[0] for b in batches])
+    labels = torch.cat([b[1] for b in batches])
+    want = ranking(*update_ranking(logits, labels))
+    assert_metrics_equal(run(exported["ranking_metrics.onnx"].path, feeds), want)
+
+
 def test_metrics_inputs_signature_is_the_graphs_own(exported: dict[str, ArtifactReport]) -> None:
     inputs, _ = graph_signature(exported["metrics.onnx"].path)
-    assert metrics_inputs_signature(15) == inputs
+    assert METRICS.signature(Options())[0] == inputs
     assert [entry["name"] for entry in inputs] == list(Statistics._fields)
 
 
@@ -79,25 +127,42 @@ def manifest_of(report: ArtifactReport) -> dict[str, object]:
     return manifest
 
 
+MULTICLASS_DEFAULTS = {"gamma": 2.0, "ignore_index": -100, "num_bins": 15, "alpha": None}
+MULTILABEL_DEFAULTS = {
+    "gamma": 2.0,
+    "alpha": 0.25,
+    "threshold": 0.5,
+    "ignore_index": -100,
+    "num_bins": 15,
+    "score_bins": 100,
+}
+RANKING_DEFAULTS = {"ignore_index": -100, "score_bins": 100}
+DEFAULTS = {
+    "evaluation": MULTICLASS_DEFAULTS,
+    "metrics": MULTICLASS_DEFAULTS,
+    "sigmoid_focal_loss": MULTICLASS_DEFAULTS,
+    "multilabel_evaluation": MULTILABEL_DEFAULTS,
+    "multilabel_metrics": MULTILABEL_DEFAULTS,
+    "ranking": RANKING_DEFAULTS,
+    "ranking_metrics": RANKING_DEFAULTS,
+}
+ONNX_FILES = [f"{kind.name}.onnx" for kind in KINDS]
+
+
 def test_every_manifest_is_complete_and_true(exported: dict[str, ArtifactReport]) -> None:
     assert set(exported) == {
-        "evaluation.onnx",
-        "metrics.onnx",
-        "sigmoid_focal_loss.onnx",
+        *ONNX_FILES,
         "evaluation.torchscript.pt",
+        "multilabel_evaluation.torchscript.pt",
         "evaluation.pt2",
     }
     for name, report in exported.items():
         manifest = manifest_of(report)
         assert manifest["format_version"] == 1
         assert manifest["file"] == name
+        assert manifest["kind"] == report.kind == name.split(".")[0]
         assert manifest["sha256"] == sha256_of(report.path)
-        assert manifest["defaults"] == {
-            "gamma": 2.0,
-            "ignore_index": -100,
-            "num_bins": 15,
-            "alpha": None,
-        }
+        assert manifest["defaults"] == DEFAULTS[report.kind]
         versions = manifest["versions"]
         assert isinstance(versions, dict)
         assert versions["torch"] == torch.__version__
@@ -110,21 +175,28 @@ def test_every_manifest_is_complete_and_true(exported: dict[str, ArtifactReport]
         assert ("opset" in manifest) == (manifest["format"] == "onnx")
 
 
-@pytest.mark.parametrize("name", ["evaluation.onnx", "metrics.onnx", "sigmoid_focal_loss.onnx"])
+@pytest.mark.parametrize("name", ONNX_FILES)
 def test_onnx_manifest_shapes_are_the_graphs_own(
     exported: dict[str, ArtifactReport], name: str
 ) -> None:
     manifest = manifest_of(exported[name])
     graph = onnx.load(exported[name].path).graph
 
-    def declared(values: object) -> list[tuple[str, list[object]]]:
+    def declared(values: object) -> list[tuple[str, str, list[object]]]:
         return [
-            (v.name, [d.dim_param or d.dim_value for d in v.type.tensor_type.shape.dim])
+            (
+                v.name,
+                str(onnx.helper.tensor_dtype_to_np_dtype(v.type.tensor_type.elem_type)),
+                [d.dim_param or d.dim_value for d in v.type.tensor_type.shape.dim],
+            )
             for v in values  # type: ignore[attr-defined]
         ]
 
-    assert declared(graph.input) == [(e["name"], e["shape"]) for e in manifest["inputs"]]  # type: ignore[attr-defined]
-    assert declared(graph.output) == [(e["name"], e["shape"]) for e in manifest["outputs"]]  # type: ignore[attr-defined]
+    def described(entries: object) -> list[tuple[str, str, list[object]]]:
+        return [(e["name"], e["dtype"], e["shape"]) for e in entries]  # type: ignore[attr-defined]
+
+    assert declared(graph.input) == described(manifest["inputs"])
+    assert declared(graph.output) == described(manifest["outputs"])
     assert manifest["opset"] == next(
         o.version for o in onnx.load(exported[name].path).opset_import if o.domain == ""
     )
@@ -153,32 +225,120 @@ def test_evaluation_manifest_describes_every_output(exported: dict[str, Artifact
     assert [str(t.dtype).removeprefix("torch.") for t in flat] == [e["dtype"] for e in outputs]
 
 
-@pytest.mark.parametrize("name", ["evaluation.onnx", "metrics.onnx", "sigmoid_focal_loss.onnx"])
+def entry(name: str, dtype: str, shape: list[Any], group: str = "") -> dict[str, Any]:
+    described: dict[str, Any] = {"name": name, "dtype": dtype, "shape": shape}
+    return described | ({"group": group} if group else {})
+
+
+def ungroup(described: dict[str, Any]) -> dict[str, Any]:
+    return {key: value for key, value in described.items() if key != "group"}
+
+
+def test_multilabel_manifest_describes_every_tensor(exported: dict[str, ArtifactReport]) -> None:
+    manifest = manifest_of(exported["multilabel_evaluation.onnx"])
+    assert manifest["inputs"] == [
+        entry("logits", "float32", ["N", "L"]),
+        entry("targets", "int64", ["N", "L"]),
+        entry("alpha", "float32", []),
+        entry("gamma", "float32", []),
+        entry("threshold", "float32", []),
+        entry("ignore_index", "int64", []),
+    ]
+    outputs = manifest["outputs"]
+    assert isinstance(outputs, list)
+    by_name = {e["name"]: e for e in outputs}
+    assert by_name["focal_loss"] == entry("focal_loss", "float32", ["N"], "per_sample")
+    assert by_name["label_errors"] == entry("label_errors", "int64", ["N"], "per_sample")
+    assert by_name["true_positive"] == entry("true_positive", "int64", ["L"], "statistics")
+    assert by_name["bin_count"] == entry("bin_count", "int64", [15], "statistics")
+    assert by_name["samples"] == entry("samples", "int64", [], "statistics")
+    assert by_name["positive_histogram"] == entry(
+        "positive_histogram", "int64", ["L", 100], "statistics"
+    )
+    assert by_name["micro_f1"] == entry("micro_f1", "float64", [], "metrics")
+    assert by_name["auroc"] == entry("auroc", "float64", ["L"], "metrics")
+    assert by_name["support"] == entry("support", "int64", ["L"], "metrics")
+    assert [e["group"] for e in outputs] == ["per_sample"] * 3 + ["statistics"] * 15 + [
+        "metrics"
+    ] * 20
+    scripted = torch.jit.load(str(exported["multilabel_evaluation.torchscript.pt"].path))
+    inputs = LabelCase(9, 4, 2.0, 0.25, 0.5, 0.0, 1.0).inputs()
+    flat = [t for group in scripted(*inputs) for t in group]
+    assert [str(t.dtype).removeprefix("torch.") for t in flat] == [e["dtype"] for e in outputs]
+    metrics = manifest_of(exported["multilabel_metrics.onnx"])
+    assert metrics["inputs"] == [ungroup(e) for e in outputs[3:18]]
+    assert metrics["outputs"] == [ungroup(e) for e in outputs[18:]]
+
+
+def test_ranking_manifest_describes_every_tensor(exported: dict[str, ArtifactReport]) -> None:
+    manifest = manifest_of(exported["ranking.onnx"])
+    assert manifest["inputs"] == [
+        entry("logits", "float32", ["N", "C"]),
+        entry("labels", "int64", ["N"]),
+        entry("ignore_index", "int64", []),
+    ]
+    histograms = [
+        entry(name, "int64", ["C", 100], "statistics")
+        for name in ("positive_histogram", "negative_histogram")
+    ]
+    metrics = [
+        entry(name, "float64", shape, "metrics")
+        for name, shape in (
+            ("auroc", ["C"]),
+            ("average_precision", ["C"]),
+            ("macro_auroc", []),
+            ("macro_average_precision", []),
+            ("micro_auroc", []),
+            ("micro_average_precision", []),
+        )
+    ]
+    assert manifest["outputs"] == histograms + metrics
+    graph = manifest_of(exported["ranking_metrics.onnx"])
+    assert graph["inputs"] == [ungroup(e) for e in histograms]
+    assert graph["outputs"] == [ungroup(e) for e in metrics]
+
+
+def test_the_service_loads_every_exported_graph(exported: dict[str, ArtifactReport]) -> None:
+    directory = exported["evaluation.onnx"].path.parent
+    artifacts = load_artifacts(directory)
+    assert sorted(artifacts) == sorted(kind.name for kind in KINDS)
+    for kind, artifact in artifacts.items():
+        session = open_session(artifact, 1)
+        assert [i.name for i in session.get_inputs()] == artifact.input_names, kind
+    scripted = load_artifacts(directory, "torchscript")
+    assert sorted(scripted) == ["evaluation", "multilabel_evaluation"]
+
+
+def case_feeds(kind: GraphKind, case: object) -> dict[str, np.ndarray]:
+    """A case's inputs for ``kind``'s graph: a step's own, a metrics graph's statistics."""
+    inputs = kind.case_inputs(case)
+    if kind.merged is not None:
+        inputs = tuple(statistics(kind.merged.step.module(Options()), inputs))
+    return {name: t.numpy() for name, t in zip(kind.inputs, inputs, strict=True)}
+
+
+SHIPPED_CASES = Sweeps(
+    [Case(33, 7, 2.0, True, 0.3, 3.0), Case(5, 2, 0.5, False, 0.0, 1e4)],
+    [LabelCase(33, 7, 2.0, 0.25, 0.3, 0.3, 3.0), LabelCase(5, 1, 0.5, -1.0, 0.5, 0.0, 1e4)],
+)
+
+
+@pytest.mark.parametrize("kind", [pytest.param(kind, id=kind.name) for kind in KINDS])
 def test_shipped_default_artifacts_equal_a_fresh_export(
-    exported: dict[str, ArtifactReport], name: str
+    exported: dict[str, ArtifactReport], kind: GraphKind
 ) -> None:
+    name = f"{kind.name}.onnx"
     shipped = default_artifact_dir() / name
     fresh = manifest_of(exported[name])
     manifest = json.loads((default_artifact_dir() / f"{name}.manifest.json").read_text())
     for field in ("kind", "format", "opset", "inputs", "outputs", "defaults"):
         assert manifest[field] == fresh[field], field
     assert manifest["sha256"] == sha256_of(shipped)
+    assert manifest["parity"]["passed"] is True
     fresh_graph, shipped_graph = onnx.load(exported[name].path).graph, onnx.load(shipped).graph
     assert [n.op_type for n in shipped_graph.node] == [n.op_type for n in fresh_graph.node]
-    cases = [
-        Case(n, c, g, w, i, s)
-        for n, c, g, w, i, s in [(33, 7, 2.0, True, 0.3, 3.0), (5, 2, 0.5, False, 0.0, 1e4)]
-    ]
-    for case in cases:
-        if name == "evaluation.onnx":
-            feeds = evaluation_feeds(case)
-        elif name == "metrics.onnx":
-            logits, labels, alpha, _, _ = case.inputs()
-            _, statistics = update(logits, labels, alpha, case.gamma)
-            feeds = {k: t.numpy() for k, t in zip(Statistics._fields, statistics, strict=True)}
-        else:
-            scores = case.inputs()[0].numpy()
-            feeds = {"logits": scores, "targets": (scores > 0).astype(np.float32)}
+    for case in kind.cases(SHIPPED_CASES):
+        feeds = case_feeds(kind, case)
         for got, want in zip(run(shipped, feeds), run(exported[name].path, feeds), strict=True):
             np.testing.assert_array_equal(got, want)
 
@@ -186,15 +346,32 @@ def test_shipped_default_artifacts_equal_a_fresh_export(
 def test_cli_writes_artifacts_and_prints_the_parity_table(
     tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    assert (
-        focal_main(["export", "--out", str(tmp_path), "--formats", "onnx", "--gamma", "1.5"]) == 0
-    )
+    argv = ["--formats", "onnx", "--gamma", "1.5", "--num-bins", "10", "--score-bins", "20"]
+    assert focal_main(["export", "--out", str(tmp_path), *argv]) == 0
     table = capsys.readouterr().out
-    assert "evaluation.onnx" in table
-    assert "metrics.onnx" in table
+    assert [line.split()[0] for line in table.splitlines()[2:-1]] == ONNX_FILES
     assert "FAILED" not in table
-    manifest = json.loads((tmp_path / "evaluation.onnx.manifest.json").read_text())
-    assert manifest["defaults"]["gamma"] == 1.5
+
+    def manifest(kind: str) -> dict[str, Any]:
+        loaded: dict[str, Any] = json.loads((tmp_path / f"{kind}.onnx.manifest.json").read_text())
+        return loaded
+
+    assert manifest("evaluation")["defaults"]["gamma"] == 1.5
+    assert manifest("multilabel_evaluation")["defaults"] == MULTILABEL_DEFAULTS | {
+        "gamma": 1.5,
+        "num_bins": 10,
+        "score_bins": 20,
+    }
+    assert manifest("ranking_metrics")["defaults"] == {"ignore_index": -100, "score_bins": 20}
+    shapes = {
+        (kind, e["name"]): e["shape"]
+        for kind in ("evaluation", "multilabel_evaluation", "ranking")
+        for e in manifest(kind)["outputs"]
+    }
+    assert shapes["evaluation", "bin_count"] == [10]
+    assert shapes["multilabel_evaluation", "bin_count"] == [10]
+    assert shapes["multilabel_evaluation", "negative_histogram"] == ["L", 20]
+    assert shapes["ranking", "positive_histogram"] == ["C", 20]
 
 
 def test_cli_exits_non_zero_when_parity_fails(

@@ -52,6 +52,21 @@ def _exit_status(argv: list[str]) -> int | str | None:
             id="num-bins-negative",
         ),
         pytest.param(
+            ["--score-bins", "0"],
+            "Expected argument `score_bins` to be an integer >= 1, but got 0",
+            id="score-bins-zero",
+        ),
+        pytest.param(
+            ["--score-bins", "-3"],
+            "Expected argument `score_bins` to be an integer >= 1, but got -3",
+            id="score-bins-negative",
+        ),
+        pytest.param(
+            ["--score-bins", "1.5"],
+            "argument --score-bins: invalid int value: '1.5'",
+            id="score-bins-not-an-integer",
+        ),
+        pytest.param(
             ["--opset", "12"], "Expected argument `opset` to be >= 18, but got 12", id="opset-12"
         ),
         pytest.param(

@@ -26,7 +26,7 @@ import onnxruntime
 import pytest
 import torch
 
-from focal_eval.export.parity import Case
+from focal_eval.export.sweeps import Case
 from focal_eval.focal import Metrics, PerSample, Statistics, compute, update
 
 REPOSITORY = Path(__file__).resolve().parents[2]
@@ -40,12 +40,13 @@ import torch
 
 from focal_eval import focal
 from focal_eval.export import export_all
-from focal_eval.export.parity import Case
+from focal_eval.export.sweeps import Case, LabelCase
 
 warnings.filterwarnings("ignore", "`torch.jit.script` is deprecated", DeprecationWarning)
 reports = export_all(
     Path(sys.argv[1]),
     cases=[Case(7, 3, 2.0, True, 0.3, 3.0), Case(64, 10, 0.5, False, 0.0, 30.0)],
+    label_cases=[LabelCase(7, 3, 2.0, 0.25, 0.3, 0.3, 3.0)],
 )
 stats = focal.update(torch.randn(6, 3), torch.tensor([0, 1, 2, 0, 1, -100]))[1]
 merged = torch.jit.script(focal.merge)(stats, stats)
@@ -173,7 +174,12 @@ def test_a_new_field_reaches_every_artifact_from_focal_alone(
         "evaluation.onnx": [],
         "metrics.onnx": [],
         "sigmoid_focal_loss.onnx": [],
+        "multilabel_evaluation.onnx": [],
+        "multilabel_metrics.onnx": [],
+        "ranking.onnx": [],
+        "ranking_metrics.onnx": [],
         "evaluation.torchscript.pt": [],
+        "multilabel_evaluation.torchscript.pt": [],
         "evaluation.pt2": [],
     }
     # merge, empty_statistics and the metrics module follow Statistics._fields (scripted)

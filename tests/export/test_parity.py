@@ -1,4 +1,4 @@
-"""Eager vs TorchScript vs torch.export vs onnxruntime on the issue's sweep."""
+"""Eager vs TorchScript vs torch.export vs onnxruntime on the issue's sweeps."""
 
 from __future__ import annotations
 
@@ -10,7 +10,10 @@ import pytest
 import torch
 
 from focal_eval.export import ArtifactReport
-from focal_eval.export.parity import Case, sweep
+from focal_eval.export.kinds import MULTILABEL_EVALUATION, RANKING, GraphKind, Options
+from focal_eval.export.parity import Runner, measure
+from focal_eval.export.runners import onnx_runner, torch_runner
+from focal_eval.export.sweeps import Case, LabelCase, Named, label_sweep, sweep
 from focal_eval.focal import EvaluationStep, Metrics, PerSample, Statistics
 
 NAMES = PerSample._fields + Statistics._fields + Metrics._fields
@@ -97,3 +100,59 @@ def test_one_onnx_session_serves_many_shapes(exported: dict[str, ArtifactReport]
         assert got[NAMES.index("confusion_matrix")].shape == (c, c)
         assert got[NAMES.index("focal_loss")].shape == (n,)
         assert_outputs_match(got, flat(EvaluationStep()(*inputs)), f"N={n} C={c}")
+
+
+# multi-label: every N x L pair up to 4M elements, parameters cycled, all-positive and
+# all-negative targets per L; ranking: the multi-class pairs up to 4M elements
+LABEL_CASES = label_sweep(
+    ns=(1, 7, 4096, 20_000), ls=(1, 3, 10, 100, 1000), max_elements=4096 * 1000, seed=1
+)
+RANKING_CASES = sweep(
+    ns=(1, 7, 4096, 20_000), cs=(2, 3, 10, 100, 1000), max_elements=4096 * 1000, seed=1
+)
+
+
+def answer(outputs: Sequence[np.ndarray]) -> Runner:
+    """A runner that gives ``outputs``: a result already computed, for :func:`measure`."""
+    return lambda _: outputs
+
+
+def assert_runtimes_match_eager(kind: GraphKind, runtimes: dict[str, Runner], case: Named) -> None:
+    """Each runtime within the export's tolerance (and edge slack) of eager, on one batch, and
+    everything but the metrics (NaN where undefined) finite in every runtime."""
+    inputs = kind.case_inputs(case)
+    want = torch_runner(kind.module(Options()))(inputs)
+    for runtime, run in {"eager": lambda _: want, **runtimes}.items():
+        got = run(inputs)
+        parity = measure(
+            answer(got), answer(want), [case], kind.output_names, lambda _: inputs, kind.slack
+        )
+        assert parity.passed, f"{runtime}: {parity.failures}"
+        for (output, group), array in zip(kind.outputs, got, strict=True):
+            assert group == "metrics" or np.isfinite(array).all(), f"{runtime}: {output}"
+
+
+@pytest.fixture(scope="module")
+def multilabel_runtimes(exported: dict[str, ArtifactReport]) -> dict[str, Runner]:
+    scripted = torch.jit.load(str(exported["multilabel_evaluation.torchscript.pt"].path))
+    return {
+        "onnxruntime": onnx_runner(exported["multilabel_evaluation.onnx"].path),
+        "torchscript": torch_runner(scripted),
+    }
+
+
+@pytest.mark.parametrize("case", [pytest.param(c, id=c.name) for c in LABEL_CASES])
+def test_every_multilabel_runtime_matches_eager(
+    case: LabelCase, multilabel_runtimes: dict[str, Runner]
+) -> None:
+    assert_runtimes_match_eager(MULTILABEL_EVALUATION, multilabel_runtimes, case)
+
+
+@pytest.fixture(scope="module")
+def ranking_runtimes(exported: dict[str, ArtifactReport]) -> dict[str, Runner]:
+    return {"onnxruntime": onnx_runner(exported["ranking.onnx"].path)}
+
+
+@pytest.mark.parametrize("case", [pytest.param(c, id=c.name) for c in RANKING_CASES])
+def test_ranking_graph_matches_eager(case: Case, ranking_runtimes: dict[str, Runner]) -> None:
+    assert_runtimes_match_eager(RANKING, ranking_runtimes, case)

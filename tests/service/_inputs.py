@@ -22,6 +22,7 @@ __all__ = [
     "benchmark_batch",
     "class_weights",
     "extremes",
+    "label_batch",
 ]
 
 IGNORE_INDEX = -100  # the shipped graph's default ignore_index
@@ -87,3 +88,24 @@ def extremes(dtype: npt.DTypeLike, shape: tuple[int, ...] = (3, 4)) -> npt.NDArr
     floats = (rng.standard_normal(shape) * 1e3).astype(kind)
     floats.flat[:3] = [-0.0, np.finfo(kind).tiny, np.finfo(kind).max]
     return floats
+
+
+def label_batch(
+    n: int,
+    labels: int,
+    seed: Seed = 0,
+    *,
+    scale: float = 2.0,
+    ignore_fraction: float = 0.0,
+    ignore_index: int = IGNORE_INDEX,
+) -> tuple[npt.NDArray[np.float32], npt.NDArray[np.int64]]:
+    """Multi-label logits ``(n, labels)`` and int64 targets of the same shape, in {0, 1}.
+
+    A target is 1 with probability ``sigmoid(logit)``, so that scores carry signal; each is
+    ``ignore_index`` with probability ``ignore_fraction``.
+    """
+    rng = seed if isinstance(seed, np.random.Generator) else np.random.default_rng(seed)
+    logits = (rng.standard_normal((n, labels)) * scale).astype(np.float32)
+    targets = (rng.random((n, labels)) < 1 / (1 + np.exp(-logits))).astype(np.int64)
+    targets[rng.random((n, labels)) < ignore_fraction] = ignore_index
+    return logits, targets

@@ -67,6 +67,63 @@ def eager(
     return outputs
 
 
+MULTILABEL_MANIFEST = json.loads(
+    (ARTIFACTS / "multilabel_evaluation.onnx.manifest.json").read_text()
+)
+MULTILABEL_DEFAULTS = MULTILABEL_MANIFEST["defaults"]
+
+
+def eager_multilabel(
+    logits: np.ndarray,
+    targets: np.ndarray,
+    alpha: float = MULTILABEL_DEFAULTS["alpha"],
+    gamma: float = MULTILABEL_DEFAULTS["gamma"],
+    threshold: float = MULTILABEL_DEFAULTS["threshold"],
+    ignore_index: int = MULTILABEL_DEFAULTS["ignore_index"],
+) -> dict[str, np.ndarray]:
+    """Every multi-label output by name, from ``focal.update_multilabel`` and its compute."""
+    per_sample, statistics = focal.update_multilabel(
+        torch.from_numpy(np.ascontiguousarray(logits, dtype=np.float32)),
+        torch.from_numpy(np.asarray(targets, dtype=np.int64)),
+        alpha,
+        gamma,
+        threshold,
+        ignore_index,
+        MULTILABEL_DEFAULTS["num_bins"],
+        MULTILABEL_DEFAULTS["score_bins"],
+    )
+    return _named(per_sample, statistics, focal.compute_multilabel(statistics))
+
+
+def eager_ranking(
+    logits: np.ndarray, labels: np.ndarray, ignore_index: int = DEFAULT_IGNORE_INDEX
+) -> dict[str, np.ndarray]:
+    """Every output of the multi-class ranking graph, from ``focal.update_ranking``."""
+    statistics = focal.update_ranking(
+        torch.from_numpy(np.ascontiguousarray(logits, dtype=np.float32)),
+        torch.from_numpy(np.asarray(labels, dtype=np.int64)),
+        ignore_index,
+    )
+    return _named(statistics, focal.ranking(*statistics))
+
+
+def _named(*groups: Any) -> dict[str, np.ndarray]:
+    return {
+        name: value.numpy()
+        for group in groups
+        for name, value in zip(group._fields, group, strict=True)
+    }
+
+
+def assert_outputs(got: dict[str, Any], want: dict[str, np.ndarray], where: str) -> None:
+    """Each named value of ``got`` equals ``want``'s: integers exactly, floats close."""
+    for name, value in got.items():
+        if want[name].dtype.kind in "iu":
+            assert_exact(value, want[name], f"{where}.{name}")
+        else:
+            assert_close(value, want[name], f"{where}.{name}")
+
+
 def near_bin_edge(want: dict[str, np.ndarray], labels: np.ndarray, ignore_index: int) -> bool:
     """Whether a scored confidence lies within 1e-5 of a calibration-bin edge.
 

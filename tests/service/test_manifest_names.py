@@ -27,7 +27,7 @@ from focal_eval.service.core.settings import Settings
 from tests.service._inputs import batch
 from tests.service._requests import json_body
 from tests.service.inference._triton import INFER, infer_body, parse
-from tests.service.reference import eager
+from tests.service.reference import METRICS, PER_SAMPLE, STATISTICS, eager
 
 NEW = "accuracy_again"
 COPIED = "accuracy"
@@ -81,7 +81,7 @@ def test_score_answers_the_new_metric(
         )
     logits, labels = batch(100, 4, seed=41, ignore=10)
     with TestClient(app) as client:
-        scorer = app.state.runtime.scorer
+        scorer = app.state.runtime.scorers.multiclass
         compute_metrics = scorer.compute_metrics
 
         def counted(statistics: Mapping[str, np.ndarray]) -> Outputs:
@@ -100,7 +100,7 @@ def test_score_answers_the_new_metric(
 
 
 def test_openapi_states_the_new_metric(app: FastAPI) -> None:
-    metrics = app.openapi()["components"]["schemas"]["Metrics"]
+    metrics = app.openapi()["components"]["schemas"]["MulticlassMetrics"]
     assert metrics["properties"][NEW] == {
         "anyOf": [{"type": "number"}, {"type": "null"}],
         "title": "Accuracy Again",
@@ -111,7 +111,8 @@ def test_openapi_states_the_new_metric(app: FastAPI) -> None:
 def test_v2_metadata_and_inference_name_the_new_metric(client: TestClient) -> None:
     outputs = client.get("/v2/models/focal-eval").json()["outputs"]
     assert {"name": NEW, "datatype": "FP64", "shape": []} in outputs
-    assert [entry["name"] for entry in outputs][-1] == NEW
+    names = [entry["name"] for entry in outputs]  # the evaluation graph's, then ranking's
+    assert names.index(NEW) == len(PER_SAMPLE + STATISTICS + METRICS)
     logits, labels = batch(30, 3, seed=42)
     body, headers = infer_body({"logits": logits, "labels": labels}, outputs=(COPIED, NEW))
     result = parse(client.post(INFER, content=body, headers=headers))

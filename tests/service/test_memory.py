@@ -31,13 +31,14 @@ import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
 from bench.memory import peak_during, peak_rss, reset_peak, rss_bytes, status_kib
-from focal_eval.service.core.scoring import Scorer
+from focal_eval.service.core.scoring import Scorers
 from focal_eval.service.core.settings import Settings
+from focal_eval.service.core.tasks import MULTICLASS
 from focal_eval.service.memory import costs
 from focal_eval.service.memory.budget import mib
 from focal_eval.service.monitoring.monitor import Monitor
 from focal_eval.service.testing import Server, focal_server, focal_spec, serve
-from tests.service._inputs import Batch, benchmark_batch
+from tests.service._inputs import Batch, benchmark_batch, label_batch
 
 MIB = 2**20
 TIMEOUT_S = 60.0
@@ -152,11 +153,18 @@ class Body:
     payload: int  # the body, or for compressed kinds the np.savez archive it inflates to
 
 
-def make_body(kind: str, batch: Batch, lean: bool) -> Body:
-    """A request of ``kind`` for ``batch``; ``lean``: no per-sample outputs in the response."""
-    query = "?per_sample=false" if lean else ""
+def make_body(
+    kind: str, batch: Batch, lean: bool, options: tuple[tuple[str, str], ...] = ()
+) -> Body:
+    """A request of ``kind`` for ``batch``; ``lean``: no per-sample outputs in the response;
+    ``options``: more fields (``ranking``, ``inputs``), in the query or the JSON."""
+    fields = dict(options) | ({"per_sample": "false"} if lean else {})
+    query = "?" + "&".join(f"{name}={value}" for name, value in fields.items()) if fields else ""
     if kind == "JSON":
-        extra = {"per_sample": False} if lean else {}
+        extra = {
+            name: orjson.loads(value) if value in TRUTHS else value
+            for name, value in fields.items()
+        }
         content = json_body(batch.logits, batch.labels, **extra)
         return Body(SCORE, content, JSON, len(content))
     if kind == "v2 binary":
@@ -175,9 +183,13 @@ def make_body(kind: str, batch: Batch, lean: bool) -> Body:
     return Body(SCORE + query, npz(batch, compressed=True), NPZ, len(stored))
 
 
+TRUTHS = ("true", "false")  # option values that are JSON booleans in a JSON body
+
+
 # --- 1. the memory model holds -----------------------------------------------------------------
 KINDS = ("JSON", "npz float32", "npz float16", "gzip npz", "savez_compressed npz", "v2 binary")
 BINARY = KINDS[1:]
+SCORED = ("JSON", "npz float32")  # the bodies of the other tasks and options: /score only
 
 
 @dataclass(frozen=True)
@@ -185,12 +197,39 @@ class Shape:
     """A batch shape, whether its responses leave out per-sample arrays, and its body kinds."""
 
     n: int
-    c: int
+    c: int  # classes, or labels (1: binary, one logit a sample)
     lean: bool = False
     kinds: tuple[str, ...] = KINDS
+    task: str = "multiclass"
+    options: tuple[tuple[str, str], ...] = ()  # request fields: ranking, inputs
 
     def __str__(self) -> str:
-        return f"N={self.n} C={self.c}" + (" lean" if self.lean else "")
+        options = "".join(f" {name}={value}" for name, value in self.options)
+        size = {
+            "multiclass": f"N={self.n} C={self.c}",
+            "multilabel": f"multilabel N={self.n} L={self.c}",
+            "binary": f"binary N={self.n}",
+        }[self.task]
+        return size + (" lean" if self.lean else "") + options
+
+    def batch(self) -> Batch:
+        """Its batch: logits (or probabilities, with ``inputs=probabilities``) and labels."""
+        if self.task == "multiclass":
+            batch = benchmark_batch(self.n, self.c)
+        else:
+            logits, targets = label_batch(self.n, self.c)
+            flat = self.task == "binary"
+            batch = Batch(
+                logits.reshape(-1) if flat else logits, targets.reshape(-1) if flat else targets
+            )
+        if ("inputs", "probabilities") not in self.options:
+            return batch
+        if self.task == "multiclass":
+            shifted = np.exp(batch.logits - batch.logits.max(axis=1, keepdims=True))
+            probabilities = shifted / shifted.sum(axis=1, keepdims=True)
+        else:
+            probabilities = 1 / (1 + np.exp(-batch.logits))
+        return Batch(probabilities.astype(np.float32), batch.labels)
 
 
 REALISTIC = (Shape(10_000, 100), Shape(100_000, 10))
@@ -201,6 +240,15 @@ SHAPES = (
     # large N, no per-sample outputs (a monitoring sidecar's traffic): the body dominates
     Shape(2_000_000, 10, lean=True, kinds=BINARY),
     Shape(1_000_000, 10, lean=True, kinds=("JSON",)),  # ~107 MB of JSON text
+    # the other tasks, ranking and probability inputs
+    Shape(20_000, 100, kinds=SCORED, task="multilabel"),
+    Shape(500_000, 5, kinds=SCORED, task="multilabel"),
+    Shape(1, 2048, kinds=SCORED, task="multilabel"),  # the per-label work dominates
+    Shape(1_000_000, 1, kinds=SCORED, task="binary"),
+    Shape(10_000, 100, kinds=SCORED, options=(("ranking", "true"),)),
+    Shape(1, 2048, kinds=SCORED, options=(("ranking", "true"),)),  # C x H histograms
+    Shape(10_000, 100, kinds=SCORED, options=(("inputs", "probabilities"),)),
+    Shape(20_000, 100, kinds=SCORED, task="multilabel", options=(("inputs", "probabilities"),)),
 )
 TARGETS = {"JSON": 8.0, "npz float32": 4.0, "gzip npz": 4.0, "v2 binary": 4.0}
 
@@ -243,7 +291,7 @@ class Peaks:
         return peak
 
     def _measure(self, shape: Shape) -> None:
-        batch = benchmark_batch(shape.n, shape.c)
+        batch = shape.batch()
         specs = [focal_spec({"FOCAL_MAX_JSON_BYTES": "256Mi"}) for _ in shape.kinds]
         with serve(*specs) as servers:
             for kind, server in zip(shape.kinds, servers, strict=True):
@@ -254,7 +302,7 @@ class Peaks:
 
     @staticmethod
     def _one(kind: str, shape: Shape, batch: Batch, server: Server) -> Peak:
-        body = make_body(kind, batch, shape.lean)
+        body = make_body(kind, batch, shape.lean, shape.options)
         before = request_memory(server)
         idle, peak = peak_during(server, server.url + body.path, body.content, body.headers)
         reserved = peak_reservation(server, before)
@@ -357,7 +405,7 @@ def summary(server: Server, source: str = "default") -> dict[str, Any]:
 @cache
 def statistics_bytes(c: int) -> int:
     """One batch's statistics at ``c`` classes, from the shipped graph's manifest."""
-    return Scorer.load(Settings()).statistics_bytes(c)
+    return Scorers.load(Settings()).multiclass.statistics_bytes(c)
 
 
 def test_one_row_traffic_does_not_grow_the_monitor() -> None:
@@ -528,7 +576,7 @@ def batch_cost(batch: Batch, body: bytes) -> int:
     """What a stored npz ``batch`` reserves when it keeps no per-sample outputs."""
     n, c = batch.shape
     held = costs.received(len(body))  # the arrays are views of the body
-    return held + costs.conversion(batch.logits, batch.labels) + costs.scoring(n, c, 0)
+    return held + costs.conversion(batch.logits, batch.labels) + costs.scoring(MULTICLASS, n, c, 0)
 
 
 def test_work_that_can_never_fit_is_413_naming_the_budget(budgeted: Server) -> None:

@@ -86,7 +86,7 @@ def _gamma_text(value: str) -> Callable[[str], str]:
         ),
         pytest.param(
             _edit_json(lambda manifest: manifest.pop("defaults")),
-            "{dir}/evaluation.onnx: its manifest's defaults are not valid ('num_bins')",
+            "{dir}/evaluation.onnx: its manifest's defaults are not valid (gamma is missing)",
             id="no-defaults",
         ),
     ],

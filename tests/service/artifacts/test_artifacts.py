@@ -160,7 +160,15 @@ def test_find_artifact_needs_exactly_one_match(artifacts: Path, tmp_path: Path) 
 
 def test_every_kind_a_manifest_declares_is_loaded() -> None:
     artifacts = load_artifacts(default_artifact_dir())
-    assert set(artifacts) == {"evaluation", "metrics", "sigmoid_focal_loss"}
+    assert set(artifacts) == {
+        "evaluation",
+        "metrics",
+        "sigmoid_focal_loss",
+        "multilabel_evaluation",
+        "multilabel_metrics",
+        "ranking",
+        "ranking_metrics",
+    }
     assert all(artifact.kind == kind for kind, artifact in artifacts.items())
 
 
@@ -169,5 +177,6 @@ def test_a_kind_that_is_not_there_is_refused_naming_the_kinds_that_are(artifacts
         find_artifact(artifacts, "calibration")
     assert str(caught.value) == (
         f"expected one onnx artifact of kind 'calibration' in {artifacts}, found none"
-        " (onnx kinds there: evaluation, metrics, sigmoid_focal_loss)"
+        " (onnx kinds there: evaluation, metrics, multilabel_evaluation, multilabel_metrics,"
+        " ranking, ranking_metrics, sigmoid_focal_loss)"
     )

@@ -54,7 +54,7 @@ def test_unexpected_error_is_a_plain_500_and_is_logged(
         def broken(batch: Any, keep: Any = None) -> Any:
             raise RuntimeError("secret internals at /opt/graph")
 
-        app.state.runtime.scorer.score = broken
+        app.state.runtime.scorers.multiclass.score = broken
         with caplog.at_level(logging.ERROR, logger="focal_eval.service.core.errors"):
             response = client.post("/score", json=document())
     assert response.status_code == 500

@@ -41,7 +41,7 @@ def test_saturated_server_answers_503_with_retry_after_at_once(client: TestClien
 def test_request_in_flight_holds_its_slot_and_a_second_gets_503(client: TestClient) -> None:
     release, entered = threading.Event(), threading.Event()
     logits, labels = batch(10, 3, seed=14)
-    scorer = client.app.state.runtime.scorer  # type: ignore[attr-defined]
+    scorer = client.app.state.runtime.scorers.multiclass  # type: ignore[attr-defined]
     score = scorer.score
 
     def slow_score(batch: Any, keep: Any = None) -> Any:

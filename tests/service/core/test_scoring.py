@@ -14,9 +14,9 @@ import focal_eval.service.core.scoring
 from focal_eval.focal import Metrics, PerSample, Statistics, compute, update
 from focal_eval.service.app import create_app
 from focal_eval.service.core.errors import RequestError
-from focal_eval.service.core.scoring import Scorer, chunk_rows
+from focal_eval.service.core.scoring import Scorers, chunk_rows
 from focal_eval.service.core.settings import Settings
-from focal_eval.service.core.validation import make_batch
+from focal_eval.service.core.validation import multiclass_batch
 from tests.service._inputs import IGNORE_INDEX, batch, class_weights
 from tests.service._requests import LOGITS, document, json_body
 from tests.service.reference import (
@@ -44,8 +44,8 @@ def test_chunked_scoring_equals_eager_on_the_whole_batch(
     logits, labels = batch(500, 6, rng, scale=3.0)
     labels[::9] = IGNORE_INDEX
     alpha = class_weights(rng, 6)
-    scorer = Scorer.load(make_settings())
-    outputs = scorer.score(make_batch(logits, labels, alpha, 1.5, IGNORE_INDEX))
+    scorer = Scorers.load(make_settings()).multiclass
+    outputs = scorer.score(multiclass_batch(logits, labels, alpha, 1.5, IGNORE_INDEX))
     assert list(outputs) == list(NAMES)
     per_sample, statistics = update(
         torch.from_numpy(logits), torch.from_numpy(labels), torch.from_numpy(alpha), 1.5
@@ -68,11 +68,11 @@ def test_an_overflow_in_a_later_chunk_names_its_row_in_the_batch(
     logits[23] = [3e38, -3e38]  # finite, but the cross entropy of label 1 overflows
     labels = np.zeros(30, dtype=np.int64)
     labels[23] = 1
-    scorer = Scorer.load(make_settings())
+    scorer = Scorers.load(make_settings()).multiclass
     with pytest.raises(RequestError) as error:
-        scorer.score(make_batch(logits, labels, None, 2.0, IGNORE_INDEX))
+        scorer.score(multiclass_batch(logits, labels, None, 2.0, IGNORE_INDEX))
     assert error.value.status_code == 422
-    assert error.value.message.startswith("logits: the cross entropy of row 23 overflows float32")
+    assert error.value.message.startswith("logits: the focal loss of row 23 overflows float32")
 
 
 def test_loss_overflowing_float32_is_422_not_a_null_that_reads_undefined(
@@ -82,7 +82,7 @@ def test_loss_overflowing_float32_is_422_not_a_null_that_reads_undefined(
     # would carry it as null, which the schema documents as "undefined"
     logits = [[3e38, -3e38, 0.0], LOGITS[1]]
     response = client.post("/score", json=document(logits=logits, labels=[1, 2]))
-    assert_error(response, 422, "logits: the cross entropy of row 0 overflows float32")
+    assert_error(response, 422, "logits: the focal loss of row 0 overflows float32")
 
 
 # --- defaults: settings, else the manifest; the request wins -------------------------------

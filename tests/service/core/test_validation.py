@@ -33,11 +33,12 @@ from tests.service.reference import (
 # --- JSON values out of their domain ---------------------------------------------------------
 
 INVALID_JSON = [
-    pytest.param(document(logits=[1.0, 2.0, 3.0], labels=[0]), "logits: expected shape (N, C) or (N, C, d1, ...), got [3]", id="one_dimensional_logits"),
+    pytest.param(document(logits=[1.0, 2.0, 3.0], labels=[[0]]), "labels: 2 dimensions fit no task with logits of 1 ([1, 1] and [3])", id="one_dimensional_logits"),
+    pytest.param(document(logits=[[1.0, 2.0, 3.0]], labels=[[[0]]]), "labels: 3 dimensions fit no task with logits of 2 ([1, 1, 1] and [1, 3])", id="labels_of_more_dimensions"),
     pytest.param(document(logits=[[None, 1.0, 2.0], [1.0, 2.0, 3.0]]), "logits: 1 values are NaN or infinite (first in row 0)", id="null_logit_is_non_finite"),
     pytest.param(document(logits=[[1e39, 1.0, 2.0], [1.0, 2.0, 3.0]]), "logits: 1 values are NaN or infinite (first in row 0)", id="logit_1e39_overflows_float32"),
     pytest.param(document(logits=[], labels=[]), "logits: expected at least one row, got an empty batch", id="empty_batch_n_0"),
-    pytest.param(document(logits=[[1.0], [2.0]]), "logits: expected at least 2 classes (dimension 1), got 1", id="one_class"),
+    pytest.param(document(logits=[[1.0], [2.0]], task="multiclass"), "logits: expected at least 2 classes (dimension 1), got 1", id="one_class"),
     pytest.param(document(logits=[[], []]), "logits: expected at least 2 classes (dimension 1), got 0", id="zero_classes"),
     pytest.param(document(labels=[0, 1, 2]), "labels: expected shape [2] to match logits [2, 3], got [3]", id="labels_longer_than_n"),
     pytest.param(document(labels=[0]), "labels: expected shape [2] to match logits [2, 3], got [1]", id="labels_shorter_than_n"),

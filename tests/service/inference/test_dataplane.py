@@ -13,6 +13,7 @@ import numpy as np
 import pytest
 from fastapi.testclient import TestClient
 
+from focal_eval import focal
 from tests.service._inputs import batch
 from tests.service.inference._triton import (
     INFER,
@@ -25,7 +26,15 @@ from tests.service.inference._triton import (
     request,
     tensor,
 )
-from tests.service.reference import NUM_BINS, assert_error, eager
+from tests.service.reference import (
+    NUM_BINS,
+    assert_error,
+    assert_outputs,
+    eager,
+    eager_ranking,
+)
+
+RANKING = tuple(focal.RankingStatistics._fields + focal.Ranking._fields)
 
 # --- metadata and readiness ------------------------------------------------------------------
 
@@ -45,7 +54,7 @@ def test_model_metadata_lists_inputs_and_outputs_with_dynamic_dims_as_minus_one(
         {"name": "ignore_index", "datatype": "INT64", "shape": []},
     ]
     outputs = {entry["name"]: entry for entry in got["outputs"]}
-    assert set(outputs) == set(OUTPUTS)
+    assert set(outputs) == set(OUTPUTS) | set(RANKING)  # the opt-in ranking graph's too
     assert outputs["focal_loss"] == {"name": "focal_loss", "datatype": "FP32", "shape": [-1]}
     assert outputs["prediction"]["datatype"] == "INT64"
     assert outputs["confusion_matrix"] == {
@@ -69,7 +78,7 @@ def test_model_ready(client: TestClient, path: str) -> None:
 @pytest.mark.parametrize(
     ("method", "path", "message"),
     [
-        pytest.param("GET", "/v2/models/resnet", 'model "resnet" not found (this server serves "focal-eval")', id="metadata_unknown_model"),
+        pytest.param("GET", "/v2/models/resnet", 'model "resnet" not found (this server serves ["focal-eval","focal-eval-multilabel"])', id="metadata_unknown_model"),
         pytest.param("GET", "/v2/models/resnet/ready", 'model "resnet" not found', id="ready_unknown_model"),
         pytest.param("POST", "/v2/models/resnet/infer", 'model "resnet" not found', id="infer_unknown_model"),
         pytest.param("GET", "/v2/models/focal-eval/versions/2", 'model "focal-eval" has no version "2" (versions: 1)', id="metadata_unknown_version"),
@@ -120,6 +129,20 @@ def test_infer_returns_only_the_requested_outputs_in_order(client: TestClient) -
     want = eager(logits, labels)
     np.testing.assert_array_equal(result.as_numpy("confusion_matrix"), want["confusion_matrix"])
     np.testing.assert_allclose(result.as_numpy("focal_loss"), want["focal_loss"], 1e-4, 1e-5)
+
+
+@pytest.mark.parametrize("binary", [True, False])
+def test_infer_runs_the_ranking_graph_when_a_ranking_output_is_asked_for(
+    client: TestClient, binary: bool
+) -> None:
+    logits, labels = batch(40, 4, seed=25, ignore=3)
+    wanted = ("macro_auroc", "accuracy", "positive_histogram", "average_precision")
+    arrays = {"logits": logits, "labels": labels}
+    body, headers = infer_body(arrays, binary=binary, outputs=wanted)
+    result = parse(client.post(INFER, content=body, headers=headers))
+    assert [o["name"] for o in result.get_response()["outputs"]] == list(wanted)
+    want = eager_ranking(logits, labels) | eager(logits, labels)
+    assert_outputs({name: result.as_numpy(name) for name in wanted}, want, "v2")
 
 
 # what the dataplane refuses (400), and values out of their domain it hands on (422)

@@ -10,9 +10,9 @@ from fastapi.testclient import TestClient
 
 from focal_eval.service.app import create_app
 from focal_eval.service.core.settings import Settings
-from tests.service._inputs import IGNORE_INDEX, batch
-from tests.service._requests import post, scrape
-from tests.service.reference import eager
+from tests.service._inputs import IGNORE_INDEX, batch, label_batch
+from tests.service._requests import json_body, post, scrape
+from tests.service.reference import eager, eager_multilabel
 
 C = 4
 
@@ -75,3 +75,62 @@ def test_reset_releases_windows_and_summary_but_not_counters(client: TestClient)
     response = client.post("/reset", params={"source": "staging"})
     assert response.status_code == 422
     assert response.json()["error"].startswith('source: "staging" is not one of')
+
+
+# --- multi-label sources --------------------------------------------------------------------
+
+
+def test_a_multilabel_source_counts_each_label_and_shows_its_window(client: TestClient) -> None:
+    batches = [label_batch(n, 3, seed, ignore_fraction=0.1) for seed, n in ((30, 70), (31, 50))]
+    for logits, targets in batches:
+        body = json_body(logits, targets, source="canary", per_sample=False)
+        assert client.post("/score", json=body).json()["monitored"] is True
+    logits = np.concatenate([b[0] for b in batches])
+    targets = np.concatenate([b[1] for b in batches])
+    want = eager_multilabel(logits, targets)
+    samples = scrape(client)
+    for name, statistic in (
+        ("true_positives", "true_positive"),
+        ("false_positives", "false_positive"),
+        ("false_negatives", "false_negative"),
+        ("true_negatives", "true_negative"),
+    ):
+        counted = [
+            samples[(f"focal_eval_label_{name}_total", (("label", str(j)), ("source", "canary")))]
+            for j in range(3)
+        ]
+        assert counted == want[statistic].tolist(), name
+    canary = (("source", "canary"),)
+    assert samples[("focal_eval_samples_total", canary)] == int(want["samples"])
+    for gauge in ("macro_f1", "micro_f1", "macro_average_precision", "mean_focal_loss"):
+        assert samples[(f"focal_eval_window_{gauge}", canary)] == pytest.approx(
+            float(want[gauge]), rel=1e-6
+        ), gauge
+    summary = client.get("/summary").json()["sources"]["canary"]
+    assert (summary["task"], summary["num_labels"]) == ("multilabel", 3)
+    assert summary["lifetime"]["metrics"]["macro_average_precision"] == pytest.approx(
+        float(want["macro_average_precision"]), rel=1e-6
+    )
+
+
+def test_a_source_monitors_one_task_until_it_is_reset(client: TestClient) -> None:
+    logits, labels = batch(20, 3, 40)
+    assert post(client, logits, labels)["monitored"] is True
+    label_logits, targets = label_batch(20, 3, 41)
+    got = client.post("/score", json=json_body(label_logits, targets)).json()
+    assert (got["monitored"], got["unmonitored_reason"]) == (False, "task")
+    response = client.post("/score", json=json_body(label_logits, targets, monitor=True))
+    assert response.status_code == 422
+    assert response.json()["error"] == (
+        "monitor: source 'default' monitors multiclass batches and the batch is multilabel"
+        " (POST /reset?source=default to monitor another task); or send monitor=false"
+    )
+    samples = scrape(client)
+    assert (
+        samples[
+            ("focal_eval_unmonitored_batches_total", (("reason", "task"), ("source", "default")))
+        ]
+        == 1
+    )
+    client.post("/reset", params={"source": "default"})
+    assert client.post("/score", json=json_body(label_logits, targets)).json()["monitored"] is True
