@@ -49,6 +49,14 @@ def keyword_arguments(fields: Sequence[str], value: str) -> str:
     return ", ".join(f"{field}={value.replace('{}', field)}" for field in fields)
 
 
+def sum_function(name: str, fields_of: type, namespace: Dict[str, Any]) -> Callable[..., Any]:
+    """``def name(a, b)``: the NamedTuple ``fields_of`` whose every field is ``a``'s + ``b``'s."""
+    kind = fields_of.__name__
+    body = keyword_arguments(fields_of._fields, "a.{} + b.{}")  # type: ignore[attr-defined]
+    source = f"def {name}(a: {kind}, b: {kind}) -> {kind}:\n    return {kind}({body})\n"
+    return define(name, source, namespace)
+
+
 def names_function(
     name: str, fields: Sequence[str], namespace: Dict[str, Any]
 ) -> Callable[[], List[str]]:

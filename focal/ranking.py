@@ -60,9 +60,10 @@ class Ranking(NamedTuple):
 
 def score_bin(scores: Tensor, score_bins: int) -> Tensor:
     """Index of the bin :math:`[h/H, (h+1)/H)` of each score in ``[0, 1]`` (1 in the last)."""
-    # in float64, where p * H is exact for a float32 p: in float32 it may round up onto an edge
+    # in float64, where p * H is exact for a float32 p: in float32 it may round up onto an edge;
+    # truncation is the floor for p >= 0
     scaled = scores.to(torch.float64) * score_bins
-    return torch.floor(scaled).clamp(0.0, float(score_bins - 1)).long()
+    return scaled.long().clamp(max=score_bins - 1)
 
 
 def ranking(positive_histogram: Tensor, negative_histogram: Tensor) -> Ranking:
@@ -125,7 +126,7 @@ def update_ranking(
     r"""One-vs-rest score histograms of a multi-class batch: each class's softmax probability.
 
     Every valid row adds one count to each class's histograms (a positive for its label, a
-    negative for the others), so this costs a softmax and two scatters over :math:`N \times C`
+    negative for the others), so this costs a softmax and a scatter over :math:`N \times C`
     on top of the evaluation step.
 
     Args:
@@ -177,24 +178,27 @@ def merge_ranking(a: RankingStatistics, b: RankingStatistics) -> RankingStatisti
 def _update_ranking(
     logits: Tensor, labels: Tensor, ignore_index: Tensor, score_bins: int
 ) -> RankingStatistics:
-    """The unchecked one-vs-rest histograms (exported as-is)."""
+    """The unchecked one-vs-rest histograms (exported as-is).
+
+    One scatter over ``N x C`` counts every valid row in each class's histogram; the
+    positives, one a row, take a scatter over ``N``; the negatives are the difference.
+    """
     x = upcast_half(logits)
-    num_classes = x.shape[1]
-    valid = (labels != ignore_index).unsqueeze(1)
-    classes = torch.arange(num_classes, device=x.device)
-    positive = (classes.unsqueeze(0) == labels.unsqueeze(1)) & valid
-    negative = ~positive & valid
+    n, num_classes = x.shape[0], x.shape[1]
+    valid = labels != ignore_index
+    safe_labels = torch.where(valid, labels, 0)
     probability = F.softmax(x, dim=1)
-    cells = (classes * score_bins).unsqueeze(0) + score_bin(probability, score_bins)
+    offsets = torch.arange(num_classes, device=x.device) * score_bins
+    every = (offsets.unsqueeze(0) + score_bin(probability, score_bins)).reshape(-1)
+    counted = valid.long().unsqueeze(1).expand(n, num_classes).reshape(-1)
     histogram = torch.zeros(num_classes * score_bins, dtype=torch.long, device=x.device)
-    flat_cells = cells.reshape(-1)
+    everything = histogram.scatter_add(0, every, counted)
+    true_probability = probability.gather(1, safe_labels.unsqueeze(1)).squeeze(1)
+    own = safe_labels * score_bins + score_bin(true_probability, score_bins)
+    positives = histogram.scatter_add(0, own, valid.long())
     return RankingStatistics(
-        positive_histogram=histogram.scatter_add(
-            0, flat_cells, positive.reshape(-1).long()
-        ).reshape(num_classes, score_bins),
-        negative_histogram=histogram.scatter_add(
-            0, flat_cells, negative.reshape(-1).long()
-        ).reshape(num_classes, score_bins),
+        positive_histogram=positives.reshape(num_classes, score_bins),
+        negative_histogram=(everything - positives).reshape(num_classes, score_bins),
     )
 
 

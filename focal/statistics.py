@@ -17,7 +17,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from focal_eval.focal._fields import define, keyword_arguments, names_function
+from focal_eval.focal._fields import names_function, sum_function
 from focal_eval.focal._validation import (
     check_alpha,
     check_finite,
@@ -62,13 +62,7 @@ class Statistics(NamedTuple):
 
 # Written from Statistics._fields (see focal._fields): TorchScript cannot build a NamedTuple
 # in a loop over its fields, nor read `_fields`.
-_add: Callable[[Statistics, Statistics], Statistics] = define(
-    "_add",
-    f"""def _add(a: Statistics, b: Statistics) -> Statistics:
-    return Statistics({keyword_arguments(Statistics._fields, "a.{} + b.{}")})
-""",
-    globals(),
-)
+_add: Callable[[Statistics, Statistics], Statistics] = sum_function("_add", Statistics, globals())
 _statistics_fields = names_function("_statistics_fields", Statistics._fields, globals())
 
 

@@ -265,13 +265,10 @@ class Scorers:
         return self.multiclass.model_id
 
     def statistics_bytes(self, width: int) -> int:
-        """Bytes of the largest statistics one batch of ``width`` classes or labels gives.
+        """Bytes of the largest statistics a monitored batch of ``width`` classes or labels gives.
 
-        A monitored source holds one task's statistics; with ranking, multi-class batches
-        carry its histograms too.
+        A source holds one task's, never ranking's histograms (those are per request).
         """
-        multiclass = self.multiclass.statistics_bytes(width) + (
-            self.ranking.statistics_bytes(width) if self.ranking else 0
-        )
+        multiclass = self.multiclass.statistics_bytes(width)
         multilabel = self.multilabel.statistics_bytes(width) if self.multilabel else 0
         return max(multiclass, multilabel)

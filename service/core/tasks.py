@@ -91,10 +91,9 @@ def task_of(logits: tuple[int, ...], labels: tuple[int, ...], requested: object)
         if fits:
             return fits[0]
         raise invalid(
-            f"labels: {len(labels)} dimensions fit no task with logits of {len(logits)}"
-            f" ({list(labels)} and {list(logits)}): multiclass takes labels with one dimension"
-            " fewer than the logits (no classes), multilabel labels of the logits' shape, binary"
-            " one logit a sample"
+            f"labels: shape {list(labels)} with logits {list(logits)} fits no task: multiclass"
+            " takes labels with one dimension fewer than the logits (the classes'), multilabel"
+            " labels of the logits' shape (N, L, ...), binary one logit a sample"
         )
     if requested not in fits:
         raise invalid(
@@ -109,7 +108,7 @@ def _fitting(logits: int, labels: int, one_logit: bool) -> list[str]:
     fits = []
     if (logits == 1 and labels == 1) or (one_logit and labels in (1, 2)):
         fits.append(BINARY)
-    if logits >= 1 and labels == logits:
+    if logits >= 2 and labels == logits:
         fits.append(MULTILABEL)
     if logits >= 2 and labels == logits - 1:
         fits.append(MULTICLASS)
@@ -119,6 +118,6 @@ def _fitting(logits: int, labels: int, one_logit: bool) -> list[str]:
 def _expected(task: str) -> str:
     return {
         MULTICLASS: "it takes logits (N, C, ...) and labels (N, ...)",
-        MULTILABEL: "it takes labels of the logits' shape",
+        MULTILABEL: "it takes logits (N, L, ...) and labels of their shape",
         BINARY: "it takes one logit a sample, (N,) or (N, 1), and labels (N,)",
     }[task]

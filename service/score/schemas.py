@@ -52,8 +52,9 @@ class ScoreRequestBody(BaseModel):
     )
     inputs: Literal["logits", "probabilities"] | None = Field(
         None,
-        description="what logits holds (default logits); probabilities are clamped to"
-        " [1e-7, 1 - 1e-7] and converted to logits; multiclass rows must sum to 1",
+        description="what logits holds (default logits); probabilities are converted to"
+        " logits: multiclass log(max(p, 1e-7)), its rows summing to 1 within 1e-3;"
+        " multilabel and binary logit(clip(p, 1e-7, 1 - 1e-7))",
     )
     gamma: float | None = Field(None, ge=0, description="focusing parameter; default: server's")
     alpha: list[float] | float | None = Field(

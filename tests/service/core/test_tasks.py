@@ -10,9 +10,9 @@ from focal_eval.service.core.errors import RequestError
 from focal_eval.service.core.tasks import task_of
 
 NO_TASK = (
-    "fit no task with logits of {logits} ({shapes}): multiclass takes labels with one"
-    " dimension fewer than the logits (no classes), multilabel labels of the logits' shape,"
-    " binary one logit a sample"
+    "labels: shape {labels} with logits {logits} fits no task: multiclass takes labels with one"
+    " dimension fewer than the logits (the classes'), multilabel labels of the logits' shape"
+    " (N, L, ...), binary one logit a sample"
 )
 
 
@@ -39,7 +39,6 @@ def test_the_dimensions_decide_the_task(
     ("logits", "labels", "requested"),
     [
         pytest.param((8, 1), (8, 1), "multilabel", id="one_label_as_multilabel"),
-        pytest.param((8,), (8,), "multilabel", id="flat_as_multilabel"),
         pytest.param((8, 1), (8,), "multiclass", id="one_class_as_multiclass"),
         pytest.param((8, 3), (8,), "multiclass", id="the_rule's_own"),
     ],
@@ -53,11 +52,12 @@ def test_a_requested_task_that_fits_the_dimensions_is_taken(
 @pytest.mark.parametrize(
     ("logits", "labels", "requested", "message"),
     [
-        pytest.param((8,), (8, 2), None, "labels: 2 dimensions " + NO_TASK.format(logits=1, shapes="[8, 2] and [8]"), id="labels_of_more_dimensions"),
-        pytest.param((8, 3), (8, 3, 1), None, "labels: 3 dimensions " + NO_TASK.format(logits=2, shapes="[8, 3, 1] and [8, 3]"), id="labels_of_one_more"),
+        pytest.param((8,), (8, 2), None, NO_TASK.format(labels=[8, 2], logits=[8]), id="labels_of_more_dimensions"),
+        pytest.param((8, 3), (8, 3, 1), None, NO_TASK.format(labels=[8, 3, 1], logits=[8, 3]), id="labels_of_one_more"),
         pytest.param((8, 3), (8,), "binary", "task: binary does not fit logits [8, 3] with labels [8] (it takes one logit a sample, (N,) or (N, 1), and labels (N,))", id="binary_with_classes"),
-        pytest.param((8, 3), (8,), "multilabel", "task: multilabel does not fit logits [8, 3] with labels [8] (it takes labels of the logits' shape)", id="multilabel_with_classes"),
+        pytest.param((8, 3), (8,), "multilabel", "task: multilabel does not fit logits [8, 3] with labels [8] (it takes logits (N, L, ...) and labels of their shape)", id="multilabel_with_classes"),
         pytest.param((8, 3), (8, 3), "multiclass", "task: multiclass does not fit logits [8, 3] with labels [8, 3] (it takes logits (N, C, ...) and labels (N, ...))", id="multiclass_with_labels"),
+        pytest.param((8,), (8,), "multilabel", "task: multilabel does not fit logits [8] with labels [8] (it takes logits (N, L, ...) and labels of their shape)", id="flat_as_multilabel"),
         pytest.param((8, 3), (8,), "regression", 'task: expected one of multiclass, multilabel, binary, got "regression"', id="unknown_task"),
         pytest.param((8, 3), (8,), 1, "task: expected one of multiclass, multilabel, binary, got 1", id="not_a_name"),
     ],

@@ -33,8 +33,8 @@ from tests.service.reference import (
 # --- JSON values out of their domain ---------------------------------------------------------
 
 INVALID_JSON = [
-    pytest.param(document(logits=[1.0, 2.0, 3.0], labels=[[0]]), "labels: 2 dimensions fit no task with logits of 1 ([1, 1] and [3])", id="one_dimensional_logits"),
-    pytest.param(document(logits=[[1.0, 2.0, 3.0]], labels=[[[0]]]), "labels: 3 dimensions fit no task with logits of 2 ([1, 1, 1] and [1, 3])", id="labels_of_more_dimensions"),
+    pytest.param(document(logits=[1.0, 2.0, 3.0], labels=[[0]]), "labels: shape [1, 1] with logits [3] fits no task: multiclass takes labels with one dimension fewer than the logits (the classes'), multilabel labels of the logits' shape (N, L, ...), binary one logit a sample", id="one_dimensional_logits"),
+    pytest.param(document(logits=[[1.0, 2.0, 3.0]], labels=[[[0]]]), "labels: shape [1, 1, 1] with logits [1, 3] fits no task: multiclass takes labels with one dimension fewer than the logits (the classes'), multilabel labels of the logits' shape (N, L, ...), binary one logit a sample", id="labels_of_more_dimensions"),
     pytest.param(document(logits=[[None, 1.0, 2.0], [1.0, 2.0, 3.0]]), "logits: 1 values are NaN or infinite (first in row 0)", id="null_logit_is_non_finite"),
     pytest.param(document(logits=[[1e39, 1.0, 2.0], [1.0, 2.0, 3.0]]), "logits: 1 values are NaN or infinite (first in row 0)", id="logit_1e39_overflows_float32"),
     pytest.param(document(logits=[], labels=[]), "logits: expected at least one row, got an empty batch", id="empty_batch_n_0"),
