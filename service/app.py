@@ -11,6 +11,7 @@ from fastapi import FastAPI
 from fastapi_offline import FastAPIOffline
 
 from focal_eval.service.artifacts import artifact_outputs
+from focal_eval.service.compute import routes as compute
 from focal_eval.service.core import health
 from focal_eval.service.core.batches import warm_up
 from focal_eval.service.core.errors import install_error_handlers
@@ -99,6 +100,7 @@ def create_app(
     )
     app.include_router(health.router)
     app.include_router(score.build_router(outputs))
+    app.include_router(compute.build_router(outputs.get("evaluation", [])))
     app.include_router(rest.router)
     app.include_router(monitoring.router)
     app.add_middleware(TelemetryMiddleware, telemetry=runtime.telemetry)

@@ -47,6 +47,7 @@ MULTILABEL_ELEMENT_WORK = 160  # the multi-label graph's per-element intermediat
 LABEL_BYTES = 1024  # per label: its counts and sums, a chunk's and the totals, the metrics
 RANKING_ELEMENT_WORK = 64  # the ranking graph's per-logit intermediates (probabilities, cells)
 HISTOGRAM_BYTES = 64  # per histogram bin: positives and negatives (int64), a chunk's and sums
+STATISTICS_COPIES = 8  # a metrics graph's float64 copies of its statistics (cumsums, ratios)
 PROBABILITY_BLOCK_WORK = 32  # float64 temporaries per element of a block being converted
 RESPONSE_CHUNK = 2**20  # encoded bytes a streamed response holds at once (and the transport)
 FIXED = 2 * 2**20  # a request's small objects, headers and metrics
@@ -136,6 +137,15 @@ def scoring(task: str, n: int, width: int, kept_bytes_per_row: int, histogram_bi
         work = rows * (ROW_BYTES + MULTILABEL_ELEMENT_WORK * width) + LABEL_BYTES * width
     histograms = HISTOGRAM_BYTES * width * histogram_bins
     return kept_bytes_per_row * n + work + histograms + RESPONSE_CHUNK + FIXED
+
+
+def metrics(task: str, width: int, statistics_bytes: int) -> int:
+    """A metrics graph on summed statistics of ``width`` classes or labels (``/compute``).
+
+    Multi-class: the C x C work; multi-label: per label; both: copies of the statistics.
+    """
+    work = SQUARE_BYTES * width * width if task == MULTICLASS else LABEL_BYTES * width
+    return work + STATISTICS_COPIES * statistics_bytes + RESPONSE_CHUNK + FIXED
 
 
 def probabilities(logits: npt.NDArray[Any]) -> int:

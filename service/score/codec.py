@@ -18,6 +18,7 @@ import orjson
 
 from focal_eval.service.core.batches import Decoded, Scored
 from focal_eval.service.core.errors import bad_request, cut, invalid, show
+from focal_eval.service.core.metric_groups import metric_groups
 from focal_eval.service.core.settings import Settings
 from focal_eval.service.core.tasks import BINARY, MULTICLASS
 from focal_eval.service.core.validation import Batch, check_bool, check_source_type
@@ -40,8 +41,6 @@ QUERY_FIELDS = (
     "source",
 )
 JSON_FIELDS = ("logits", "labels", "alpha", *QUERY_FIELDS)
-CONFUSION = "confusion_matrix"  # a statistic the response puts beside the others
-AVERAGED = ("macro_", "micro_", "weighted_", "samples_")  # averages over labels: not binary's
 
 
 @dataclass(frozen=True)
@@ -143,14 +142,12 @@ def encode_response(request: ScoreRequest, scored: Scored, settings: Settings) -
     """The JSON response, in pieces (:func:`focal_eval.service.http.jsonio.iter_dumps`).
 
     Model, task, batch, parameters, then the graphs' outputs by their manifest groups: scalar
-    metrics, per-class (or per-label) metrics, the confusion matrix (multi-class), the other
-    statistics, and (if asked) the per-sample arrays. A binary batch's per-label metrics are
-    scalars, beside the scalar metrics that are not averages over labels. NaN (an undefined
-    metric) is written as ``null``.
+    metrics, per-class (or per-label) metrics, the statistics (the confusion matrix among
+    them, as in ``/summary``), and (if asked) the per-sample arrays
+    (:func:`~focal_eval.service.core.metric_groups.metric_groups`). NaN (an undefined metric)
+    is written as ``null``.
     """
     batch, outputs, scorer = scored.batch, scored.outputs, scored.scorers[0]
-    metrics = [name for s in scored.scorers for name in s.names("metrics", 0)]
-    per_width = [name for s in scored.scorers for name in s.names("metrics", 1)]
     statistics = [name for s in scored.scorers for name in s.statistics_names]
     labels = batch.inputs[scorer.task.labels]
     document: dict[str, Any] = {
@@ -172,17 +169,8 @@ def encode_response(request: ScoreRequest, scored: Scored, settings: Settings) -
         "unmonitored_reason": scored.unmonitored_reason,
         "parameters": _parameters(request, batch, settings),
     }
-    if batch.task == BINARY:
-        document["metrics"] = {
-            **{name: float(outputs[name]) for name in metrics if not name.startswith(AVERAGED)},
-            **{name: outputs[name][0].item() for name in per_width},
-        }
-    else:
-        document["metrics"] = {name: float(outputs[name]) for name in metrics}
-        document[f"per_{scorer.task.unit}"] = {name: outputs[name] for name in per_width}
-    if CONFUSION in outputs:
-        document[CONFUSION] = outputs[CONFUSION]
-    document["statistics"] = {name: outputs[name] for name in statistics if name != CONFUSION}
+    document |= metric_groups(batch.task, scored.scorers, outputs)
+    document["statistics"] = {name: outputs[name] for name in statistics}
     if request.per_sample:
         document["per_sample"] = {name: outputs[name] for name in scorer.per_sample_names}
     return iter_dumps(document)

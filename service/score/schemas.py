@@ -14,6 +14,7 @@ from typing import Annotated, Any, Literal, Union
 from pydantic import BaseModel, ConfigDict, Field, create_model
 
 from focal_eval.service.artifacts import Output
+from focal_eval.service.core.metric_groups import averaged
 
 
 class ScoreRequestBody(BaseModel):
@@ -146,15 +147,12 @@ class ScoreResponseBase(BaseModel):
     parameters: Parameters
 
 
-AVERAGED = ("macro_", "micro_", "weighted_", "samples_")
-
-
 def score_response(outputs: Mapping[str, Sequence[Output]]) -> Any:
     """The ``/score`` response model: one per task these graphs serve, told apart by ``task``.
 
     Built from the manifests' ``outputs`` by artifact kind: ``metrics`` holds the scalar
     metrics (null when undefined), ``per_class`` / ``per_label`` the per-class or per-label
-    ones, ``statistics`` (and ``confusion_matrix``) the additive statistics, ``per_sample``
+    ones, ``statistics`` the additive statistics (the confusion matrix among them), ``per_sample``
     the per-row arrays: each named and typed as the manifests state, so that a new output of
     a graph appears here (and in the OpenAPI document) with no edit to the service.
     """
@@ -198,8 +196,7 @@ def _task_model(
             for o in outputs
             if o.group == group
             and (rank is None or len(o.shape) == rank)
-            and o.name != "confusion_matrix"
-            and not (width is None and rank == 0 and o.name.startswith(AVERAGED))
+            and not (width is None and rank == 0 and averaged(o.name))
         }
         return create_model(f"{title}{name}", __doc__=doc, **fields)
 
@@ -216,7 +213,7 @@ def _task_model(
             for o in outputs
             if o.group == "metrics"
             and len(o.shape) <= 1
-            and not (len(o.shape) == 0 and o.name.startswith(AVERAGED))
+            and not (len(o.shape) == 0 and averaged(o.name))
         }
         fields["metrics"] = (
             create_model(
@@ -242,11 +239,6 @@ def _task_model(
                 metric,
             ),
             ...,
-        )
-    if any(o.name == "confusion_matrix" for o in outputs):
-        fields["confusion_matrix"] = (
-            list[list[int]],
-            Field(description="rows: true class; columns: predicted"),
         )
     fields["statistics"] = (
         group(

@@ -806,3 +806,38 @@ def test_json_objects_strings_and_lists_are_within_the_reservation(
     print(f"\n{len(body) / MIB:.1f} MiB: peak over idle {(peak - idle) / MIB:.1f} MiB, reserved"
           f" {reserved / MIB:.1f} MiB")  # fmt: skip
     assert peak - idle <= reserved
+
+
+def summed_statistics(task: str, width: int) -> bytes:
+    """A ``/compute`` body of ``width`` classes (with ranking histograms) or labels."""
+    rng = np.random.default_rng(0)
+    shapes: tuple[tuple[int, ...], ...] = ((width,), (15,), (), (width, 100))
+    w, b, s, h = shapes  # per class or label; 15 and 100 bins, the shipped graphs'; scalars
+    counts: dict[str, tuple[int, ...]] = {
+        "multiclass": {"confusion_matrix": (width, width), "bin_count": b, "bin_correct": b,
+                       "positive_histogram": h, "negative_histogram": h},
+        "multilabel": {"true_positive": w, "false_positive": w, "false_negative": w,
+                       "true_negative": w, "bin_count": b, "bin_positive": b, "samples": s,
+                       "exact_matches": s, "positive_histogram": h, "negative_histogram": h},
+    }[task]  # fmt: skip
+    sums: dict[str, tuple[int, ...]] = {
+        "multiclass": {"focal_loss_sum": w, "cross_entropy_sum": w, "alpha_sum": w,
+                       "brier_sum": w, "bin_confidence_sum": b},
+        "multilabel": {"focal_loss_sum": w, "binary_cross_entropy_sum": w, "brier_sum": w,
+                       "bin_probability_sum": b, "sample_f1_sum": s},
+    }[task]  # fmt: skip
+    statistics = {name: rng.integers(0, 1000, shape).tolist() for name, shape in counts.items()}
+    statistics |= {name: (rng.random(shape) * 1000).tolist() for name, shape in sums.items()}
+    return orjson.dumps({"statistics": statistics})
+
+
+@pytest.mark.parametrize(("task", "width"), [("multiclass", 2048), ("multilabel", 2048)])
+def test_compute_on_the_widest_statistics_is_within_the_reservation(task: str, width: int) -> None:
+    body = summed_statistics(task, width)
+    with focal_server({"FOCAL_MAX_JSON_BYTES": "64Mi"}) as server:
+        before = request_memory(server)
+        idle, peak = peak_during(server, server.url + "/compute", body, JSON)
+        reserved = peak_reservation(server, before)
+    print(f"\n/compute {task} {width}: {len(body) / MIB:.1f} MiB body, peak over idle"
+          f" {(peak - idle) / MIB:.1f} MiB, reserved {reserved / MIB:.1f} MiB")  # fmt: skip
+    assert peak - idle <= reserved

@@ -137,6 +137,6 @@ def test_all_ignored_batch_gives_null_scalar_metrics(client: TestClient) -> None
     got = client.post("/score", json=json_body(logits, labels)).json()
     assert got["valid"] == 0
     assert all(got["metrics"][name] is None for name in SCALAR_METRICS)
-    assert got["confusion_matrix"] == [[0] * 3] * 3
+    assert got["statistics"]["confusion_matrix"] == [[0] * 3] * 3
     assert got["per_sample"]["focal_loss"] == [0.0] * 6
     assert_score_response(got, eager(logits, labels))

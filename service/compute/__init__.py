@@ -1,0 +1,1 @@
+"""``POST /compute``: metrics from summed statistics, through the task's metrics graph."""
