@@ -109,6 +109,18 @@ def test_the_wheel_holds_one_top_level_name(installed: Installed) -> None:
     }
 
 
+def test_every_module_of_the_checkout_is_in_the_wheel(installed: Installed) -> None:
+    """A new subpackage must be in pyproject.toml's ``packages``: this finds one that is not."""
+    checkout = {
+        f"focal_eval/{path.relative_to(REPOSITORY).as_posix()}"
+        for folder in ("focal", "export", "service")
+        for path in (REPOSITORY / folder).rglob("*.py")
+        if "__pycache__" not in path.parts
+    }
+    with zipfile.ZipFile(installed.wheel) as wheel:
+        assert checkout - set(wheel.namelist()) == set()
+
+
 def test_generic_names_are_not_importable_and_torch_is_absent(installed: Installed) -> None:
     probe = installed.python(
         "import importlib.util as u, json, sys\n"
