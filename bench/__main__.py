@@ -12,7 +12,7 @@ from types import FrameType
 
 from bench.report import Section, format_section, format_summary, run_metadata, write_json
 
-SECTIONS = ("compute", "tasks", "transport", "concurrency", "monitoring", "memory")
+SECTIONS = ("compute", "tasks", "datasets", "transport", "concurrency", "monitoring", "memory")
 DEFAULT_OUT = Path(__file__).parent / "results" / "latest.json"
 
 
@@ -22,6 +22,8 @@ def _runner(name: str) -> Callable[[bool], Section]:
         from bench.compute import run
     elif name == "tasks":
         from bench.tasks import run
+    elif name == "datasets":
+        from bench.datasets import run
     elif name == "transport":
         from bench.transport import run
     elif name == "concurrency":

@@ -1,5 +1,6 @@
-"""focal-eval: the library (focal), its exporter (export) and the server (service).
+"""focal-eval: the library (focal), its exporter (export), the server (service) and datasets.
 
-In a checkout the three are links to the repository's top-level folders; installed, they are
-the distribution's packages under this one name.
+``evaluate`` merges and computes statistics and scores through a server. In a checkout the
+four are links to the repository's top-level folders; installed, they are the distribution's
+packages under this one name.
 """

@@ -1,4 +1,4 @@
-"""The ``focal`` command: ``focal serve`` (no torch needed) and ``focal export`` (export extra)."""
+"""The ``focal`` command: ``focal serve`` and ``focal evaluate`` (no torch), ``focal export``."""
 
 from __future__ import annotations
 
@@ -18,6 +18,8 @@ USAGE = """usage: focal <command> [options]
 commands:
   serve     serve the evaluation graph over HTTP (settings: FOCAL_* variables, or flags;
             see `focal serve --help`)
+  evaluate  score a dataset (Parquet, Arrow, .npz) through the same graphs, streamed;
+            see `focal evaluate --help`
   export    write the evaluation graph as ONNX / TorchScript / torch.export artifacts
             (needs torch: pip install 'focal-eval[export]'); see `focal export --help`
 """
@@ -34,6 +36,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         return _export(rest)
     if command == "serve":
         return _serve(rest)
+    if command == "evaluate":
+        from focal_eval.evaluate.cli import main as evaluate_main
+
+        return evaluate_main(rest)
     print(f"focal: unknown command {command!r}\n\n{USAGE}", end="", file=sys.stderr)
     return 2
 

@@ -113,7 +113,7 @@ def test_every_module_of_the_checkout_is_in_the_wheel(installed: Installed) -> N
     """A new subpackage must be in pyproject.toml's ``packages``: this finds one that is not."""
     checkout = {
         f"focal_eval/{path.relative_to(REPOSITORY).as_posix()}"
-        for folder in ("focal", "export", "service")
+        for folder in ("focal", "export", "service", "evaluate")
         for path in (REPOSITORY / folder).rglob("*.py")
         if "__pycache__" not in path.parts
     }

@@ -1,0 +1,92 @@
+"""``focal evaluate`` on a generated Parquet dataset, against a script that computes the same.
+
+The script is what a user writes without the command: read the whole file with pyarrow, then
+numpy softmax and scikit-learn's metrics (``bench.baselines.sklearn_metrics``). Both run as
+fresh processes, so that each one's peak RSS is its own; rows/s come from their wall time,
+start-up included. Peak RSS of the command at N and 10 N rows shows that memory does not grow
+with the dataset.
+"""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+import tempfile
+from pathlib import Path
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+from bench.report import Section, Target, single
+
+CLASSES = 100
+ROWS, QUICK_ROWS = 2_000_000, 100_000
+PART = 100_000  # rows generated and written at a time
+SCRIPT = """
+import sys
+import numpy as np
+import pyarrow.parquet as pq
+from bench.baselines.sklearn_metrics import sklearn_metrics
+table = pq.read_table(sys.argv[1])
+logits = table.column("logits").combine_chunks().flatten().to_numpy().reshape(len(table), -1)
+sklearn_metrics(logits, table.column("labels").to_numpy())
+"""
+
+
+def write_dataset(path: Path, rows: int) -> None:
+    """Logits favouring the label, in row groups of 64K rows."""
+    rng = np.random.default_rng(0)
+    schema = pa.schema([("logits", pa.list_(pa.float32(), CLASSES)), ("labels", pa.int64())])
+    with pq.ParquetWriter(path, schema) as writer:
+        for start in range(0, rows, PART):
+            n = min(PART, rows - start)
+            labels = rng.integers(0, CLASSES, n)
+            logits = rng.standard_normal((n, CLASSES), dtype=np.float32)
+            logits[np.arange(n), labels] += 2.0
+            flat = pa.FixedSizeListArray.from_arrays(pa.array(logits.reshape(-1)), CLASSES)
+            writer.write_table(pa.table({"logits": flat, "labels": labels}, schema=schema))
+
+
+def timed(argv: list[str]) -> tuple[float, int]:
+    """Wall seconds and peak RSS (bytes) of one fresh process."""
+    code = (
+        "import resource, subprocess, sys, time; t = time.monotonic(); "
+        f"subprocess.run({argv!r}, check=True, stdout=subprocess.DEVNULL,"
+        " stderr=subprocess.DEVNULL); "
+        "print(time.monotonic() - t, resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss)"
+    )
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    seconds, kib = done.stdout.split()
+    return float(seconds), int(kib) * 1024
+
+
+def run(quick: bool) -> Section:
+    """Rows/s of the command and of the script; RSS of the command at N and N / 10."""
+    section = Section("datasets", "focal evaluate on Parquet, fresh processes")
+    rows = QUICK_ROWS if quick else ROWS
+    with tempfile.TemporaryDirectory(prefix="focal-bench-") as directory:
+        big, small = Path(directory) / "big.parquet", Path(directory) / "small.parquet"
+        write_dataset(big, rows)
+        write_dataset(small, rows // 10)
+        command = [sys.executable, "-m", "focal_eval.service", "evaluate"]
+        out = str(Path(directory) / "result.json")
+        case = f"N={rows} C={CLASSES}"
+        ours, ours_rss = timed([*command, str(big), "--out", out])
+        script, _ = timed([sys.executable, "-c", SCRIPT, str(big)])
+        _, small_rss = timed([*command, str(small), "--out", out])
+    section.add(case, "focal evaluate (local)", ours, "s")
+    section.add(case, "pyarrow + numpy + scikit-learn script", script, "s")
+    section.add(case, "focal evaluate peak RSS", ours_rss / 2**20, "MiB")
+    section.add(case, f"focal evaluate peak RSS, {rows // 10} rows", small_rss / 2**20, "MiB")
+    section.compare(
+        case, "rows/s: focal evaluate / script", single(script / ours), Target(">=", 10)
+    )
+    section.compare(
+        case, "peak RSS: N / (N / 10) rows", single(ours_rss / small_rss), Target("<=", 1.2)
+    )
+    section.notes.append(
+        "wall time of fresh processes, start-up included; one run each (seconds-long, so"
+        " a paired median would take minutes)"
+    )
+    return section

@@ -1,0 +1,235 @@
+"""Datasets as record batches: Parquet, Feather / Arrow IPC and ``.npz`` shards.
+
+Every input yields blocks (:class:`Block`) of at most ``batch_rows`` rows, each with the file and
+the row it starts at (so that an error names both), its logits ``(n, C)`` (or ``(n, L)``,
+``(n,)`` for binary) and labels as numpy arrays, and the columns passed through for slices and
+for the per-sample output. Logits come from one list or fixed-size-list column
+(``--logits``), or from one column per class (``--logits-prefix p_``: ``p_0``, ``p_1``, ...,
+ordered by their suffix as integers). pyarrow is needed for Parquet and Arrow
+(``pip install 'focal-eval[parquet]'``); ``.npz`` shards need numpy only.
+"""
+
+from __future__ import annotations
+
+import glob
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import numpy.typing as npt
+
+ARROW_SUFFIXES = (".parquet", ".feather", ".arrow", ".ipc")
+
+
+class InputError(Exception):
+    """Bad input data, named by file (and row): the command's exit status 1."""
+
+
+@dataclass(frozen=True)
+class Columns:
+    """Where the arrays are: a logits column or a prefix, the labels, the passed-through."""
+
+    labels: str
+    logits: str | None = None
+    logits_prefix: str | None = None
+    passed: tuple[str, ...] = ()  # slice and keep columns
+
+
+@dataclass(frozen=True)
+class Block:
+    """Rows ``first`` to ``first + len(labels)`` of ``path``."""
+
+    path: str
+    first: int
+    logits: npt.NDArray[Any]
+    labels: npt.NDArray[Any]
+    passed: dict[str, Any] = field(default_factory=dict)  # pyarrow arrays or numpy arrays
+
+    @property
+    def rows(self) -> int:
+        """Rows in the block."""
+        return len(self.labels)
+
+    def where(self) -> str:
+        """``file, rows a-b`` for messages."""
+        return f"{self.path}, rows {self.first}-{self.first + self.rows - 1}"
+
+
+def expand(paths: Sequence[str]) -> list[str]:
+    """Files from paths, folders (their Parquet / Arrow / npz files) and globs, sorted.
+
+    Raises:
+        InputError: a path that matches nothing.
+    """
+    files: list[str] = []
+    for path in paths:
+        matched = sorted(glob.glob(path)) if glob.has_magic(path) else [path]
+        if not matched or not all(Path(m).exists() for m in matched):
+            raise InputError(f"{path}: no such file, folder or match")
+        for match in matched:
+            if Path(match).is_dir():
+                files += sorted(
+                    str(p)
+                    for p in Path(match).rglob("*")
+                    if p.suffix in (*ARROW_SUFFIXES, ".npz") and p.is_file()
+                )
+            else:
+                files.append(match)
+    if not files:
+        raise InputError(f"{', '.join(paths)}: no Parquet, Arrow or .npz files there")
+    return files
+
+
+def total_rows(files: Sequence[str]) -> int | None:
+    """Rows of every file from their metadata (Parquet footers, npz headers), if all tell."""
+    total = 0
+    for path in files:
+        if not path.endswith(".parquet"):
+            return None
+        import pyarrow as pa
+        import pyarrow.parquet as pq
+
+        try:
+            total += pq.ParquetFile(path).metadata.num_rows
+        except (pa.ArrowException, OSError):
+            return None  # reading it will say what is wrong, naming the file
+    return total
+
+
+def blocks(path: str, columns: Columns, batch_rows: int) -> Iterator[Block]:
+    """The blocks of one file.
+
+    Raises:
+        InputError: an unreadable file, a missing column (the available ones named), logits
+            that are not numbers or change width, shards of different row counts.
+    """
+    if path.endswith(".npz"):
+        yield from _npz_blocks(path, columns, batch_rows)
+    elif path.endswith(ARROW_SUFFIXES):
+        yield from _arrow_blocks(path, columns, batch_rows)
+    else:
+        raise InputError(f"{path}: not a Parquet (.parquet), Arrow (.feather, .arrow) or .npz file")
+
+
+def _arrow_blocks(path: str, columns: Columns, batch_rows: int) -> Iterator[Block]:
+    import pyarrow as pa
+    import pyarrow.dataset as ds
+
+    try:
+        fmt: Any = "ipc"
+        if path.endswith(".parquet"):
+            # pre-buffering keeps every column chunk read until the file is done: memory
+            # would grow with the file (pyarrow 26), not stay one block's
+            options = ds.ParquetFragmentScanOptions(pre_buffer=False)
+            fmt = ds.ParquetFileFormat(default_fragment_scan_options=options)
+        dataset = ds.dataset(path, format=fmt)
+        names = dataset.schema.names
+    except (pa.ArrowException, OSError) as error:
+        raise InputError(f"{path}: cannot be read ({_first_line(error)})") from None
+    logits_names = _logits_names(path, names, columns)
+    wanted = [*logits_names, columns.labels, *columns.passed]
+    for name in (columns.labels, *columns.passed):
+        if name not in names:
+            raise InputError(f"{path}: no column {name!r} (columns: {', '.join(names)})")
+    first = 0
+    try:
+        batches = dataset.to_batches(
+            columns=list(dict.fromkeys(wanted)),
+            batch_size=batch_rows,
+            batch_readahead=1,  # one block ahead, not 16: memory stays one block's
+            fragment_readahead=1,
+        )
+        for batch in batches:
+            if batch.num_rows == 0:
+                continue
+            block_path = f"{path}, rows {first}-{first + batch.num_rows - 1}"
+            if columns.logits is None:
+                logits = np.stack(
+                    [_numbers(block_path, n, batch.column(n)) for n in logits_names], axis=1
+                )
+            else:
+                logits = _rows(block_path, logits_names[0], batch.column(logits_names[0]))
+            labels = _rows(block_path, columns.labels, batch.column(columns.labels))
+            passed = {name: batch.column(name) for name in columns.passed}
+            yield Block(path, first, logits, labels, passed)
+            first += batch.num_rows
+    except (pa.ArrowException, OSError) as error:
+        raise InputError(f"{path}: cannot be read ({_first_line(error)})") from None
+
+
+def _logits_names(path: str, names: Sequence[str], columns: Columns) -> list[str]:
+    if columns.logits is not None:
+        if columns.logits not in names:
+            raise InputError(f"{path}: no column {columns.logits!r} (columns: {', '.join(names)})")
+        return [columns.logits]
+    prefix = columns.logits_prefix or ""
+    numbered = [n for n in names if n.startswith(prefix) and n[len(prefix) :].isdigit()]
+    if not numbered:
+        raise InputError(
+            f"{path}: no columns {prefix}0, {prefix}1, ... (columns: {', '.join(names)})"
+        )
+    return sorted(numbered, key=lambda n: int(n[len(prefix) :]))
+
+
+def _rows(where: str, name: str, column: Any) -> npt.NDArray[Any]:
+    """A column of numbers ``(n,)``, or of lists of one length ``(n, W)``."""
+    import pyarrow as pa
+
+    if pa.types.is_fixed_size_list(column.type):
+        width = column.type.list_size
+    elif pa.types.is_list(column.type) or pa.types.is_large_list(column.type):
+        lengths = np.diff(np.asarray(column.offsets))
+        if len(lengths) and (lengths != lengths[0]).any():
+            row = int(np.argmax(lengths != lengths[0]))
+            raise InputError(
+                f"{where}: {name} has {lengths[row]} values at row {row} of the block,"
+                f" {lengths[0]} at its first: every row needs one per class or label"
+            )
+        width = int(lengths[0]) if len(lengths) else 0
+    else:
+        return _numbers(where, name, column)  # one number a row
+    if column.null_count:
+        raise InputError(f"{where}: {name} has {column.null_count} null rows")
+    values = _numbers(where, name, column.flatten())
+    return values.reshape(len(column), width)
+
+
+def _numbers(where: str, name: str, column: Any) -> npt.NDArray[Any]:
+    import pyarrow as pa
+
+    if not (pa.types.is_integer(column.type) or pa.types.is_floating(column.type)):
+        raise InputError(f"{where}: {name} holds {column.type}, not numbers")
+    if column.null_count:
+        raise InputError(f"{where}: {name} has {column.null_count} nulls")
+    return np.asarray(column.to_numpy(zero_copy_only=False))
+
+
+def _npz_blocks(path: str, columns: Columns, batch_rows: int) -> Iterator[Block]:
+    try:
+        archive = np.load(path, allow_pickle=False)
+    except (OSError, ValueError) as error:
+        raise InputError(f"{path}: cannot be read ({_first_line(error)})") from None
+    with archive:
+        names = list(archive.files)
+        logits_name = columns.logits or "logits"
+        for name in (logits_name, columns.labels, *columns.passed):
+            if name not in names:
+                raise InputError(f"{path}: no array {name!r} (arrays: {', '.join(names)})")
+        logits, labels = archive[logits_name], archive[columns.labels]
+        passed = {name: archive[name] for name in columns.passed}
+    for name, array in (("logits", logits), *passed.items()):
+        if len(array) != len(labels):
+            raise InputError(
+                f"{path}: {name} has {len(array)} rows, {columns.labels} {len(labels)}"
+            )
+    for first in range(0, len(labels), batch_rows):
+        rows = slice(first, first + batch_rows)
+        yield Block(
+            path, first, logits[rows], labels[rows], {n: a[rows] for n, a in passed.items()}
+        )
+
+
+def _first_line(error: BaseException) -> str:
+    return str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
