@@ -16,7 +16,9 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, NoReturn
 
-from focal_eval.evaluate.engine import Options, evaluate_files
+from focal_eval.evaluate.backends import Backend, Local, Options, Server
+from focal_eval.evaluate.client import Remote
+from focal_eval.evaluate.engine import evaluate_files
 from focal_eval.evaluate.sources import Block, Columns, InputError, expand, total_rows
 from focal_eval.service.core.scoring import Outputs
 from focal_eval.service.core.settings import Settings
@@ -83,6 +85,15 @@ def parser() -> argparse.ArgumentParser:
         "--batch-rows", type=_positive, default=65_536, help="rows per block (default 65536)"
     )
     p.add_argument("--artifact-dir", type=Path, help="the graphs (default: the shipped ones)")
+    p.add_argument(
+        "--url",
+        help="score through the server there instead (/score in .npz chunks with"
+        " monitor=false, 503 retried; metrics from its /compute); no --per-sample-out",
+    )
+    p.add_argument("--token", help="with --url: its FOCAL_AUTH_TOKEN")
+    p.add_argument(
+        "--timeout", type=float, default=60.0, help="with --url: seconds per answer (default 60)"
+    )
     return p
 
 
@@ -91,6 +102,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = parser().parse_args(argv)
     if args.keep and not args.per_sample_out:
         return _usage("--keep needs --per-sample-out")
+    if args.url and args.per_sample_out:
+        return _usage("--per-sample-out needs the local engine: leave out --url")
+    if args.url and args.artifact_dir:
+        return _usage("--artifact-dir is the local engine's: with --url the server's graphs score")
     columns = Columns(
         labels=args.labels,
         logits=args.logits if args.logits_prefix is None else None,
@@ -112,18 +127,20 @@ def main(argv: Sequence[str] | None = None) -> int:
         per_sample=args.per_sample_out is not None,
         batch_rows=args.batch_rows,
     )
-    settings = Settings() if args.artifact_dir is None else Settings(artifact_dir=args.artifact_dir)
     out = Path(args.out)
     per_sample = Path(args.per_sample_out) if args.per_sample_out else None
     started = time.monotonic()
     _bound_memory()
     try:
         files = expand(args.paths)
-        with _written(out) as partial, _per_sample_writer(per_sample, args.keep) as sink:
-            with _progress(total_rows(files)) as advance:
-                document = evaluate_files(files, columns, options, settings, advance, sink)
+        with _backend(args) as backend, _written(out) as partial:
+            with (
+                _per_sample_writer(per_sample, args.keep) as sink,
+                _progress(total_rows(files)) as advance,
+            ):
+                document = evaluate_files(files, columns, options, backend, advance, sink)
             partial.write_bytes(b"".join(iter_dumps(document)))
-    except InputError as error:
+    except (InputError, ConnectionError, TimeoutError) as error:
         print(f"focal evaluate: {error}", file=sys.stderr)
         return 1
     except ImportError as error:
@@ -162,6 +179,17 @@ def _bound_memory() -> None:
 def _usage(message: str) -> int:
     print(f"focal evaluate: {message}", file=sys.stderr)
     return 2
+
+
+@contextmanager
+def _backend(args: argparse.Namespace) -> Iterator[Backend]:
+    """This process's graphs, or the server at ``--url``."""
+    if args.url is None:
+        directory = args.artifact_dir
+        yield Local(Settings() if directory is None else Settings(artifact_dir=directory))
+        return
+    with Remote(args.url, args.token, args.timeout, retries=5) as remote:
+        yield Server(remote, max_chunk_bytes=32 * 2**20)
 
 
 @contextmanager

@@ -48,7 +48,7 @@ import orjson
 
 from focal_eval.evaluate.statistics import Statistics, merge
 
-__all__ = ["Evaluation", "ServerError", "score"]
+__all__ = ["Evaluation", "Parameters", "Remote", "Scored", "ServerError", "score"]
 
 logger = logging.getLogger(__name__)
 
@@ -142,45 +142,105 @@ def score(
         ConnectionError: The server could not be reached (``TimeoutError``: no answer).
         RuntimeError: The server's model changed between chunks.
     """
-    logits, labels = np.asarray(logits), np.asarray(labels)
-    alpha = None if alpha is None else np.asarray(alpha)
-    step = _chunk_rows(logits, labels, alpha, max_chunk_bytes)
     if isinstance(retries, bool) or not isinstance(retries, int) or retries < 0:
         raise ValueError(f"Expected argument `retries` to be an int >= 0, but got {retries!r}")
-    query = {
-        name: _query_value(value)
-        for name, value in {
-            "task": task,
-            "inputs": inputs,
-            "gamma": gamma,
-            "threshold": threshold,
-            "ignore_index": ignore_index,
-            "per_sample": False,
-            "monitor": monitor,
-            "source": source,
-        }.items()
-        if value is not None
-    }
-    headers = {} if token is None else {"authorization": f"Bearer {token}"}
-    with httpx.Client(base_url=url.rstrip("/"), headers=headers, timeout=timeout_s) as client:
-        post = _Poster(client, retries, timeout_s)
-        answers = (
-            (where, post(SCORE, where, body, "application/x-npz", query))
-            for where, body in _chunks(logits, labels, alpha, step)
-        )
-        chunks, scored_task, model_id, statistics = _sum(answers)
-        sums = {name: value.tolist() for name, value in statistics.items()}
-        body = orjson.dumps({"statistics": sums, "task": scored_task})
-        computed = post(COMPUTE, f"POST {COMPUTE}", body, "application/json")
+    logits, labels = np.asarray(logits), np.asarray(labels)
+    parameters = Parameters(task, inputs, gamma, alpha, threshold, ignore_index)
+    with Remote(url, token, timeout_s, retries) as remote:
+        scored = remote.statistics(logits, labels, parameters, max_chunk_bytes, monitor, source)
+        computed = remote.compute(scored.statistics, scored.task)
     return Evaluation(
-        task=scored_task,
+        task=scored.task,
         rows=len(logits),
-        chunks=chunks,
+        chunks=scored.chunks,
         metrics=computed["metrics"],
         per=computed.get("per_class") or computed.get("per_label") or {},
-        statistics=statistics,
-        model_id=model_id,
+        statistics=scored.statistics,
+        model_id=scored.model_id,
     )
+
+
+@dataclass(frozen=True)
+class Parameters:
+    """What ``/score`` computes with; None: the server's default."""
+
+    task: str | None = None
+    inputs: str | None = None
+    gamma: float | None = None
+    alpha: npt.ArrayLike | None = None
+    threshold: float | None = None
+    ignore_index: int | None = None
+
+
+@dataclass(frozen=True)
+class Scored:
+    """Summed statistics of some rows: their task, the model and the requests they took."""
+
+    task: str
+    model_id: str
+    chunks: int
+    statistics: Statistics
+
+
+class Remote:
+    """One server, over one connection: statistics of arrays (``/score``), metrics of sums.
+
+    503 is retried after ``Retry-After`` (``retries`` times a request); a context manager.
+    """
+
+    def __init__(self, url: str, token: str | None, timeout_s: float, retries: int) -> None:
+        headers = {} if token is None else {"authorization": f"Bearer {token}"}
+        self.client = httpx.Client(base_url=url.rstrip("/"), headers=headers, timeout=timeout_s)
+        self.post = _Poster(self.client, retries, timeout_s)
+
+    def __enter__(self) -> Remote:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.client.close()
+
+    def statistics(
+        self,
+        logits: npt.NDArray[Any],
+        labels: npt.NDArray[Any],
+        parameters: Parameters,
+        max_chunk_bytes: int,
+        monitor: bool = False,
+        source: str | None = None,
+        first_row: int = 0,
+    ) -> Scored:
+        """The summed statistics of the rows, posted in chunks of at most ``max_chunk_bytes``.
+
+        ``first_row`` numbers the rows in messages (``rows 2000-2999``).
+        """
+        alpha = None if parameters.alpha is None else np.asarray(parameters.alpha)
+        step = _chunk_rows(logits, labels, alpha, max_chunk_bytes)
+        query = {
+            name: _query_value(value)
+            for name, value in {
+                "task": parameters.task,
+                "inputs": parameters.inputs,
+                "gamma": parameters.gamma,
+                "threshold": parameters.threshold,
+                "ignore_index": parameters.ignore_index,
+                "per_sample": False,
+                "monitor": monitor,
+                "source": source,
+            }.items()
+            if value is not None
+        }
+        answers = (
+            (where, self.post(SCORE, where, body, "application/x-npz", query))
+            for where, body in _chunks(logits, labels, alpha, step, first_row)
+        )
+        chunks, task, model_id, statistics = _sum(answers)
+        return Scored(task, model_id, chunks, statistics)
+
+    def compute(self, statistics: Statistics, task: str) -> dict[str, Any]:
+        """``POST /compute`` of summed statistics: metrics, and per class or label."""
+        sums = {name: value.tolist() for name, value in statistics.items()}
+        body = orjson.dumps({"statistics": sums, "task": task})
+        return self.post(COMPUTE, f"POST {COMPUTE}", body, "application/json")
 
 
 def _chunk_rows(
@@ -218,12 +278,17 @@ def _chunk_rows(
 
 
 def _chunks(
-    logits: npt.NDArray[Any], labels: npt.NDArray[Any], alpha: npt.NDArray[Any] | None, step: int
+    logits: npt.NDArray[Any],
+    labels: npt.NDArray[Any],
+    alpha: npt.NDArray[Any] | None,
+    step: int,
+    first_row: int = 0,
 ) -> Iterator[tuple[str, bytes]]:
     """``(rows a-b, .npz body)`` for each chunk of ``step`` rows, encoded when it is sent."""
     for start in range(0, len(logits), step):
         stop = min(start + step, len(logits))
-        yield f"rows {start}-{stop - 1}", _npz(logits[start:stop], labels[start:stop], alpha)
+        rows = f"rows {first_row + start}-{first_row + stop - 1}"
+        yield rows, _npz(logits[start:stop], labels[start:stop], alpha)
 
 
 def _npz(

@@ -1,10 +1,10 @@
-"""The local engine of ``focal evaluate``: record batches through the service's graphs.
+"""The flow of ``focal evaluate``: blocks of rows in, summed statistics and metrics out.
 
-Each block of rows is checked and scored exactly as ``/score`` would (the same validation,
-the same onnxruntime graphs, :class:`~focal_eval.service.core.scoring.Scorer`), its
-statistics added to the dataset's and to its slice's; metrics are computed once at the end
-from the sums. Memory is one block's (``batch_rows`` rows) plus the sums: it does not grow
-with the dataset.
+Each block of rows is scored by a backend (:mod:`focal_eval.evaluate.backends`: this
+process's graphs, or a server) exactly as ``/score`` would score it; its statistics are added
+to the dataset's and to its slice's, and the metrics are computed once at the end from the
+sums. Memory is one block's (``batch_rows`` rows) plus the sums: it does not grow with the
+dataset.
 
 Slices: the statistics of each combination of the ``slice_by`` columns' values are kept
 (at most ``max_slices`` combinations); each column's own values are sums of combinations.
@@ -19,35 +19,14 @@ from typing import Any
 import numpy as np
 import numpy.typing as npt
 
+from focal_eval.evaluate.backends import Backend, Options, Part
 from focal_eval.evaluate.sources import Block, Columns, InputError, blocks
 from focal_eval.evaluate.statistics import Statistics, merge
-from focal_eval.service.core.batches import Decoded, scorer_for, validated
-from focal_eval.service.core.errors import RequestError
-from focal_eval.service.core.metric_groups import metric_groups
-from focal_eval.service.core.probabilities import check_inputs_kind, logits_of
-from focal_eval.service.core.scoring import Outputs, Scorer, Scorers
-from focal_eval.service.core.settings import Settings
-from focal_eval.service.core.tasks import BINARY, task_of
-from focal_eval.service.core.validation import batch_size
+from focal_eval.service.core.scoring import Outputs
+from focal_eval.service.core.tasks import BINARY
 
 SliceKey = tuple[Any, ...]
-
-
-@dataclass(frozen=True)
-class Options:
-    """What to compute: the request's parameters, slices, per-sample outputs, block size."""
-
-    task: str | None = None
-    inputs: str | None = None
-    gamma: float | None = None
-    alpha: list[float] | float | None = None
-    ignore_index: int | None = None
-    threshold: float | None = None
-    num_classes: int | None = None
-    slice_by: tuple[str, ...] = ()
-    max_slices: int = 100
-    per_sample: bool = False
-    batch_rows: int = 65_536
+PerSampleSink = Callable[[Block, Outputs], None]
 
 
 @dataclass
@@ -73,26 +52,20 @@ class Sums:
 
 @dataclass
 class Run:
-    """The state of one evaluation: task, graphs, sums, inputs read."""
+    """The state of one evaluation: the first block's task and width, sums, inputs read."""
 
-    task: str = ""
-    scorer: Scorer | None = None
-    width: int = 0
-    parameters: dict[str, Any] = field(default_factory=dict)
+    first: Part | None = None
     whole: Sums = field(default_factory=Sums)
     slices: dict[SliceKey, Sums] = field(default_factory=dict)
     inputs: list[dict[str, Any]] = field(default_factory=list)
     valid: int = 0
 
 
-PerSampleSink = Callable[[Block, Outputs], None]
-
-
 def evaluate_files(
     files: Sequence[str],
     columns: Columns,
     options: Options,
-    settings: Settings | None = None,
+    backend: Backend,
     on_rows: Callable[[int], None] | None = None,
     per_sample: PerSampleSink | None = None,
 ) -> dict[str, Any]:
@@ -104,96 +77,49 @@ def evaluate_files(
     Raises:
         InputError: bad data, named by file and rows; a width that changes; too many slices.
     """
-    settings = settings or Settings()
-    scorers = Scorers.load(settings)
     run = Run()
     for path in files:
         rows = 0
         for block in blocks(path, columns, options.batch_rows):
-            _score_block(run, scorers, settings, options, block, per_sample)
+            _score_block(run, backend, options, block, per_sample)
             rows += block.rows
             if on_rows is not None:
                 on_rows(block.rows)
         run.inputs.append({"path": path, "rows": rows})
-    if run.scorer is None or run.whole.statistics is None:
+    if run.first is None or run.whole.statistics is None:
         raise InputError(f"{', '.join(files)}: no rows")
-    return _document(run, run.scorer, run.whole.statistics, options)
+    return _document(run, run.first, backend, options)
 
 
 def _score_block(
-    run: Run,
-    scorers: Scorers,
-    settings: Settings,
-    options: Options,
-    block: Block,
-    per_sample: PerSampleSink | None,
+    run: Run, backend: Backend, options: Options, block: Block, per_sample: PerSampleSink | None
 ) -> None:
-    try:
-        task = task_of(block.logits.shape, block.labels.shape, options.task)
-        scorer = scorer_for(scorers, task)
-        width = batch_size(block.logits, task, settings.max_classes)[1]
-    except RequestError as error:
-        raise InputError(f"{block.where()}: {error.message}") from None
-    if run.scorer is None:
-        expected = options.num_classes or width
-        run.task, run.scorer, run.width = task, scorer, expected
-    if (task, width) != (run.task, run.width):
+    part = backend.score(block, slice(None), options, per_sample is not None)
+    if run.first is None:
+        if options.num_classes is not None and part.width != options.num_classes:
+            raise InputError(
+                f"{block.where()}: {part.width} {part.unit}, but --num-classes is"
+                f" {options.num_classes}"
+            )
+        run.first = part
+    first = run.first
+    if (part.task, part.width) != (first.task, first.width):
         raise InputError(
-            f"{block.where()}: {task} with {width} {scorer.task.width}, but the rows before"
-            f" were {run.task} with {run.width}"
-            + (" (--num-classes)" if options.num_classes else "")
+            f"{block.where()}: {part.task} with {part.width} {part.unit}, but the rows before"
+            f" were {first.task} with {first.width}"
         )
-    keep = None if options.per_sample else ()
-    outputs, batch = _scored(scorer, settings, options, task, block, slice(None), keep)
-    run.parameters = run.parameters or _parameters(batch.parameters)
-    labels = batch.inputs[scorer.task.labels]
-    run.valid += int(np.count_nonzero(labels != batch.parameters["ignore_index"]))
-    run.whole.add({n: outputs[n] for n in scorer.statistics_names}, block.rows)
+    run.valid += part.valid
+    run.whole.add(part.statistics, block.rows)
     if per_sample is not None:
-        per_sample(block, {name: outputs[name] for name in scorer.per_sample_names})
+        per_sample(block, part.per_sample)
     for key, rows in _slice_rows(block, options.slice_by):
         if key not in run.slices and len(run.slices) >= options.max_slices:
             raise InputError(
                 f"{block.where()}: --slice-by {','.join(options.slice_by)} gives more than"
                 f" {options.max_slices} slices (--max-slices)"
             )
-        part, _ = _scored(scorer, settings, options, task, block, rows, ())
-        run.slices.setdefault(key, Sums()).add(
-            {n: part[n] for n in scorer.statistics_names}, int(np.count_nonzero(rows))
-        )
-
-
-def _scored(
-    scorer: Scorer,
-    settings: Settings,
-    options: Options,
-    task: str,
-    block: Block,
-    rows: Any,
-    keep: Sequence[str] | None,
-) -> tuple[Outputs, Any]:
-    logits, labels = block.logits[rows], block.labels[rows]
-    decoded = Decoded(
-        logits,
-        labels,
-        options.alpha
-        if options.alpha is None or task != "multiclass"
-        else np.asarray(options.alpha, np.float32),
-        options.gamma,
-        options.ignore_index,
-        None,
-        None,
-        task=task,
-        inputs=options.inputs,
-        threshold=options.threshold,
-    )
-    try:
-        kind = check_inputs_kind(options.inputs)
-        converted = logits if kind == "logits" else logits_of(task, logits)
-        batch = validated(scorer, settings, task, converted, decoded)
-        return scorer.score(batch, keep), batch
-    except RequestError as error:
-        raise InputError(f"{block.where()}: {error.message}") from None
+        sliced = backend.score(block, rows, options, False)
+        run.slices.setdefault(key, Sums()).add(sliced.statistics, int(np.count_nonzero(rows)))
 
 
 def _slice_rows(
@@ -214,42 +140,30 @@ def _slice_rows(
 
 
 def _as_numpy(column: Any) -> npt.NDArray[Any]:
-    return (
-        column
-        if isinstance(column, np.ndarray)
-        else np.asarray(column.to_numpy(zero_copy_only=False))
-    )
+    if isinstance(column, np.ndarray):
+        return column
+    return np.asarray(column.to_numpy(zero_copy_only=False))
 
 
-def _parameters(parameters: dict[str, Any]) -> dict[str, Any]:
-    return {k: v.tolist() if isinstance(v, np.ndarray) else v for k, v in parameters.items()}
-
-
-def _document(run: Run, scorer: Scorer, statistics: Statistics, options: Options) -> dict[str, Any]:
-    document: dict[str, Any] = {
-        "model": {"id": scorer.model_id, "kind": scorer.evaluation.kind},
-        "task": run.task,
-    }
-    if run.task != BINARY:
-        document[f"num_{scorer.task.width}"] = run.width
+def _document(run: Run, first: Part, backend: Backend, options: Options) -> dict[str, Any]:
+    statistics = run.whole.summed()
+    document: dict[str, Any] = {"model": backend.model, "task": first.task}
+    if first.task != BINARY:
+        document[f"num_{first.unit}"] = first.width
     document |= {
         "rows": run.whole.rows,
         "valid": run.valid,
-        "parameters": run.parameters,
+        "parameters": first.parameters,
         "inputs": run.inputs,
-        **_metrics(run.task, scorer, statistics),
+        **backend.metrics(first.task, statistics),
         "statistics": statistics,
     }
     if options.slice_by:
-        document["slices"] = _slices(run, scorer, options.slice_by)
+        document["slices"] = _slices(run, first.task, backend, options.slice_by)
     return document
 
 
-def _metrics(task: str, scorer: Scorer, statistics: Statistics) -> dict[str, Any]:
-    return metric_groups(task, [scorer], scorer.compute_metrics(statistics))
-
-
-def _slices(run: Run, scorer: Scorer, slice_by: Sequence[str]) -> list[dict[str, Any]]:
+def _slices(run: Run, task: str, backend: Backend, slice_by: Sequence[str]) -> list[dict[str, Any]]:
     """Per value of each slice column, then (with several columns) per combination."""
     groups: list[tuple[dict[str, Any], Sums]] = []
     for i, name in enumerate(slice_by):
@@ -266,7 +180,7 @@ def _slices(run: Run, scorer: Scorer, slice_by: Sequence[str]) -> list[dict[str,
         {
             "by": by,
             "rows": sums.rows,
-            **_metrics(run.task, scorer, sums.summed()),
+            **backend.metrics(task, sums.summed()),
             "statistics": sums.summed(),
         }
         for by, sums in groups

@@ -13,12 +13,14 @@ from __future__ import annotations
 import json
 import os
 import signal
+import socket
 import subprocess
 import sys
 import time
 from pathlib import Path
 from typing import Any
 
+import httpx
 import numpy as np
 import pyarrow as pa
 import pyarrow.feather as feather
@@ -27,6 +29,7 @@ import pytest
 from sklearn import metrics as skm
 
 from focal_eval.evaluate.cli import main
+from focal_eval.service.testing import focal_server
 from tests.service._inputs import label_batch
 from tests.service.reference import eager
 
@@ -415,3 +418,62 @@ def test_rss_does_not_grow_with_the_dataset(tmp_path: Path) -> None:
         )
     ratio = peak_rss_kib(tmp_path, large) / peak_rss_kib(tmp_path, small)
     assert ratio <= 1.2, ratio
+
+
+def test_the_url_engine_gives_the_local_numbers(tmp_path: Path) -> None:
+    logits, labels, region = dataset(2500, 16, ignore=25)
+    path = write_parquet(tmp_path / "u.parquet", logits, labels, region=region)
+    common = [str(path), "--slice-by", "region", "--batch-rows", "900", "--gamma", "1.5"]
+    status, local = run(*common, "--out", str(tmp_path / "local.json"))
+    with focal_server() as server:
+        url_status, remote = run(*common, "--out", str(tmp_path / "url.json"), "--url", server.url)
+        summary = httpx.get(server.url + "/summary").json()
+    assert (status, url_status) == (0, 0)
+    assert local is not None
+    assert remote is not None
+    assert remote["model"]["id"] == local["model"]["id"]
+    for got, want in [(remote, local), *zip(remote["slices"], local["slices"], strict=True)]:
+        assert got.get("by") == want.get("by")
+        for name, value in want["statistics"].items():
+            np.testing.assert_allclose(got["statistics"][name], value, rtol=1e-12, err_msg=name)
+        for name, value in want["metrics"].items():
+            assert got["metrics"][name] == pytest.approx(value, rel=1e-12), name
+    assert summary["sources"] == {} or all(
+        s["lifetime"]["samples"] == 0 for s in summary["sources"].values()
+    )  # monitor=false: a batch job does not feed the production counters
+
+
+@pytest.mark.parametrize(
+    ("extra", "message"),
+    [
+        pytest.param(["--per-sample-out", "p.parquet"], "--per-sample-out needs the local engine: leave out --url", id="per_sample"),
+        pytest.param(["--artifact-dir", "x"], "--artifact-dir is the local engine's: with --url the server's graphs score", id="artifact_dir"),
+    ],
+)  # fmt: skip
+def test_url_engine_usage_errors(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], extra: list[str], message: str
+) -> None:
+    path = write_parquet(tmp_path / "x.parquet", *dataset(10, 17)[:2])
+    status, _ = run(
+        str(path), "--out", str(tmp_path / "r.json"), "--url", "http://127.0.0.1:9", *extra
+    )
+    assert status == 2
+    assert capsys.readouterr().err == f"focal evaluate: {message}\n"
+
+
+def test_an_unreachable_server_is_status_1_naming_it(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    with socket.socket() as probe:  # a port nothing listens on
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    path = write_parquet(tmp_path / "x.parquet", *dataset(10, 18)[:2])
+    started = time.monotonic()
+    status, result = run(
+        str(path), "--out", str(tmp_path / "r.json"), "--url", f"http://127.0.0.1:{port}"
+    )
+    assert (status, result) == (1, None)
+    assert time.monotonic() - started < 10
+    assert capsys.readouterr().err.startswith(
+        f"focal evaluate: rows 0-9: POST http://127.0.0.1:{port}/score failed: "
+    )
