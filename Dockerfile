@@ -5,12 +5,13 @@
 FROM python:3.11-slim AS build
 ENV PIP_NO_CACHE_DIR=1 PIP_DISABLE_PIP_VERSION_CHECK=1
 WORKDIR /src
-# the distribution installs focal_eval.{focal,export,service}; the image never imports the
-# first two (they need torch, which it must not carry), but their sources are part of it
+# the distribution installs focal_eval.{focal,export,service,evaluate}; the image never imports
+# the first two (they need torch, which it must not carry), but their sources are part of it
 COPY pyproject.toml README.md LICENSE ./
 COPY focal ./focal
 COPY export ./export
 COPY service ./service
+COPY evaluate ./evaluate
 # Trimmed: test suites; onnxruntime's optional tooling (transformers, quantization, tools)
 # and its C-API library libonnxruntime.so, which the Python module does not link. (No `strip`:
 # it breaks the auditwheel-patched libraries in numpy.libs.) The container tests score through

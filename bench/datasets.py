@@ -19,6 +19,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from bench.report import Section, Target, single
+from focal_eval.service.testing import focal_server
 
 CLASSES = 100
 ROWS, QUICK_ROWS = 2_000_000, 100_000
@@ -74,7 +75,10 @@ def run(quick: bool) -> Section:
         case = f"N={rows} C={CLASSES}"
         ours, ours_rss = timed([*command, str(big), "--out", out])
         script, _ = timed([sys.executable, "-c", SCRIPT, str(big)])
-        _, small_rss = timed([*command, str(small), "--out", out])
+        local_small, small_rss = timed([*command, str(small), "--out", out])
+        on_ray, _ = timed([*command, str(small), "--out", out, "--engine", "ray"])
+        with focal_server() as server:
+            by_url, _ = timed([*command, str(small), "--out", out, "--url", server.url])
     section.add(case, "focal evaluate (local)", ours, "s")
     section.add(case, "pyarrow + numpy + scikit-learn script", script, "s")
     section.add(case, "focal evaluate peak RSS", ours_rss / 2**20, "MiB")
@@ -85,6 +89,12 @@ def run(quick: bool) -> Section:
     section.compare(
         case, "peak RSS: N / (N / 10) rows", single(ours_rss / small_rss), Target("<=", 1.2)
     )
+    small_case = f"N={rows // 10} C={CLASSES}"
+    section.add(small_case, "focal evaluate (local)", local_small, "s")
+    section.add(small_case, "focal evaluate --engine ray (local Ray, 2 CPUs)", on_ray, "s")
+    section.add(small_case, "focal evaluate --url (a server on loopback)", by_url, "s")
+    section.compare(small_case, "time: ray / local", single(on_ray / local_small))
+    section.compare(small_case, "time: url / local", single(by_url / local_small))
     section.notes.append(
         "wall time of fresh processes, start-up included; one run each (seconds-long, so"
         " a paired median would take minutes)"

@@ -117,12 +117,20 @@ class Local:
             scorer.task.width,
             {name: outputs[name] for name in scorer.statistics_names},
             int(np.count_nonzero(targets != batch.parameters["ignore_index"])),
-            {
-                k: v.tolist() if isinstance(v, np.ndarray) else v
-                for k, v in batch.parameters.items()
-            },
+            self._parameters(task, batch.parameters, options),
             {name: outputs[name] for name in scorer.per_sample_names} if per_sample else {},
         )
+
+    def _parameters(
+        self, task: str, parameters: dict[str, Any], options: Options
+    ) -> dict[str, Any]:
+        """As ``/score`` reports them: alpha None where it is all ones (unset)."""
+        reported = {
+            k: v.tolist() if isinstance(v, np.ndarray) else v for k, v in parameters.items()
+        }
+        if task == MULTICLASS and options.alpha is None and self.settings.alpha is None:
+            reported["alpha"] = None
+        return reported
 
     def metrics(self, task: str, statistics: Statistics) -> dict[str, Any]:
         """See :class:`Backend`."""
@@ -155,21 +163,20 @@ class Server:
             )
         except ServerError as error:
             raise InputError(f"{block.path}, {error}") from None
-        self.model = self.model or {"id": scored.model_id, "kind": "evaluation"}
+        self.model = self.model or scored.model
         statistics = scored.statistics
         if scored.task == MULTICLASS:
             width, valid = len(statistics["confusion_matrix"]), statistics["confusion_matrix"].sum()
         else:  # every decision is one of the four counts
             width = len(statistics["true_positive"])
             valid = sum(statistics[name].sum() for name in _OUTCOMES)
-        given = {k: v for k, v in vars(parameters).items() if v is not None and k != "task"}
         return Part(
             scored.task,
             width,
             "classes" if scored.task == MULTICLASS else "labels",
             statistics,
             int(valid),
-            given,
+            scored.parameters,
         )
 
     def metrics(self, task: str, statistics: Statistics) -> dict[str, Any]:

@@ -17,8 +17,9 @@ from pathlib import Path
 from typing import Any, NoReturn
 
 from focal_eval.evaluate.backends import Backend, Local, Options, Server
-from focal_eval.evaluate.client import Remote
+from focal_eval.evaluate.client import Remote, ServerError
 from focal_eval.evaluate.engine import evaluate_files
+from focal_eval.evaluate.on_ray import UsageError
 from focal_eval.evaluate.sources import Block, Columns, InputError, expand, total_rows
 from focal_eval.service.core.scoring import Outputs
 from focal_eval.service.core.settings import Settings
@@ -86,6 +87,14 @@ def parser() -> argparse.ArgumentParser:
     )
     p.add_argument("--artifact-dir", type=Path, help="the graphs (default: the shipped ones)")
     p.add_argument(
+        "--engine",
+        choices=("local", "ray"),
+        default="local",
+        help="local (default: this process, threads) or ray (Ray Data: Parquet only; a local"
+        " Ray, or --ray-address)",
+    )
+    p.add_argument("--ray-address", help="with --engine ray: a running cluster (HOST:PORT)")
+    p.add_argument(
         "--url",
         help="score through the server there instead (/score in .npz chunks with"
         " monitor=false, 503 retried; metrics from its /compute); no --per-sample-out",
@@ -102,6 +111,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = parser().parse_args(argv)
     if args.keep and not args.per_sample_out:
         return _usage("--keep needs --per-sample-out")
+    if args.engine == "ray" and args.url:
+        return _usage("--url and --engine ray are two engines: give one")
+    if args.ray_address and args.engine != "ray":
+        return _usage("--ray-address needs --engine ray")
     if args.url and args.per_sample_out:
         return _usage("--per-sample-out needs the local engine: leave out --url")
     if args.url and args.artifact_dir:
@@ -129,10 +142,22 @@ def main(argv: Sequence[str] | None = None) -> int:
     )
     out = Path(args.out)
     per_sample = Path(args.per_sample_out) if args.per_sample_out else None
+    for option, path in (("--out", out), ("--per-sample-out", per_sample)):
+        if path is not None and not path.parent.is_dir():
+            return _usage(f"{option}: no folder {path.parent} to write {path.name} in")
     started = time.monotonic()
     _bound_memory()
     try:
         files = expand(args.paths)
+        if args.engine == "ray":
+            from focal_eval.evaluate.on_ray import evaluate_on_ray
+
+            with _written(out) as partial:
+                document = evaluate_on_ray(
+                    files, columns, options, args.artifact_dir, args.ray_address
+                )
+                partial.write_bytes(b"".join(iter_dumps(document)))
+            return _done(document, files, started, out)
         with _backend(args) as backend, _written(out) as partial:
             with (
                 _per_sample_writer(per_sample, args.keep) as sink,
@@ -140,15 +165,23 @@ def main(argv: Sequence[str] | None = None) -> int:
             ):
                 document = evaluate_files(files, columns, options, backend, advance, sink)
             partial.write_bytes(b"".join(iter_dumps(document)))
-    except (InputError, ConnectionError, TimeoutError) as error:
+    except (InputError, ServerError, ConnectionError, TimeoutError, RuntimeError) as error:
         print(f"focal evaluate: {error}", file=sys.stderr)
         return 1
     except ImportError as error:
-        extra = "progress" if error.name == "tqdm" else "parquet"
+        extras = {"tqdm": "progress", "ray": "ray"}
+        extra = extras.get((error.name or "").split(".")[0], "parquet")
         return _usage(f"{error.name} is missing: pip install 'focal-eval[{extra}]'")
+    except UsageError as error:
+        return _usage(str(error))
     except KeyboardInterrupt:
         print("focal evaluate: interrupted; nothing written", file=sys.stderr)
         return 130
+    return _done(document, files, started, out)
+
+
+def _done(document: dict[str, Any], files: Sequence[str], started: float, out: Path) -> int:
+    """The summary line (off a terminal, where no progress bar showed) and status 0."""
     elapsed = time.monotonic() - started
     if not sys.stderr.isatty():
         rows = document["rows"]
@@ -224,6 +257,14 @@ def _per_sample_writer(path: Path | None, keep: Sequence[str]) -> Iterator[Any]:
             )
             if not writer:
                 writer.append(pq.ParquetWriter(partial, table.schema))
+            elif table.schema != writer[0].schema:
+                try:  # a --keep column of another width in this file (int32, int64)
+                    table = table.cast(writer[0].schema)
+                except (pa.ArrowInvalid, pa.ArrowNotImplementedError, ValueError):
+                    raise InputError(
+                        f"{block.where()}: --keep columns of other types than in the rows before"
+                        f" ({table.schema} vs {writer[0].schema})".replace("\n", ", ")
+                    ) from None
             writer[0].write_table(table)
 
         try:

@@ -156,7 +156,7 @@ def score(
         metrics=computed["metrics"],
         per=computed.get("per_class") or computed.get("per_label") or {},
         statistics=scored.statistics,
-        model_id=scored.model_id,
+        model_id=scored.model["id"],
     )
 
 
@@ -174,12 +174,13 @@ class Parameters:
 
 @dataclass(frozen=True)
 class Scored:
-    """Summed statistics of some rows: their task, the model and the requests they took."""
+    """Summed statistics of some rows: task, model, requests taken, the server's parameters."""
 
     task: str
-    model_id: str
+    model: dict[str, str]  # the evaluation graph's id and kind
     chunks: int
     statistics: Statistics
+    parameters: dict[str, Any]  # what the server scored with (its defaults filled in)
 
 
 class Remote:
@@ -233,8 +234,7 @@ class Remote:
             (where, self.post(SCORE, where, body, "application/x-npz", query))
             for where, body in _chunks(logits, labels, alpha, step, first_row)
         )
-        chunks, task, model_id, statistics = _sum(answers)
-        return Scored(task, model_id, chunks, statistics)
+        return _sum(answers)
 
     def compute(self, statistics: Statistics, task: str) -> dict[str, Any]:
         """``POST /compute`` of summed statistics: metrics, and per class or label."""
@@ -303,20 +303,24 @@ def _npz(
     return buffer.getvalue()
 
 
-def _sum(answers: Iterator[tuple[str, dict[str, Any]]]) -> tuple[int, str, str, Statistics]:
-    """``(chunks, task, model id, summed statistics)`` of the ``/score`` answers."""
-    chunks, task, model_id, statistics = 0, "", "", None
+def _sum(answers: Iterator[tuple[str, dict[str, Any]]]) -> Scored:
+    """The ``/score`` answers' statistics summed, with the first's task, model and parameters."""
+    first: dict[str, Any] | None = None
+    chunks, statistics = 0, None
     for where, answer in answers:
-        if chunks and answer["model"]["id"] != model_id:
+        first = first or answer
+        if answer["model"]["id"] != first["model"]["id"]:
             raise RuntimeError(
                 f"{where}: scored by model {answer['model']['id']}, but the rows before by"
-                f" {model_id}: the server's model changed during the run"
+                f" {first['model']['id']}: the server's model changed during the run"
             )
-        chunks, task, model_id = chunks + 1, answer["task"], answer["model"]["id"]
+        chunks += 1
         chunk = {name: np.asarray(value) for name, value in answer["statistics"].items()}
         statistics = chunk if statistics is None else merge(statistics, chunk)
-    assert statistics is not None, "no chunks: at least one row is checked before"
-    return chunks, task, model_id, statistics
+    if first is None or statistics is None:
+        raise ValueError("Expected at least one chunk, but got none")
+    model = {"id": first["model"]["id"], "kind": first["model"]["kind"]}
+    return Scored(first["task"], model, chunks, statistics, first["parameters"])
 
 
 class _Poster:

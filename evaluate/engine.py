@@ -86,50 +86,66 @@ def evaluate_files(
             if on_rows is not None:
                 on_rows(block.rows)
         run.inputs.append({"path": path, "rows": rows})
-    if run.first is None or run.whole.statistics is None:
-        raise InputError(f"{', '.join(files)}: no rows")
-    return _document(run, run.first, backend, options)
+    return document(run, files, backend, options)
 
 
 def _score_block(
     run: Run, backend: Backend, options: Options, block: Block, per_sample: PerSampleSink | None
 ) -> None:
     part = backend.score(block, slice(None), options, per_sample is not None)
+    slices = [
+        (key, backend.score(block, rows, options, False), int(np.count_nonzero(rows)))
+        for key, rows in slice_rows(block, options.slice_by)
+    ]
+    add_block(run, block.where(), part, block.rows, slices, options)
+    if per_sample is not None:
+        per_sample(block, part.per_sample)
+
+
+def add_block(
+    run: Run,
+    where: str,
+    part: Part,
+    rows: int,
+    slices: Sequence[tuple[SliceKey, Part, int]],
+    options: Options,
+) -> None:
+    """Add a scored block (and its slices' parts) to the run.
+
+    Raises:
+        InputError: the task or width is not the rows' before (or ``--num-classes``), or
+            there would be more than ``max_slices`` slices.
+    """
     if run.first is None:
         if options.num_classes is not None and part.width != options.num_classes:
             raise InputError(
-                f"{block.where()}: {part.width} {part.unit}, but --num-classes is"
-                f" {options.num_classes}"
+                f"{where}: {part.width} {part.unit}, but --num-classes is {options.num_classes}"
             )
         run.first = part
     first = run.first
     if (part.task, part.width) != (first.task, first.width):
         raise InputError(
-            f"{block.where()}: {part.task} with {part.width} {part.unit}, but the rows before"
+            f"{where}: {part.task} with {part.width} {part.unit}, but the rows before"
             f" were {first.task} with {first.width}"
         )
     run.valid += part.valid
-    run.whole.add(part.statistics, block.rows)
-    if per_sample is not None:
-        per_sample(block, part.per_sample)
-    for key, rows in _slice_rows(block, options.slice_by):
+    run.whole.add(part.statistics, rows)
+    for key, sliced, count in slices:
         if key not in run.slices and len(run.slices) >= options.max_slices:
             raise InputError(
-                f"{block.where()}: --slice-by {','.join(options.slice_by)} gives more than"
+                f"{where}: --slice-by {','.join(options.slice_by)} gives more than"
                 f" {options.max_slices} slices (--max-slices)"
             )
-        sliced = backend.score(block, rows, options, False)
-        run.slices.setdefault(key, Sums()).add(sliced.statistics, int(np.count_nonzero(rows)))
+        run.slices.setdefault(key, Sums()).add(sliced.statistics, count)
 
 
-def _slice_rows(
+def slice_rows(
     block: Block, slice_by: Sequence[str]
 ) -> Iterator[tuple[SliceKey, npt.NDArray[np.bool_]]]:
     """Each combination of the slice columns' values in the block, and its rows."""
     if not slice_by:
         return
-    values = [_as_numpy(block.passed[name]) for name in slice_by]
-    keys = list(zip(*(v.tolist() for v in values), strict=True))
+    keys = list(zip(*(_slice_values(block, name) for name in slice_by), strict=True))
     order: dict[SliceKey, list[int]] = {}
     for row, key in enumerate(keys):
         order.setdefault(key, []).append(row)
@@ -139,13 +155,33 @@ def _slice_rows(
         yield key, mask
 
 
-def _as_numpy(column: Any) -> npt.NDArray[Any]:
-    if isinstance(column, np.ndarray):
-        return column
-    return np.asarray(column.to_numpy(zero_copy_only=False))
+def _slice_values(block: Block, name: str) -> list[Any]:
+    """A slice column's values as Python scalars (None for a null).
+
+    Raises:
+        InputError: a column of another type than integers, strings or booleans.
+    """
+    column = block.passed[name]
+    kind = column.dtype.kind if isinstance(column, np.ndarray) else _arrow_kind(column.type)
+    if kind not in "iubU":
+        shown = column.dtype if isinstance(column, np.ndarray) else column.type
+        raise InputError(
+            f"{block.where()}: --slice-by {name} holds {shown}; slice by integers, strings or"
+            " booleans"
+        )
+    values: list[Any] = column.tolist() if isinstance(column, np.ndarray) else column.to_pylist()
+    return values
 
 
-def _document(run: Run, first: Part, backend: Backend, options: Options) -> dict[str, Any]:
+def document(run: Run, files: Sequence[str], backend: Backend, options: Options) -> dict[str, Any]:
+    """The result: metrics computed once, from the sums, by ``backend``.
+
+    Raises:
+        InputError: no rows were read.
+    """
+    first = run.first
+    if first is None or run.whole.statistics is None:
+        raise InputError(f"{', '.join(files)}: no rows")
     statistics = run.whole.summed()
     document: dict[str, Any] = {"model": backend.model, "task": first.task}
     if first.task != BINARY:
@@ -187,5 +223,22 @@ def _slices(run: Run, task: str, backend: Backend, slice_by: Sequence[str]) -> l
     ]
 
 
-def _order(item: tuple[Any, Sums]) -> str:
-    return repr(item[0])
+def _arrow_kind(arrow_type: Any) -> str:
+    """The numpy kind letter of an arrow type a slice may hold (a dictionary: its values')."""
+    import pyarrow as pa
+
+    if pa.types.is_dictionary(arrow_type):
+        arrow_type = arrow_type.value_type
+    if pa.types.is_integer(arrow_type):
+        return "i"
+    if pa.types.is_boolean(arrow_type):
+        return "b"
+    if pa.types.is_string(arrow_type) or pa.types.is_large_string(arrow_type):
+        return "U"
+    return "?"
+
+
+def _order(item: tuple[Any, Sums]) -> tuple[tuple[bool, Any], ...]:
+    """Slices by value (numbers as numbers), a null last."""
+    values = item[0] if isinstance(item[0], tuple) else (item[0],)
+    return tuple((value is None, "" if value is None else value) for value in values)

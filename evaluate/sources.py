@@ -12,6 +12,7 @@ ordered by their suffix as integers). pyarrow is needed for Parquet and Arrow
 from __future__ import annotations
 
 import glob
+import zipfile
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -79,11 +80,11 @@ def expand(paths: Sequence[str]) -> list[str]:
                 files.append(match)
     if not files:
         raise InputError(f"{', '.join(paths)}: no Parquet, Arrow or .npz files there")
-    return files
+    return list(dict.fromkeys(files))  # a file named twice (a path and a glob) is read once
 
 
 def total_rows(files: Sequence[str]) -> int | None:
-    """Rows of every file from their metadata (Parquet footers, npz headers), if all tell."""
+    """Rows of every file from their Parquet footers; None unless every file is Parquet."""
     total = 0
     for path in files:
         if not path.endswith(".parquet"):
@@ -128,8 +129,8 @@ def _arrow_blocks(path: str, columns: Columns, batch_rows: int) -> Iterator[Bloc
         names = dataset.schema.names
     except (pa.ArrowException, OSError) as error:
         raise InputError(f"{path}: cannot be read ({_first_line(error)})") from None
-    logits_names = _logits_names(path, names, columns)
-    wanted = [*logits_names, columns.labels, *columns.passed]
+    logit_columns = logits_names(path, names, columns)
+    wanted = [*logit_columns, columns.labels, *columns.passed]
     for name in (columns.labels, *columns.passed):
         if name not in names:
             raise InputError(f"{path}: no column {name!r} (columns: {', '.join(names)})")
@@ -144,22 +145,31 @@ def _arrow_blocks(path: str, columns: Columns, batch_rows: int) -> Iterator[Bloc
         for batch in batches:
             if batch.num_rows == 0:
                 continue
-            block_path = f"{path}, rows {first}-{first + batch.num_rows - 1}"
-            if columns.logits is None:
-                logits = np.stack(
-                    [_numbers(block_path, n, batch.column(n)) for n in logits_names], axis=1
-                )
-            else:
-                logits = _rows(block_path, logits_names[0], batch.column(logits_names[0]))
-            labels = _rows(block_path, columns.labels, batch.column(columns.labels))
-            passed = {name: batch.column(name) for name in columns.passed}
-            yield Block(path, first, logits, labels, passed)
+            yield arrow_block(path, first, batch, columns, logit_columns)
             first += batch.num_rows
     except (pa.ArrowException, OSError) as error:
         raise InputError(f"{path}: cannot be read ({_first_line(error)})") from None
 
 
-def _logits_names(path: str, names: Sequence[str], columns: Columns) -> list[str]:
+def arrow_block(
+    path: str, first: int, batch: Any, columns: Columns, logits_names: Sequence[str]
+) -> Block:
+    """A pyarrow record batch (or table) as a block; ``logits_names`` from :func:`logits_names`."""
+    where = f"{path}, rows {first}-{first + batch.num_rows - 1}"
+    if columns.logits is None:
+        logits = np.stack([_numbers(where, n, batch.column(n)) for n in logits_names], axis=1)
+    else:
+        logits = _rows(where, logits_names[0], batch.column(logits_names[0]))
+    labels = _rows(where, columns.labels, batch.column(columns.labels))
+    return Block(path, first, logits, labels, {n: batch.column(n) for n in columns.passed})
+
+
+def logits_names(path: str, names: Sequence[str], columns: Columns) -> list[str]:
+    """The logits column, or the per-class columns in class order.
+
+    Raises:
+        InputError: none of them is there (the columns there named).
+    """
     if columns.logits is not None:
         if columns.logits not in names:
             raise InputError(f"{path}: no column {columns.logits!r} (columns: {', '.join(names)})")
@@ -170,7 +180,14 @@ def _logits_names(path: str, names: Sequence[str], columns: Columns) -> list[str
         raise InputError(
             f"{path}: no columns {prefix}0, {prefix}1, ... (columns: {', '.join(names)})"
         )
-    return sorted(numbered, key=lambda n: int(n[len(prefix) :]))
+    expected = [f"{prefix}{k}" for k in range(len(numbered))]
+    if sorted(numbered, key=lambda n: int(n[len(prefix) :])) != expected:
+        missing = sorted(set(expected) - set(numbered)) or numbered
+        raise InputError(
+            f"{path}: columns {prefix}0 to {prefix}{len(numbered) - 1} expected, one per class;"
+            f" {', '.join(missing)} missing or misnamed (found: {', '.join(sorted(numbered))})"
+        )
+    return expected
 
 
 def _rows(where: str, name: str, column: Any) -> npt.NDArray[Any]:
@@ -207,18 +224,22 @@ def _numbers(where: str, name: str, column: Any) -> npt.NDArray[Any]:
 
 
 def _npz_blocks(path: str, columns: Columns, batch_rows: int) -> Iterator[Block]:
+    """A shard is loaded whole (numpy reads members whole): shards bound the memory."""
     try:
-        archive = np.load(path, allow_pickle=False)
-    except (OSError, ValueError) as error:
+        # our own handle: numpy leaves its open when the zip is broken
+        with open(path, "rb") as handle, np.load(handle, allow_pickle=False) as archive:
+            names = list(archive.files)
+            logits_name = columns.logits or "logits"
+            for name in (logits_name, columns.labels, *columns.passed):
+                if name not in names:
+                    raise InputError(f"{path}: no array {name!r} (arrays: {', '.join(names)})")
+            logits, labels = archive[logits_name], archive[columns.labels]
+            passed = {name: archive[name] for name in columns.passed}
+    except (OSError, ValueError, EOFError, zipfile.BadZipFile) as error:
         raise InputError(f"{path}: cannot be read ({_first_line(error)})") from None
-    with archive:
-        names = list(archive.files)
-        logits_name = columns.logits or "logits"
-        for name in (logits_name, columns.labels, *columns.passed):
-            if name not in names:
-                raise InputError(f"{path}: no array {name!r} (arrays: {', '.join(names)})")
-        logits, labels = archive[logits_name], archive[columns.labels]
-        passed = {name: archive[name] for name in columns.passed}
+    for name, array in (("logits", logits), ("labels", labels), *passed.items()):
+        if array.ndim == 0:
+            raise InputError(f"{path}: {name} is one value, not an array of rows")
     for name, array in (("logits", logits), *passed.items()):
         if len(array) != len(labels):
             raise InputError(

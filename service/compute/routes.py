@@ -104,7 +104,9 @@ def _compute(runtime: Runtime, payload: Payload, reservation: Reservation) -> Re
     """Parse, check, run the metrics graphs and encode: in a worker thread."""
     settings = runtime.settings
     payload.decode(settings.max_body_bytes, reservation)
-    refuse_long_json(len(payload.data), settings.max_json_bytes)
+    refuse_long_json(
+        len(payload.data), settings.max_json_bytes, "compute the sums of fewer classes at once"
+    )
     reservation.resize(reservation.nbytes + costs.json_parse(payload.data), "body (JSON)")
     try:
         document = orjson.loads(payload.data)

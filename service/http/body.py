@@ -92,17 +92,19 @@ async def read_body(
     return buffer
 
 
-def refuse_long_json(length: int, limit: int) -> None:
+def refuse_long_json(
+    length: int, limit: int, hint: str = "send large batches as .npz or v2 binary"
+) -> None:
     """413 for JSON text over ``limit`` bytes (parsing it would stall the server's threads).
 
     Raises:
-        RequestError: 413 naming the setting and the binary alternatives.
+        RequestError: 413 naming the setting and what to do instead (``hint``).
     """
     if length > limit:
         raise RequestError(
             413,
             f"body: {length} bytes of JSON is over the limit of {limit} (FOCAL_MAX_JSON_BYTES);"
-            " send large batches as .npz or v2 binary",
+            f" {hint}",
         )
 
 

@@ -420,6 +420,16 @@ def test_rss_does_not_grow_with_the_dataset(tmp_path: Path) -> None:
     assert ratio <= 1.2, ratio
 
 
+def assert_same_numbers(got: dict[str, Any], want: dict[str, Any], rtol: float) -> None:
+    """Statistics and metrics of the whole and of every slice: counts exact, floats to rtol."""
+    for one, other in [(got, want), *zip(got["slices"], want["slices"], strict=True)]:
+        assert one.get("by") == other.get("by")
+        for name, value in other["statistics"].items():
+            np.testing.assert_allclose(one["statistics"][name], value, rtol=rtol, err_msg=name)
+        for name, value in other["metrics"].items():
+            assert one["metrics"][name] == pytest.approx(value, rel=rtol), name
+
+
 def test_the_url_engine_gives_the_local_numbers(tmp_path: Path) -> None:
     logits, labels, region = dataset(2500, 16, ignore=25)
     path = write_parquet(tmp_path / "u.parquet", logits, labels, region=region)
@@ -431,13 +441,9 @@ def test_the_url_engine_gives_the_local_numbers(tmp_path: Path) -> None:
     assert (status, url_status) == (0, 0)
     assert local is not None
     assert remote is not None
-    assert remote["model"]["id"] == local["model"]["id"]
-    for got, want in [(remote, local), *zip(remote["slices"], local["slices"], strict=True)]:
-        assert got.get("by") == want.get("by")
-        for name, value in want["statistics"].items():
-            np.testing.assert_allclose(got["statistics"][name], value, rtol=1e-12, err_msg=name)
-        for name, value in want["metrics"].items():
-            assert got["metrics"][name] == pytest.approx(value, rel=1e-12), name
+    assert remote["model"] == local["model"]
+    assert remote["parameters"] == local["parameters"]
+    assert_same_numbers(remote, local, 1e-12)
     assert summary["sources"] == {} or all(
         s["lifetime"]["samples"] == 0 for s in summary["sources"].values()
     )  # monitor=false: a batch job does not feed the production counters
@@ -476,4 +482,112 @@ def test_an_unreachable_server_is_status_1_naming_it(
     assert time.monotonic() - started < 10
     assert capsys.readouterr().err.startswith(
         f"focal evaluate: rows 0-9: POST http://127.0.0.1:{port}/score failed: "
+    )
+
+
+def test_the_ray_engine_gives_the_local_numbers(tmp_path: Path) -> None:
+    """On a local Ray (2 CPUs: one actor, one CPU for the reads): counts exact, sums to 1e-7.
+
+    Ray's batches end elsewhere than the local blocks, and onnxruntime's vectorised exp gives
+    the last elements of a run (its scalar tail) values an ulp away: float32 per-element values,
+    so float sums agree to about 1e-8 (the URL engine, same blocks, agrees to 1e-12).
+    """
+    parts = [dataset(1200, seed, ignore=12) for seed in (19, 20)]
+    for i, (logits, labels, region) in enumerate(parts):
+        write_parquet(tmp_path / f"part-{i}.parquet", logits, labels, region=region)
+    common = [str(tmp_path / "part-*.parquet"), "--slice-by", "region", "--batch-rows", "500"]
+    status, local = run(*common, "--out", str(tmp_path / "local.json"))
+    ray_status, on_ray = run(*common, "--out", str(tmp_path / "ray.json"), "--engine", "ray")
+    assert (status, ray_status) == (0, 0)
+    assert local is not None
+    assert on_ray is not None
+    assert on_ray["inputs"] == local["inputs"]
+    assert on_ray["model"] == local["model"]
+    assert_same_numbers(on_ray, local, 1e-7)
+
+
+@pytest.mark.parametrize(
+    ("extra", "message", "status"),
+    [
+        pytest.param(["--engine", "ray", "--ray-address", "127.0.0.1:{port}"], "--ray-address 127.0.0.1:{port}: no Ray there (no answer within 5 s:", 1, id="no_ray_there"),
+        pytest.param(["--ray-address", "127.0.0.1:1"], "--ray-address needs --engine ray", 2, id="address_without_ray"),
+        pytest.param(["--engine", "ray", "--url", "http://127.0.0.1:1"], "--url and --engine ray are two engines: give one", 2, id="two_engines"),
+    ],
+)  # fmt: skip
+def test_ray_engine_errors(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], extra: list[str], message: str, status: int
+) -> None:
+    with socket.socket() as probe:  # a port nothing listens on
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    path = write_parquet(tmp_path / "x.parquet", *dataset(10, 21)[:2])
+    started = time.monotonic()
+    got, _ = run(
+        str(path), "--out", str(tmp_path / "r.json"), *(e.format(port=port) for e in extra)
+    )
+    assert got == status
+    assert time.monotonic() - started < 15
+    assert capsys.readouterr().err.startswith(f"focal evaluate: {message.format(port=port)}")
+
+
+def test_the_ray_engine_reads_parquet_only(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    path = tmp_path / "d.npz"
+    np.savez(path, logits=np.zeros((4, 3), np.float32), labels=np.zeros(4, np.int64))
+    status, _ = run(str(path), "--out", str(tmp_path / "r.json"), "--engine", "ray")
+    assert status == 2
+    assert (
+        capsys.readouterr().err == f"focal evaluate: --engine ray reads Parquet files; not {path}\n"
+    )
+
+
+def test_null_slice_values_are_one_slice_and_integers_stay_integers(tmp_path: Path) -> None:
+    logits, labels, _ = dataset(600, 22)
+    tier = pa.array([None if i % 5 == 0 else i % 3 for i in range(600)], pa.int64())
+    path = write_parquet(tmp_path / "n.parquet", logits, labels, tier=tier)
+    status, result = run(str(path), "--out", str(tmp_path / "r.json"), "--slice-by", "tier")
+    assert status == 0
+    assert result is not None
+    assert [s["by"]["tier"] for s in result["slices"]] == [0, 1, 2, None]
+    nulls = np.arange(600) % 5 == 0
+    assert result["slices"][-1]["rows"] == int(nulls.sum())
+    predicted = logits[nulls].argmax(axis=1)
+    assert result["slices"][-1]["metrics"]["accuracy"] == pytest.approx(
+        skm.accuracy_score(labels[nulls], predicted), abs=1e-12
+    )
+
+
+def scalar_npz(path: Path) -> Path:
+    np.savez(path, logits=np.float32(1.0), labels=np.int64(0))
+    return path
+
+
+BAD_SHAPES = [
+    pytest.param(lambda p: pq.write_table(pa.table({"p_0": [0.1], "p_2": [0.3], "p_3": [0.2], "labels": [0]}), p / "g.parquet") or p / "g.parquet", ["--logits-prefix", "p_"], "{path}: columns p_0 to p_2 expected, one per class; p_1 missing or misnamed (found: p_0, p_2, p_3)", id="prefix_gap"),
+    pytest.param(lambda p: scalar_npz(p / "s.npz"), [], "{path}: logits is one value, not an array of rows", id="npz_scalar"),
+    pytest.param(lambda p: (p / "b.npz").write_bytes(b"PK\x03\x04broken") and p / "b.npz", [], "{path}: cannot be read (", id="npz_broken"),
+    pytest.param(lambda p: write_parquet(p / "f.parquet", *dataset(10, 23)[:2], score=np.linspace(0, 1, 10)), ["--slice-by", "score"], "{path}, rows 0-9: --slice-by score holds double; slice by integers, strings or booleans", id="float_slice"),
+]  # fmt: skip
+
+
+@pytest.mark.parametrize(("make", "extra", "message"), BAD_SHAPES)
+def test_more_bad_inputs_are_status_1(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], make: Any, extra: list[str], message: str
+) -> None:
+    path = make(tmp_path)
+    status, result = run(str(path), "--out", str(tmp_path / "r.json"), *extra)
+    assert (status, result) == (1, None)
+    assert capsys.readouterr().err.startswith(f"focal evaluate: {message.format(path=path)}")
+
+
+def test_an_output_folder_that_is_not_there_is_a_usage_error(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    path = write_parquet(tmp_path / "x.parquet", *dataset(10, 24)[:2])
+    status = main([str(path), "--out", str(tmp_path / "nowhere" / "r.json")])
+    assert status == 2
+    assert (
+        capsys.readouterr().err
+        == f"focal evaluate: --out: no folder {tmp_path / 'nowhere'} to write r.json in\n"
     )
