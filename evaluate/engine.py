@@ -7,7 +7,10 @@ sums. Memory is one block's (``batch_rows`` rows) plus the sums: it does not gro
 dataset.
 
 Slices: the statistics of each combination of the ``slice_by`` columns' values are kept
-(at most ``max_slices`` combinations); each column's own values are sums of combinations.
+(at most ``max_slices`` combinations); each column's own values are sums of combinations. A
+slice's rows are scored a block at a time (each graph run costs C^2 for its metrics, so many
+small runs would cost more than the rows): they wait until the slice fills a block, or until
+the slices hold ``PENDING_BLOCKS`` blocks of rows, when the largest is scored.
 """
 
 from __future__ import annotations
@@ -26,6 +29,7 @@ from focal_eval.service.core.scoring import Outputs
 from focal_eval.service.core.tasks import BINARY
 
 SliceKey = tuple[Any, ...]
+PENDING_BLOCKS = 8  # slices' rows held before the largest is scored: memory, in blocks
 PerSampleSink = Callable[[Block, Outputs], None]
 
 
@@ -37,10 +41,12 @@ class Sums:
     rows: int = 0
 
     def add(self, statistics: Statistics, rows: int) -> None:
-        """Add one block's statistics."""
-        self.statistics = (
-            statistics if self.statistics is None else merge(self.statistics, statistics)
-        )
+        """Add one block's statistics, in place after the first."""
+        if self.statistics is None:
+            self.statistics = {name: np.array(value) for name, value in statistics.items()}
+        else:
+            for name, value in merge(self.statistics, statistics).items():
+                self.statistics[name][...] = value
         self.rows += rows
 
     def summed(self) -> Statistics:
@@ -57,6 +63,7 @@ class Run:
     first: Part | None = None
     whole: Sums = field(default_factory=Sums)
     slices: dict[SliceKey, Sums] = field(default_factory=dict)
+    pending: dict[SliceKey, list[Block]] = field(default_factory=dict)  # rows not yet scored
     inputs: list[dict[str, Any]] = field(default_factory=list)
     valid: int = 0
 
@@ -86,6 +93,8 @@ def evaluate_files(
             if on_rows is not None:
                 on_rows(block.rows)
         run.inputs.append({"path": path, "rows": rows})
+    for key in list(run.pending):
+        _score_slice(run, backend, options, key)
     return document(run, files, backend, options)
 
 
@@ -93,13 +102,47 @@ def _score_block(
     run: Run, backend: Backend, options: Options, block: Block, per_sample: PerSampleSink | None
 ) -> None:
     part = backend.score(block, slice(None), options, per_sample is not None)
-    slices = [
-        (key, backend.score(block, rows, options, False), int(np.count_nonzero(rows)))
-        for key, rows in slice_rows(block, options.slice_by)
-    ]
-    add_block(run, block.where(), part, block.rows, slices, options)
+    add_block(run, block.where(), part, block.rows, [], options)
     if per_sample is not None:
         per_sample(block, part.per_sample)
+    for key, rows in slice_rows(block, options.slice_by):
+        if key not in run.slices and key not in run.pending:
+            _check_slice_count(run, block.where(), options)
+        run.pending.setdefault(key, []).append(
+            Block(block.path, block.first, block.logits[rows], block.labels[rows])
+        )
+        if _rows(run.pending[key]) >= options.batch_rows:
+            _score_slice(run, backend, options, key)
+    while sum(_rows(b) for b in run.pending.values()) > PENDING_BLOCKS * options.batch_rows:
+        _score_slice(run, backend, options, max(run.pending, key=lambda k: _rows(run.pending[k])))
+
+
+def _rows(blocks: Sequence[Block]) -> int:
+    return sum(block.rows for block in blocks)
+
+
+def _score_slice(run: Run, backend: Backend, options: Options, key: SliceKey) -> None:
+    """Score a slice's pending rows as one block (fewer, larger graph runs: each costs C^2).
+
+    The rows were validated as part of their blocks already.
+    """
+    blocks = run.pending.pop(key)
+    merged = Block(
+        blocks[0].path,
+        blocks[0].first,
+        np.concatenate([b.logits for b in blocks]),
+        np.concatenate([b.labels for b in blocks]),
+    )
+    part = backend.score(merged, slice(None), options, False)
+    run.slices.setdefault(key, Sums()).add(part.statistics, merged.rows)
+
+
+def _check_slice_count(run: Run, where: str, options: Options) -> None:
+    if len(run.slices.keys() | run.pending.keys()) >= options.max_slices:
+        raise InputError(
+            f"{where}: --slice-by {','.join(options.slice_by)} gives more than"
+            f" {options.max_slices} slices (--max-slices)"
+        )
 
 
 def add_block(
@@ -131,11 +174,8 @@ def add_block(
     run.valid += part.valid
     run.whole.add(part.statistics, rows)
     for key, sliced, count in slices:
-        if key not in run.slices and len(run.slices) >= options.max_slices:
-            raise InputError(
-                f"{where}: --slice-by {','.join(options.slice_by)} gives more than"
-                f" {options.max_slices} slices (--max-slices)"
-            )
+        if key not in run.slices:
+            _check_slice_count(run, where, options)
         run.slices.setdefault(key, Sums()).add(sliced.statistics, count)
 
 
