@@ -25,6 +25,7 @@ from focal_eval.service.monitoring import routes as monitoring
 from focal_eval.service.monitoring.monitor import Monitor, countings
 from focal_eval.service.monitoring.telemetry import TelemetryMiddleware
 from focal_eval.service.score import routes as score
+from focal_eval.service.score.schemas import response_models
 
 logger = logging.getLogger(__name__)
 DOCS_ASSETS = "/docs/assets"
@@ -99,8 +100,9 @@ def create_app(
         else artifact_outputs(runtime.settings.artifact_dir)
     )
     app.include_router(health.router)
-    app.include_router(score.build_router(outputs))
-    app.include_router(compute.build_router(outputs.get("evaluation", [])))
+    score_model, compute_model = response_models(outputs)
+    app.include_router(score.build_router(score_model))
+    app.include_router(compute.build_router(outputs.get("evaluation", []), compute_model))
     app.include_router(rest.router)
     app.include_router(monitoring.router)
     app.add_middleware(TelemetryMiddleware, telemetry=runtime.telemetry)

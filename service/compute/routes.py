@@ -44,13 +44,14 @@ ERRORS: dict[int | str, dict[str, Any]] = {
 EXAMPLE_CLASSES = 2
 
 
-def build_router(evaluation: Sequence[Output]) -> APIRouter:
+def build_router(evaluation: Sequence[Output], response: Any) -> APIRouter:
     """``POST /compute``; its example: statistics of two classes, shaped as ``evaluation``'s."""
     router = APIRouter(tags=["score"])
     router.add_api_route(
         ROUTE,
         compute,
         methods=["POST"],
+        response_model=response,
         responses=ERRORS,
         openapi_extra=_openapi(evaluation),
         dependencies=[Depends(require_token)],
@@ -121,7 +122,12 @@ def _compute(runtime: Runtime, payload: Payload, reservation: Reservation) -> Re
         outputs |= scorer.compute_metrics(summed.arrays)
     metrics = summed.scorers[0].metrics_artifact
     answer: dict[str, Any] = {
-        "model": {"name": settings.model_name, "id": metrics.sha256, "kind": metrics.kind},
+        "model": {
+            "name": settings.model_name,
+            "id": metrics.sha256,
+            "kind": metrics.kind,
+            "format": metrics.manifest["format"],
+        },
         "task": summed.task,
     }
     if summed.task != BINARY:

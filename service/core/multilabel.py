@@ -43,6 +43,11 @@ def multilabel_batch(
     """
     sent = tuple(labels.shape)
     if task == BINARY:  # one logit a sample: the multi-label graph with one label
+        if labels.size != len(labels):
+            raise invalid(
+                f"labels: expected one label a sample, shape [{len(logits)}], to match logits"
+                f" {list(logits.shape)}; got {list(sent)}"
+            )
         logits = logits.reshape(len(logits), 1)
         labels = labels.reshape(len(labels), 1)
     logits, targets, _ = flat_rows(logits, labels, expected_labels="labels")

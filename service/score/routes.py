@@ -2,13 +2,12 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Mapping
 from functools import partial
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, Request, Response
 
-from focal_eval.service.artifacts import Output
 from focal_eval.service.core.auth import require_token
 from focal_eval.service.core.batches import score_decoded
 from focal_eval.service.core.errors import ErrorResponse, RequestError, show
@@ -18,7 +17,7 @@ from focal_eval.service.http.exchange import Payload, exchange
 from focal_eval.service.http.responses import respond
 from focal_eval.service.memory.budget import Reservation
 from focal_eval.service.score.codec import QUERY_FIELDS, decode_json, decode_npz, encode_response
-from focal_eval.service.score.schemas import ScoreRequestBody, query_parameters, score_response
+from focal_eval.service.score.schemas import ScoreRequestBody, query_parameters
 
 ROUTE = "/score"
 
@@ -50,14 +49,14 @@ OPENAPI: dict[str, Any] = {
 }
 
 
-def build_router(outputs: Mapping[str, Sequence[Output]]) -> APIRouter:
-    """``POST /score``, its response schema built from the graphs' ``outputs`` by kind."""
+def build_router(response: Any) -> APIRouter:
+    """``POST /score``, its response schema built from the graphs' outputs by kind."""
     router = APIRouter(tags=["score"])
     router.add_api_route(
         ROUTE,
         score,
         methods=["POST"],
-        response_model=score_response(outputs),
+        response_model=response,
         responses=ERRORS,
         openapi_extra=OPENAPI,
         dependencies=[Depends(require_token)],

@@ -147,24 +147,33 @@ class ScoreResponseBase(BaseModel):
     parameters: Parameters
 
 
-def score_response(outputs: Mapping[str, Sequence[Output]]) -> Any:
-    """The ``/score`` response model: one per task these graphs serve, told apart by ``task``.
+class ComputeResponseBase(BaseModel):
+    """``POST /compute`` response: what every one has."""
+
+    model: ModelInfo = Field(description="the metrics graph that computed it")
+
+
+def response_models(outputs: Mapping[str, Sequence[Output]]) -> tuple[Any, Any]:
+    """The ``/score`` and ``/compute`` response models: one per task, told apart by ``task``.
 
     Built from the manifests' ``outputs`` by artifact kind: ``metrics`` holds the scalar
     metrics (null when undefined), ``per_class`` / ``per_label`` the per-class or per-label
     ones, ``statistics`` the additive statistics (the confusion matrix among them), ``per_sample``
     the per-row arrays: each named and typed as the manifests state, so that a new output of
-    a graph appears here (and in the OpenAPI document) with no edit to the service.
+    a graph appears here (and in the OpenAPI document) with no edit to the service. A
+    ``/compute`` answer has the metrics groups of the same task (the same schemas).
     """
-    models: list[Any] = []
     evaluation, ranking = outputs.get("evaluation", []), outputs.get("ranking", [])
     opt_in = {o.name for o in ranking}
-    models.append(_task_model("multiclass", [*evaluation, *ranking], "classes", opt_in))
+    pairs = [_task_models("multiclass", [*evaluation, *ranking], "classes", opt_in)]
     multilabel = outputs.get("multilabel_evaluation")
     if multilabel:
-        models.append(_task_model("multilabel", multilabel, "labels"))
-        models.append(_task_model("binary", multilabel, None))
-    return Annotated[Union[tuple(models)], Field(discriminator="task")]  # noqa: UP007
+        pairs.append(_task_models("multilabel", multilabel, "labels"))
+        pairs.append(_task_models("binary", multilabel, None))
+    return tuple(
+        Annotated[Union[tuple(models)], Field(discriminator="task")]  # noqa: UP007
+        for models in zip(*pairs, strict=True)
+    )  # type: ignore[return-value]
 
 
 def typed(output: Output, nullable: bool, rank: int | None = None) -> Any:
@@ -178,12 +187,13 @@ def typed(output: Output, nullable: bool, rank: int | None = None) -> Any:
     return kind
 
 
-def _task_model(
+def _task_models(
     task: str, outputs: Sequence[Output], width: str | None, opt_in: Set[str] = frozenset()
-) -> type[BaseModel]:
-    """The response model of one task; ``width`` None for binary (per-label values as scalars).
+) -> tuple[type[BaseModel], type[BaseModel]]:
+    """The ``/score`` and ``/compute`` response models of one task, sharing their metrics.
 
-    Outputs named in ``opt_in`` (the ranking graph's) are present only when asked for.
+    ``width`` None for binary (per-label values as scalars). Outputs named in ``opt_in`` (the
+    ranking graph's) are present only when asked for.
     """
     title = task.capitalize()
 
@@ -240,6 +250,7 @@ def _task_model(
             ),
             ...,
         )
+    compute = create_model(f"{title}ComputeResponse", __base__=ComputeResponseBase, **fields)
     fields["statistics"] = (
         group(
             "Statistics",
@@ -261,4 +272,4 @@ def _task_model(
         per_sample | None,
         Field(None, description="absent when per_sample is false"),
     )
-    return create_model(f"{title}ScoreResponse", __base__=ScoreResponseBase, **fields)
+    return create_model(f"{title}ScoreResponse", __base__=ScoreResponseBase, **fields), compute

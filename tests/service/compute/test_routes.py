@@ -25,6 +25,7 @@ from tests.service.reference import (
     eager_multilabel,
     eager_ranking,
 )
+from tests.service.test_openapi import check, openapi, resolved
 
 
 def summed(*responses: dict[str, Any]) -> dict[str, Any]:
@@ -206,3 +207,23 @@ def test_more_classes_than_focal_max_classes_is_422(client: TestClient) -> None:
         422,
         "statistics: 5 classes; expected 2 to 4 for a multiclass task (FOCAL_MAX_CLASSES)",
     )
+
+
+@pytest.mark.parametrize(
+    ("body", "task"),
+    [
+        pytest.param({"logits": [[2.0, 0.1], [0.3, 1.0]], "labels": [0, 1], "ranking": True}, "multiclass", id="multiclass_ranking"),
+        pytest.param({"logits": [[2.0, -1.0, 0.5], [0.1, 0.2, -3.0]], "labels": [[1, 0, 1], [0, 1, 0]]}, "multilabel", id="multilabel"),
+        pytest.param({"logits": [2.0, -1.0, 0.5], "labels": [1, 0, 1], "task": "binary"}, "binary", id="binary"),
+    ],
+)  # fmt: skip
+def test_every_task_s_answer_matches_the_stated_schema(
+    client: TestClient, body: dict[str, Any], task: str
+) -> None:
+    statistics = client.post("/score", json=body | {"monitor": False}).json()["statistics"]
+    response = client.post("/compute", json={"task": task, "statistics": statistics})
+    assert response.status_code == 200, response.text
+    document = openapi(client)
+    content = document["paths"]["/compute"]["post"]["responses"]["200"]["content"]
+    check(resolved(document, content["application/json"]["schema"]), response.json())
+    assert response.json()["model"]["format"] == "onnx"

@@ -201,6 +201,7 @@ INVALID = [
     pytest.param(multilabel(threshold=1), "threshold: expected a number in (0, 1), got 1", id="threshold_1"),
     pytest.param(multilabel(threshold="half"), 'threshold: expected a number, got "half"', id="threshold_string"),
     pytest.param(multilabel(alpha=[0.25, 0.25, 0.25]), "alpha: expected one number for multilabel and binary batches (the weight of positives), got [0.25,0.25,0.25]", id="alpha_per_label"),
+    pytest.param({"logits": [[0.0]], "labels": [[]]}, "labels: expected one label a sample, shape [1], to match logits [1, 1]; got [1, 0]", id="binary_labels_of_no_columns"),
     pytest.param(multilabel(alpha=1.5), "alpha: expected a finite number <= 1 (negative: no weighting), got 1.5", id="alpha_above_1"),
     pytest.param(multilabel(ranking=True), "ranking: multilabel batches always carry AUROC and average precision; remove it", id="ranking_of_labels"),
     pytest.param(multilabel(inputs="probabilities"), "logits: probabilities must lie in [0, 1]; -1.0 at [0, 1]", id="probabilities_outside"),
