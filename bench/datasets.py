@@ -1,7 +1,8 @@
-"""``focal evaluate`` on a generated Parquet dataset, against a script that computes the same.
+"""``focal evaluate`` on a generated Parquet dataset, against scripts that compute the same.
 
-The script is what a user writes without the command: read the whole file with pyarrow, then
-numpy softmax and scikit-learn's metrics (``bench.baselines.sklearn_metrics``). Both run as
+A script is what a user writes without the command: read the whole file with pyarrow, then
+numpy softmax and scikit-learn's metrics (``bench.baselines.sklearn_metrics``); or stream it
+through torchmetrics (six of the same metrics, on two torch threads). Both run as
 fresh processes, so that each one's peak RSS is its own; rows/s come from their wall time,
 start-up included. Peak RSS of the command at N and 10 N rows shows that memory does not grow
 with the dataset.
@@ -32,6 +33,36 @@ from bench.baselines.sklearn_metrics import sklearn_metrics
 table = pq.read_table(sys.argv[1])
 logits = table.column("logits").combine_chunks().flatten().to_numpy().reshape(len(table), -1)
 sklearn_metrics(logits, table.column("labels").to_numpy())
+"""
+
+
+TORCHMETRICS = """
+import sys
+import numpy as np
+import pyarrow.parquet as pq
+import torch
+from torchmetrics import MetricCollection
+from torchmetrics.classification import (
+    MulticlassAccuracy, MulticlassCalibrationError, MulticlassConfusionMatrix,
+    MulticlassF1Score, MulticlassMatthewsCorrCoef, MulticlassRecall,
+)
+torch.set_num_threads(2)
+c = int(sys.argv[2])
+metrics = MetricCollection({
+    "accuracy": MulticlassAccuracy(c, average="micro"),
+    "balanced_accuracy": MulticlassRecall(c, average="macro"),
+    "macro_f1": MulticlassF1Score(c, average="macro"),
+    "confusion_matrix": MulticlassConfusionMatrix(c),
+    "matthews_corrcoef": MulticlassMatthewsCorrCoef(c),
+    "expected_calibration_error": MulticlassCalibrationError(c, n_bins=15),
+})
+for batch in pq.ParquetFile(sys.argv[1], pre_buffer=False).iter_batches(65536):
+    n = batch.num_rows
+    logits = batch.column("logits").flatten().to_numpy().reshape(n, c)
+    labels = batch.column("labels").to_numpy()
+    with torch.inference_mode():
+        metrics.update(torch.from_numpy(logits).softmax(1), torch.from_numpy(labels))
+metrics.compute()
 """
 
 
@@ -75,16 +106,21 @@ def run(quick: bool) -> Section:
         case = f"N={rows} C={CLASSES}"
         ours, ours_rss = timed([*command, str(big), "--out", out])
         script, _ = timed([sys.executable, "-c", SCRIPT, str(big)])
+        torchmetrics, _ = timed([sys.executable, "-c", TORCHMETRICS, str(big), str(CLASSES)])
         local_small, small_rss = timed([*command, str(small), "--out", out])
         on_ray, _ = timed([*command, str(small), "--out", out, "--engine", "ray"])
         with focal_server() as server:
             by_url, _ = timed([*command, str(small), "--out", out, "--url", server.url])
     section.add(case, "focal evaluate (local)", ours, "s")
     section.add(case, "pyarrow + numpy + scikit-learn script", script, "s")
+    section.add(case, "torchmetrics, streamed (6 of the metrics)", torchmetrics, "s")
     section.add(case, "focal evaluate peak RSS", ours_rss / 2**20, "MiB")
     section.add(case, f"focal evaluate peak RSS, {rows // 10} rows", small_rss / 2**20, "MiB")
     section.compare(
         case, "rows/s: focal evaluate / script", single(script / ours), Target(">=", 10)
+    )
+    section.compare(
+        case, "rows/s: focal evaluate / torchmetrics", single(torchmetrics / ours), Target(">=", 1)
     )
     section.compare(
         case, "peak RSS: N / (N / 10) rows", single(ours_rss / small_rss), Target("<=", 1.2)

@@ -229,11 +229,19 @@ def _npz_blocks(path: str, columns: Columns, batch_rows: int) -> Iterator[Block]
         # our own handle: numpy leaves its open when the zip is broken
         with open(path, "rb") as handle, np.load(handle, allow_pickle=False) as archive:
             names = list(archive.files)
-            logits_name = columns.logits or "logits"
-            for name in (logits_name, columns.labels, *columns.passed):
+            logit_arrays = (
+                [columns.logits or "logits"]
+                if columns.logits_prefix is None
+                else logits_names(path, names, columns)  # one array a class
+            )
+            for name in (*logit_arrays, columns.labels, *columns.passed):
                 if name not in names:
                     raise InputError(f"{path}: no array {name!r} (arrays: {', '.join(names)})")
-            logits, labels = archive[logits_name], archive[columns.labels]
+            if columns.logits is None:
+                logits = np.stack([archive[name] for name in logit_arrays], axis=1)
+            else:
+                logits = archive[logit_arrays[0]]
+            labels = archive[columns.labels]
             passed = {name: archive[name] for name in columns.passed}
     except (OSError, ValueError, EOFError, zipfile.BadZipFile) as error:
         raise InputError(f"{path}: cannot be read ({_first_line(error)})") from None

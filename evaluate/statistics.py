@@ -65,9 +65,7 @@ def compute(
             names it, as ``POST /compute``'s 422 does).
     """
     scorers = _scorers(artifact_dir)
-    document: dict[str, Any] = {
-        "statistics": {name: np.asarray(value).tolist() for name, value in statistics.items()}
-    }
+    document: dict[str, Any] = {"statistics": dict(statistics)}  # arrays or lists, as given
     if task is not None:
         document["task"] = task
     try:

@@ -591,3 +591,13 @@ def test_an_output_folder_that_is_not_there_is_a_usage_error(
         capsys.readouterr().err
         == f"focal evaluate: --out: no folder {tmp_path / 'nowhere'} to write r.json in\n"
     )
+
+
+def test_npz_shards_with_one_array_a_class(tmp_path: Path) -> None:
+    logits, labels, _ = dataset(700, 25, ignore=7)
+    path = tmp_path / "p.npz"
+    np.savez(path, labels=labels, **{f"p_{k}": logits[:, k] for k in range(C)})
+    status, result = run(str(path), "--out", str(tmp_path / "r.json"), "--logits-prefix", "p_")
+    assert status == 0
+    assert result is not None
+    assert_like_sklearn(result, logits, labels)
