@@ -596,7 +596,8 @@ def test_an_output_folder_that_is_not_there_is_a_usage_error(
 def test_npz_shards_with_one_array_a_class(tmp_path: Path) -> None:
     logits, labels, _ = dataset(700, 25, ignore=7)
     path = tmp_path / "p.npz"
-    np.savez(path, labels=labels, **{f"p_{k}": logits[:, k] for k in range(C)})
+    arrays: dict[str, Any] = {f"p_{k}": logits[:, k] for k in range(C)}
+    np.savez(path, labels=labels, **arrays)
     status, result = run(str(path), "--out", str(tmp_path / "r.json"), "--logits-prefix", "p_")
     assert status == 0
     assert result is not None
