@@ -17,7 +17,12 @@ import numpy as np
 from focal_eval.evaluate.client import Parameters, Remote, ServerError
 from focal_eval.evaluate.sources import Block, InputError
 from focal_eval.evaluate.statistics import Statistics
-from focal_eval.service.core.batches import Decoded, scorer_for, validated
+from focal_eval.service.core.batches import (
+    Decoded,
+    reported_parameters,
+    scorer_for,
+    validated,
+)
 from focal_eval.service.core.errors import RequestError
 from focal_eval.service.core.metric_groups import metric_groups
 from focal_eval.service.core.probabilities import check_inputs_kind, logits_of
@@ -117,20 +122,9 @@ class Local:
             scorer.task.width,
             {name: outputs[name] for name in scorer.statistics_names},
             int(np.count_nonzero(targets != batch.parameters["ignore_index"])),
-            self._parameters(task, batch.parameters, options),
+            reported_parameters(batch, options.alpha, self.settings),
             {name: outputs[name] for name in scorer.per_sample_names} if per_sample else {},
         )
-
-    def _parameters(
-        self, task: str, parameters: dict[str, Any], options: Options
-    ) -> dict[str, Any]:
-        """As ``/score`` reports them: alpha None where it is all ones (unset)."""
-        reported = {
-            k: v.tolist() if isinstance(v, np.ndarray) else v for k, v in parameters.items()
-        }
-        if task == MULTICLASS and options.alpha is None and self.settings.alpha is None:
-            reported["alpha"] = None
-        return reported
 
     def metrics(self, task: str, statistics: Statistics) -> dict[str, Any]:
         """See :class:`Backend`."""

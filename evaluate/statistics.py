@@ -18,7 +18,6 @@ import numpy.typing as npt
 
 from focal_eval.service.compute.statistics import decode_statistics
 from focal_eval.service.core.errors import RequestError
-from focal_eval.service.core.metric_groups import metric_groups
 from focal_eval.service.core.scoring import Scorers
 from focal_eval.service.core.settings import Settings
 
@@ -72,10 +71,7 @@ def compute(
         summed = decode_statistics(document, scorers, max_width=np.iinfo(np.int32).max)
     except RequestError as error:
         raise ValueError(error.message) from None
-    outputs: dict[str, Any] = {}
-    for scorer in summed.scorers:
-        outputs |= scorer.compute_metrics(summed.arrays)
-    return {"task": summed.task, **metric_groups(summed.task, summed.scorers, outputs)}
+    return {"task": summed.task, **summed.metrics()}
 
 
 @functools.cache

@@ -19,7 +19,6 @@ from focal_eval.service.artifacts import WIDTHS, Output
 from focal_eval.service.compute.statistics import Summed, decode_statistics
 from focal_eval.service.core.auth import require_token
 from focal_eval.service.core.errors import ErrorResponse, RequestError, bad_request, show
-from focal_eval.service.core.metric_groups import metric_groups
 from focal_eval.service.core.runtime import Runtime, get_runtime
 from focal_eval.service.core.tasks import BINARY, NAMES
 from focal_eval.service.http.body import refuse_long_json
@@ -117,9 +116,6 @@ def _compute(runtime: Runtime, payload: Payload, reservation: Reservation) -> Re
     summed = decode_statistics(document, runtime.ready_scorers(), settings.max_classes)
     del document
     reservation.resize(_cost(summed), f"statistics ({summed.width} wide)")
-    outputs: dict[str, Any] = {}
-    for scorer in summed.scorers:
-        outputs |= scorer.compute_metrics(summed.arrays)
     metrics = summed.scorers[0].metrics_artifact
     answer: dict[str, Any] = {
         "model": {
@@ -132,7 +128,7 @@ def _compute(runtime: Runtime, payload: Payload, reservation: Reservation) -> Re
     }
     if summed.task != BINARY:
         answer[f"num_{summed.scorers[0].task.width}"] = summed.width
-    answer |= metric_groups(summed.task, summed.scorers, outputs)
+    answer |= summed.metrics()
     return respond(iter_dumps(answer), reservation, 0, "application/json")
 
 

@@ -21,6 +21,7 @@ import numpy.typing as npt
 from focal_eval.service.artifacts import WIDTHS
 from focal_eval.service.core.batches import scorer_for
 from focal_eval.service.core.errors import invalid, show
+from focal_eval.service.core.metric_groups import metric_groups
 from focal_eval.service.core.scoring import Scorer, Scorers
 from focal_eval.service.core.tasks import BINARY, MULTICLASS, MULTILABEL, NAMES
 
@@ -36,6 +37,13 @@ class Summed:
     scorers: list[Scorer]
     arrays: dict[str, npt.NDArray[Any]]
     width: int
+
+    def metrics(self) -> dict[str, Any]:
+        """The metrics graphs' outputs on the sums, grouped as responses group them."""
+        outputs: dict[str, Any] = {}
+        for scorer in self.scorers:
+            outputs |= scorer.compute_metrics(self.arrays)
+        return metric_groups(self.task, self.scorers, outputs)
 
 
 def decode_statistics(document: Any, scorers: Scorers, max_width: int) -> Summed:

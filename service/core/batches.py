@@ -162,6 +162,17 @@ def validated(
     return multilabel_batch(task, logits, decoded.labels, alpha, gamma, threshold, ignore_index)
 
 
+def reported_parameters(batch: Batch, alpha_sent: Any, settings: Settings) -> dict[str, Any]:
+    """The parameters a batch was scored with, as answers report them.
+
+    A multi-class alpha neither sent nor set (``FOCAL_ALPHA``) is all ones: reported null.
+    """
+    parameters = dict(batch.parameters)
+    if batch.task == MULTICLASS and alpha_sent is None and settings.alpha is None:
+        parameters["alpha"] = None
+    return parameters
+
+
 def _histogram_bins(scorer: Scorer) -> int:
     """Score bins per class or label of a scorer's histograms (0: it has none)."""
     return int(scorer.defaults.get("score_bins", 0))

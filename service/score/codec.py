@@ -16,12 +16,12 @@ import numpy as np
 import numpy.typing as npt
 import orjson
 
-from focal_eval.service.core.batches import Decoded, Scored
+from focal_eval.service.core.batches import Decoded, Scored, reported_parameters
 from focal_eval.service.core.errors import bad_request, cut, invalid, show
 from focal_eval.service.core.metric_groups import metric_groups
 from focal_eval.service.core.settings import Settings
-from focal_eval.service.core.tasks import BINARY, MULTICLASS
-from focal_eval.service.core.validation import Batch, check_bool, check_source_type
+from focal_eval.service.core.tasks import BINARY
+from focal_eval.service.core.validation import check_bool, check_source_type
 from focal_eval.service.http.exchange import Payload
 from focal_eval.service.http.json_arrays import load_arrays
 from focal_eval.service.http.jsonio import iter_dumps
@@ -167,22 +167,13 @@ def encode_response(request: ScoreRequest, scored: Scored, settings: Settings) -
         "valid": int(np.count_nonzero(labels != batch.parameters["ignore_index"])),
         "monitored": scored.monitored,
         "unmonitored_reason": scored.unmonitored_reason,
-        "parameters": _parameters(request, batch, settings),
+        "parameters": reported_parameters(batch, request.decoded.alpha, settings),
     }
     document |= metric_groups(batch.task, scored.scorers, outputs)
     document["statistics"] = {name: outputs[name] for name in statistics}
     if request.per_sample:
         document["per_sample"] = {name: outputs[name] for name in scorer.per_sample_names}
     return iter_dumps(document)
-
-
-def _parameters(request: ScoreRequest, batch: Batch, settings: Settings) -> dict[str, Any]:
-    """The parameters the batch was scored with; alpha null where it is all ones (unset)."""
-    parameters = dict(batch.parameters)
-    unset = request.decoded.alpha is None and settings.alpha is None
-    if batch.task == MULTICLASS and unset:
-        parameters["alpha"] = None
-    return parameters
 
 
 def _alpha(value: Any) -> npt.NDArray[Any] | float | None:
