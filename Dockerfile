@@ -4,10 +4,14 @@
 # --- build: install the service package and trim what it never loads --------------------
 FROM python:3.11-slim AS build
 ENV PIP_NO_CACHE_DIR=1 PIP_DISABLE_PIP_VERSION_CHECK=1
+# a C++ compiler for the fused kernel (setup.py), here only: the runtime stage has none
+RUN apt-get update -qq \
+    && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends g++ >/dev/null \
+    && rm -rf /var/lib/apt/lists/*
 WORKDIR /src
 # the distribution installs focal_eval.{focal,export,service,evaluate}; the image never imports
 # the first two (they need torch, which it must not carry), but their sources are part of it
-COPY pyproject.toml README.md LICENSE ./
+COPY pyproject.toml setup.py README.md LICENSE ./
 COPY focal ./focal
 COPY export ./export
 COPY service ./service

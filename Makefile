@@ -12,12 +12,12 @@ $(VENV)/bin/python:
 	$(BIN)/python -m pip install --quiet --upgrade pip
 
 # everything, torch pinned to the CPU build the tests use (constraints.txt)
-$(INSTALLED): pyproject.toml constraints.txt | $(VENV)/bin/python
+$(INSTALLED): pyproject.toml setup.py $(wildcard service/kernel/*.cc service/kernel/*.h) constraints.txt | $(VENV)/bin/python
 	$(BIN)/python -m pip install --quiet -c constraints.txt -e '.[dev]'
 	touch $@ $(SERVER_INSTALLED)
 
 # the server alone: no torch, no test tools
-$(SERVER_INSTALLED): pyproject.toml | $(VENV)/bin/python
+$(SERVER_INSTALLED): pyproject.toml setup.py $(wildcard service/kernel/*.cc service/kernel/*.h) | $(VENV)/bin/python
 	$(BIN)/python -m pip install --quiet -e .
 	touch $@
 

@@ -3,7 +3,8 @@
 At N = 100,000 and L = 100: the multi-label graph (per-sample losses, statistics with the
 score histograms, every metric) against a tutorial eager sigmoid focal loss (the mean loss
 only) and scikit-learn (its metrics, AUROC and AP exact). At N = 100,000 and C = 100: the
-multi-class evaluation graph with the opt-in ranking graph against it alone.
+multi-class evaluation with the opt-in ranking against it alone. Each as the service runs it
+on its fast path (the fused graphs of ``service/kernel``), and with the portable graphs.
 """
 
 from __future__ import annotations
@@ -24,6 +25,7 @@ from bench.report import Section, Target
 from bench.timing import Candidate, interleave
 from focal_eval.service.artifacts import default_artifact_dir, find_artifact, open_session
 from focal_eval.service.core.scoring import chunk_rows
+from focal_eval.service.kernel import library_path
 
 LABEL_SHAPE = (100_000, 100)
 QUICK_LABEL_SHAPE = (10_000, 20)
@@ -32,15 +34,53 @@ THRESHOLD = 0.5
 
 GRAPH = "multilabel graph (onnxruntime), whole batch"
 SERVED = "multilabel graph in the service's chunks, + metrics graph"
+FAST = "fast path: fused multilabel graph in the service's chunks, + metrics graph"
 TUTORIAL = "tutorial sigmoid focal loss (eager, loss only)"
 SKLEARN = "scikit-learn multilabel metrics"
 WITHOUT = "evaluation graph"
 WITH = "evaluation graph + ranking graph"
+FAST_WITHOUT = "fast path: fused evaluation + metrics graphs"
+FAST_WITH = "fast path: fused evaluation + metrics, fused ranking + ranking metrics graphs"
 
 
 def session(kind: str) -> onnxruntime.InferenceSession:
-    """A shipped graph, opened with the service's session options."""
-    return open_session(find_artifact(default_artifact_dir(), kind), THREADS)
+    """A shipped graph, opened with the service's session options (and the kernel, if fused)."""
+    libraries = []
+    if kind.startswith("fused_"):
+        library = library_path()
+        if library is None:
+            raise SystemExit("bench: the kernel library was not built (no C++ compiler)")
+        libraries.append(library)
+    return open_session(find_artifact(default_artifact_dir(), kind), THREADS, libraries)
+
+
+def served(
+    graph: onnxruntime.InferenceSession,
+    metrics: onnxruntime.InferenceSession,
+    feeds: dict[str, Any],
+    rows: int,
+) -> Candidate:
+    """``graph`` as ``service.core.scoring.Scorer`` runs it, then ``metrics`` once.
+
+    Chunks of ``rows`` (the inputs with a first dimension of N are cut), statistics summed.
+    """
+    n = len(feeds["logits"])
+    statistics = [entry.name for entry in metrics.get_inputs()]
+    names = [output.name for output in graph.get_outputs()]
+
+    def run() -> object:
+        sums: dict[str, Any] = {}
+        for start in range(0, n, rows):
+            chunk = {
+                name: value[start : start + rows] if value.ndim and len(value) == n else value
+                for name, value in feeds.items()
+            }
+            outputs = dict(zip(names, graph.run(None, chunk), strict=True))
+            for name in statistics:
+                sums[name] = outputs[name] + sums[name] if name in sums else outputs[name]
+        return metrics.run(None, {name: np.asarray(value) for name, value in sums.items()})
+
+    return run
 
 
 def label_batch(n: int, labels: int) -> tuple[npt.NDArray[np.float32], npt.NDArray[np.int64]]:
@@ -66,30 +106,12 @@ def multilabel_feeds(
 
 
 def multilabel_candidates(n: int, labels: int) -> dict[str, Candidate]:
-    """The graph, the tutorial loss and scikit-learn on one batch."""
+    """The graph (portable and fused), the tutorial loss and scikit-learn on one batch."""
     logits, targets = label_batch(n, labels)
     graph, feeds = session("multilabel_evaluation"), multilabel_feeds(logits, targets)
     metrics = session("multilabel_metrics")
     logits_t, targets_t = torch.from_numpy(logits), torch.from_numpy(targets).float()
-    statistics = [entry.name for entry in metrics.get_inputs()]
-    names = [output.name for output in graph.get_outputs()]
     rows = chunk_rows(labels)
-
-    def served() -> object:
-        """As ``service.core.scoring.Scorer`` runs it: chunks, summed statistics, metrics."""
-        sums: dict[str, Any] = {}
-        for start in range(0, n, rows):
-            chunk = slice(start, start + rows)
-            outputs = dict(
-                zip(
-                    names,
-                    graph.run(None, multilabel_feeds(logits[chunk], targets[chunk])),
-                    strict=True,
-                )
-            )
-            for name in statistics:
-                sums[name] = outputs[name] + sums[name] if name in sums else outputs[name]
-        return metrics.run(None, {name: np.asarray(value) for name, value in sums.items()})
 
     def tutorial() -> object:
         with torch.inference_mode():
@@ -97,22 +119,31 @@ def multilabel_candidates(n: int, labels: int) -> dict[str, Candidate]:
 
     return {
         GRAPH: lambda: graph.run(None, feeds),
-        SERVED: served,
+        SERVED: served(graph, metrics, feeds, rows),
+        FAST: served(session("fused_multilabel_evaluation"), metrics, feeds, rows),
         TUTORIAL: tutorial,
         SKLEARN: lambda: sklearn_multilabel_metrics(logits, targets, THRESHOLD),
     }
 
 
 def ranking_candidates(n: int, c: int) -> dict[str, Candidate]:
-    """The evaluation graph with and without the ranking graph on one batch."""
+    """Multi-class evaluation with and without ranking: the portable graphs, and as served."""
     batch = make_batch(n, c)
     evaluation, ranking, feeds = evaluation_session(), session("ranking"), graph_feeds(batch)
     ranking_feeds = {name: feeds[name] for name in ("logits", "labels", "ignore_index")}
+    rows = chunk_rows(c)
+    fast = served(session("fused_evaluation"), session("metrics"), feeds, rows)
+    fast_ranking = served(session("fused_ranking"), session("ranking_metrics"), ranking_feeds, rows)
 
     def both() -> object:
         return evaluation.run(None, feeds), ranking.run(None, ranking_feeds)
 
-    return {WITHOUT: lambda: evaluation.run(None, feeds), WITH: both}
+    return {
+        WITHOUT: lambda: evaluation.run(None, feeds),
+        WITH: both,
+        FAST_WITHOUT: fast,
+        FAST_WITH: lambda: (fast(), fast_ranking()),
+    }
 
 
 def run(quick: bool) -> Section:
@@ -129,7 +160,7 @@ def run(quick: bool) -> Section:
         )
     for name in timed.seconds:
         section.add(case, name, timed.median(name), "s")
-    for graph, label in ((SERVED, "served"), (GRAPH, "whole")):
+    for graph, label in ((FAST, "fast path, served"), (SERVED, "served"), (GRAPH, "whole")):
         section.compare(
             case,
             f"graph ({label}) / tutorial loss",
@@ -146,7 +177,10 @@ def run(quick: bool) -> Section:
     )
     for name in timed.seconds:
         section.add(case, name, timed.median(name), "s")
-    section.compare(case, "ranking on / off", timed.ratio(WITH, WITHOUT), Target("<", 2.0))
+    section.compare(
+        case, "ranking on / off (fast path)", timed.ratio(FAST_WITH, FAST_WITHOUT), Target("<", 2.0)
+    )
+    section.compare(case, "ranking on / off (portable graphs)", timed.ratio(WITH, WITHOUT))
     section.notes.append(
         f"served: chunks of {chunk_rows(LABEL_SHAPE[1])} rows (service.core.scoring.chunk_rows)"
         " and the metrics graph on their summed statistics; whole: one run on the batch"

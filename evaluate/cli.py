@@ -27,10 +27,11 @@ from focal_eval.service.http.jsonio import iter_dumps
 from focal_eval.service.memory.allocator import bound_allocator
 
 DESCRIPTION = """Evaluate a dataset: logits (or probabilities) and labels from Parquet, Arrow /
-Feather or .npz files, scored by the same onnxruntime graphs as `focal serve`, streamed a block
-of rows at a time. The result (metrics, per-class tables, the additive statistics, slices, the
-inputs and their row counts, the model id) is JSON; its statistics merge with other results
-and /score responses (POST /compute)."""
+Feather, .npz or .npy files (.npy shards: logits_000.npy beside labels_000.npy), scored by the
+same onnxruntime graphs as `focal serve`, streamed a block of rows at a time. The result
+(metrics, per-class tables, the additive statistics, slices, the inputs and their row counts,
+the model id) is JSON; its statistics merge with other results and /score responses
+(POST /compute)."""
 
 
 class _Parser(argparse.ArgumentParser):
@@ -47,7 +48,8 @@ def parser() -> argparse.ArgumentParser:
     where.add_argument(
         "--logits",
         help="the logits column: a list or fixed-size list per row (one number per row:"
-        " binary); for .npz the array's name (default: logits)",
+        " binary); for .npz the array's name; for .npy shards the part of the logits files'"
+        " names that the labels files have as --labels (default: logits)",
     )
     where.add_argument(
         "--logits-prefix", help="one column per class instead: PREFIX0, PREFIX1, ..."
@@ -148,7 +150,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     started = time.monotonic()
     _bound_memory()
     try:
-        files = expand(args.paths)
+        files = expand(args.paths, args.logits)
         if args.engine == "ray":
             from focal_eval.evaluate.on_ray import evaluate_on_ray
 

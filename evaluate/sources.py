@@ -1,4 +1,4 @@
-"""Datasets as record batches: Parquet, Feather / Arrow IPC and ``.npz`` shards.
+"""Datasets as record batches: Parquet, Feather / Arrow IPC, ``.npz`` and ``.npy`` shards.
 
 Every input yields blocks (:class:`Block`) of at most ``batch_rows`` rows, each with the file and
 the row it starts at (so that an error names both), its logits ``(n, C)`` (or ``(n, L)``,
@@ -6,12 +6,21 @@ the row it starts at (so that an error names both), its logits ``(n, C)`` (or ``
 for the per-sample output. Logits come from one list or fixed-size-list column
 (``--logits``), or from one column per class (``--logits-prefix p_``: ``p_0``, ``p_1``, ...,
 ordered by their suffix as integers). pyarrow is needed for Parquet and Arrow
-(``pip install 'focal-eval[parquet]'``); ``.npz`` shards need numpy only.
+(``pip install 'focal-eval[parquet]'``); ``.npz`` and ``.npy`` shards need numpy only.
+
+A ``.npy`` file holds one array, so a shard is a set of files named alike: the logits file's
+name contains the logits array's name (``--logits``, default ``logits``), and the labels (and
+each passed column) are the file of the same name with that part replaced by theirs:
+``part-0/logits.npy`` beside ``part-0/labels.npy``, or ``logits_007.npy`` beside
+``labels_007.npy``. Folders and globs give the logits files; their partners are found so.
+They are read a block at a time from the file (never mapped), so memory stays one block's.
 """
 
 from __future__ import annotations
 
+import contextlib
 import glob
+import io
 import zipfile
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
@@ -58,35 +67,49 @@ class Block:
         return f"{self.path}, rows {self.first}-{self.first + self.rows - 1}"
 
 
-def expand(paths: Sequence[str]) -> list[str]:
+def expand(paths: Sequence[str], logits: str | None = None) -> list[str]:
     """Files from paths, folders (their Parquet / Arrow / npz files) and globs, sorted.
+
+    Of ``.npy`` files in folders and globs, those whose name contains ``logits`` (the logits
+    array's name, default ``logits``): each stands for its shard.
 
     Raises:
         InputError: a path that matches nothing.
     """
+    shard = logits or "logits"
+
+    def wanted(path: Path) -> bool:
+        if path.suffix == ".npy":
+            return shard in path.name
+        return path.suffix in (*ARROW_SUFFIXES, ".npz")
+
     files: list[str] = []
     for path in paths:
-        matched = sorted(glob.glob(path)) if glob.has_magic(path) else [path]
+        magic = glob.has_magic(path)
+        matched = sorted(glob.glob(path)) if magic else [path]
         if not matched or not all(Path(m).exists() for m in matched):
             raise InputError(f"{path}: no such file, folder or match")
         for match in matched:
             if Path(match).is_dir():
-                files += sorted(
-                    str(p)
-                    for p in Path(match).rglob("*")
-                    if p.suffix in (*ARROW_SUFFIXES, ".npz") and p.is_file()
-                )
-            else:
+                files += sorted(str(p) for p in Path(match).rglob("*") if wanted(p) and p.is_file())
+            elif not magic or wanted(Path(match)):
                 files.append(match)
     if not files:
-        raise InputError(f"{', '.join(paths)}: no Parquet, Arrow or .npz files there")
+        raise InputError(f"{', '.join(paths)}: no Parquet, Arrow, .npz or .npy files there")
     return list(dict.fromkeys(files))  # a file named twice (a path and a glob) is read once
 
 
 def total_rows(files: Sequence[str]) -> int | None:
-    """Rows of every file from their Parquet footers; None unless every file is Parquet."""
+    """Rows of every file from Parquet footers and .npy headers; None for any other file."""
     total = 0
     for path in files:
+        if path.endswith(".npy"):
+            try:
+                with open(path, "rb") as handle:
+                    total += NpyReader(path, handle).rows
+            except (OSError, InputError):
+                return None  # reading it will say what is wrong, naming the file
+            continue
         if not path.endswith(".parquet"):
             return None
         import pyarrow as pa
@@ -108,10 +131,14 @@ def blocks(path: str, columns: Columns, batch_rows: int) -> Iterator[Block]:
     """
     if path.endswith(".npz"):
         yield from _npz_blocks(path, columns, batch_rows)
+    elif path.endswith(".npy"):
+        yield from _npy_blocks(path, columns, batch_rows)
     elif path.endswith(ARROW_SUFFIXES):
         yield from _arrow_blocks(path, columns, batch_rows)
     else:
-        raise InputError(f"{path}: not a Parquet (.parquet), Arrow (.feather, .arrow) or .npz file")
+        raise InputError(
+            f"{path}: not a Parquet (.parquet), Arrow (.feather, .arrow), .npz or .npy file"
+        )
 
 
 def _arrow_blocks(path: str, columns: Columns, batch_rows: int) -> Iterator[Block]:
@@ -258,6 +285,95 @@ def _npz_blocks(path: str, columns: Columns, batch_rows: int) -> Iterator[Block]
         yield Block(
             path, first, logits[rows], labels[rows], {n: a[rows] for n, a in passed.items()}
         )
+
+
+class NpyReader:
+    """One ``.npy`` file read in rows: its header parsed, then ``read(rows)`` from the file."""
+
+    def __init__(self, path: str, handle: io.BufferedReader) -> None:
+        self.path, self.handle = path, handle
+        try:
+            version = np.lib.format.read_magic(handle)
+            shape, fortran, dtype = (
+                np.lib.format.read_array_header_1_0(handle)
+                if version == (1, 0)
+                else np.lib.format.read_array_header_2_0(handle)
+            )
+        except ValueError as error:
+            raise InputError(f"{path}: not a .npy file ({_first_line(error)})") from None
+        if dtype.hasobject:
+            raise InputError(f"{path}: holds Python objects, not numbers")
+        if not shape:
+            raise InputError(f"{path}: is one value, not an array of rows")
+        if fortran and len(shape) > 1:
+            raise InputError(f"{path}: is in Fortran order; save it in C order (np.save default)")
+        self.shape: tuple[int, ...] = tuple(shape)
+        self.dtype: np.dtype[Any] = dtype
+        self.rows = int(shape[0])
+
+    def read(self, rows: int) -> npt.NDArray[Any]:
+        """The next ``rows`` rows."""
+        row_items = int(np.prod(self.shape[1:], dtype=np.int64))
+        values = np.fromfile(self.handle, dtype=self.dtype, count=rows * row_items)
+        if values.size != rows * row_items:
+            raise InputError(f"{self.path}: ends early (truncated at {values.size} values)")
+        return values.reshape(rows, *self.shape[1:])
+
+
+def partner(path: str, logits: str, name: str) -> str:
+    """The file of the shard ``path`` (a logits file) holding the array ``name``.
+
+    Raises:
+        InputError: the logits file's name does not contain ``logits``, or the partner is
+            not there.
+    """
+    file = Path(path)
+    if logits not in file.name:
+        raise InputError(
+            f"{path}: a .npy shard's file name must contain the logits array's name"
+            f" {logits!r} (--logits), e.g. {logits}_000.npy beside {name}_000.npy"
+        )
+    found = file.with_name(file.name.replace(logits, name, 1))
+    if not found.is_file():
+        raise InputError(f"{path}: no {name} file {found} beside it")
+    return str(found)
+
+
+def _npy_blocks(path: str, columns: Columns, batch_rows: int) -> Iterator[Block]:
+    """A shard of ``.npy`` files, a block at a time from each (see the module's docstring)."""
+    if columns.logits_prefix is not None:
+        raise InputError(
+            f"{path}: --logits-prefix needs Parquet, Arrow or .npz (a .npy file holds one array)"
+        )
+    logits = columns.logits or "logits"
+    names = list(dict.fromkeys((columns.labels, *columns.passed)))
+    try:
+        with contextlib.ExitStack() as stack:
+
+            def reader(file: str) -> NpyReader:
+                return NpyReader(file, stack.enter_context(open(file, "rb")))
+
+            readers = {logits: reader(path)}
+            rows = readers[logits].rows
+            for name in names:
+                file = partner(path, logits, name)
+                readers[name] = reader(file)
+                if readers[name].rows != rows:
+                    raise InputError(
+                        f"{path}: {rows} rows, but its {name} file {file} has {readers[name].rows}"
+                    )
+            for first in range(0, rows, batch_rows):
+                count = min(batch_rows, rows - first)
+                arrays = {name: reader.read(count) for name, reader in readers.items()}
+                yield Block(
+                    path,
+                    first,
+                    arrays[logits],
+                    arrays[columns.labels],
+                    {name: arrays[name] for name in columns.passed},
+                )
+    except OSError as error:
+        raise InputError(f"{path}: cannot be read ({_first_line(error)})") from None
 
 
 def _first_line(error: BaseException) -> str:

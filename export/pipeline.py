@@ -5,8 +5,19 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
-from focal_eval.export.kinds import FORMATS, KINDS, TRACE_SIZE, GraphKind, Options, Sweeps
+import onnx
+
+from focal_eval.export.fused import FUSED_KINDS, FusedKind, check_fused, fused_model, kernel_library
+from focal_eval.export.kinds import (
+    FORMATS,
+    KINDS,
+    TRACE_SIZE,
+    GraphKind,
+    Options,
+    Sweeps,
+)
 from focal_eval.export.manifest import write_manifest
 from focal_eval.export.onnx import check_opset, export_onnx
 from focal_eval.export.parity import Parity, Runner, measure
@@ -68,13 +79,22 @@ def export_all(
         list(cases) if cases is not None else builtin_cases(),
         list(label_cases) if label_cases is not None else builtin_label_cases(),
     )
-    return [
+    reports = [
         export_kind(kind, fmt, out_dir, options, sweeps, opset)
         for fmt in FORMATS
         if fmt in formats
         for kind in KINDS
         if fmt in kind.formats
     ]
+    library = kernel_library()
+    if "onnx" in formats and library is not None:
+        for fused in FUSED_KINDS:
+            signature = fused.signature(options)
+            if signature is not None:
+                reports.append(
+                    export_fused(fused, signature, library, out_dir, options, sweeps, opset)
+                )
+    return reports
 
 
 def export_kind(
@@ -106,6 +126,32 @@ def export_kind(
         opset=opset if fmt == "onnx" else None,
     )
     return ArtifactReport(path, kind.name, FORMAT_NAMES[fmt], parity)
+
+
+def export_fused(
+    kind: FusedKind,
+    signature: tuple[list[dict[str, Any]], list[dict[str, Any]]],
+    library: Path,
+    out_dir: Path,
+    options: Options,
+    sweeps: Sweeps,
+    opset: int,
+) -> ArtifactReport:
+    """Write a fused graph (:mod:`~focal_eval.export.fused`), check it, write its manifest."""
+    path = out_dir / f"{kind.name}.onnx"
+    onnx.save(fused_model(kind, signature, options, opset), path)
+    parity = check_fused(kind, path, library, options, sweeps)
+    write_manifest(
+        path,
+        kind=kind.name,
+        format="onnx",
+        inputs=signature[0],
+        outputs=signature[1],
+        defaults=kind.step.defaults(options),
+        parity=parity.as_dict(),
+        opset=opset,
+    )
+    return ArtifactReport(path, kind.name, "onnx", parity)
 
 
 def check(kind: GraphKind, options: Options, runtime: Runner, sweeps: Sweeps) -> Parity:

@@ -73,7 +73,10 @@ def create_app(
             multiclass.model_id,
             multiclass.evaluation.kind,
             f"{multiclass.defaults['gamma']:g}",
+            multiclass.fast_path.state,
         ).set(1)
+        for scorer in loaded.available():
+            telemetry.fast_path.labels(scorer.task.name).state(scorer.fast_path.state)
         runtime.ready = True
         logger.info("memory budget for requests: %s (%s)", mib(derived.bytes), derived.origin)
         logger.info("ready: model %s", loaded.model_id[:12])

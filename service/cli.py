@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import importlib.util
 import sys
 from collections.abc import Sequence
 from typing import NoReturn
@@ -44,12 +45,17 @@ def main(argv: Sequence[str] | None = None) -> int:
     return 2
 
 
+EXPORT_EXTRA = ("torch", "onnx", "onnxscript")  # what `pip install 'focal-eval[export]'` adds
+
+
 def _export(argv: Sequence[str]) -> int:
     try:
         from focal_eval.export.cli import main as export_main
     except ImportError as error:
+        missing = [name for name in EXPORT_EXTRA if importlib.util.find_spec(name) is None]
         print(
-            f"focal export needs the export extra ({error.name} is missing):"
+            "focal export needs the export extra"
+            f" ({', '.join(missing or [str(error.name)])} missing):"
             " pip install 'focal-eval[export]'",
             file=sys.stderr,
         )

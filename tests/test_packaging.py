@@ -26,7 +26,8 @@ REPOSITORY = Path(__file__).resolve().parents[1]
 PIP_TIMEOUT_S = 600
 RUN_TIMEOUT_S = 120
 EXPORT_MESSAGE = (
-    "focal export needs the export extra (torch is missing): pip install 'focal-eval[export]'\n"
+    "focal export needs the export extra (torch, onnx, onnxscript missing):"
+    " pip install 'focal-eval[export]'\n"
 )
 NOT_COPIED = shutil.ignore_patterns(
     ".git", ".venv", "build", "dist", "*.egg-info", "__pycache__", "*_cache", "results"

@@ -10,7 +10,7 @@ from __future__ import annotations
 import hashlib
 import json
 import math
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
@@ -219,12 +219,15 @@ def load_artifact(path: Path) -> Artifact:
     return Artifact(path, manifest, content)
 
 
-def open_session(artifact: Artifact, intra_op_threads: int) -> onnxruntime.InferenceSession:
+def open_session(
+    artifact: Artifact, intra_op_threads: int, libraries: Sequence[Path] = ()
+) -> onnxruntime.InferenceSession:
     """An onnxruntime CPU session over the verified bytes, checked against the manifest.
 
     The CPU memory arena is off (with it, memory grows with every new input shape), and so is
     intra-op spinning: idle pool threads would otherwise busy-wait and take a core from the
     event loop and from other requests (bench/: the graph ran 0.58-0.71x as long without it).
+    ``libraries`` are custom-op libraries the graph's nodes need (the fused kernel's).
 
     Raises:
         ArtifactError: onnxruntime cannot load the bytes, or the graph's inputs / outputs are
@@ -236,6 +239,8 @@ def open_session(artifact: Artifact, intra_op_threads: int) -> onnxruntime.Infer
     options.enable_cpu_mem_arena = False
     options.add_session_config_entry("session.intra_op.allow_spinning", "0")
     try:
+        for library in libraries:
+            options.register_custom_ops_library(str(library))
         session = onnxruntime.InferenceSession(
             artifact.content, options, providers=["CPUExecutionProvider"]
         )

@@ -19,6 +19,7 @@ import numpy.typing as npt
 
 from focal_eval.service.artifacts import Artifact, ArtifactError, load_artifacts, open_session, pick
 from focal_eval.service.core.errors import RequestError, invalid
+from focal_eval.service.core.fast_path import FastPath, open_fast_path
 from focal_eval.service.core.multilabel import check_sigmoid_alpha, check_threshold
 from focal_eval.service.core.settings import Settings
 from focal_eval.service.core.tasks import MULTICLASS, MULTILABEL, RANKING, TASKS, Task
@@ -67,6 +68,7 @@ class Scorer:
         self._input_dtypes = {
             e["name"]: np.dtype(e["dtype"]) for e in evaluation.manifest["inputs"]
         }
+        self.fast_path = FastPath("off", "not opened yet (Scorer.open_fast_path)")
 
     def names(self, group: str, rank: int | None = None) -> list[str]:
         """Outputs of ``group`` (of ``rank`` dimensions, if given), in graph order.
@@ -112,7 +114,10 @@ class Scorer:
         that a request that sends none back holds none. Large batches run in chunks of rows
         (:func:`chunk_rows`): per-sample outputs are filled in place, statistics summed, and
         the metrics computed once by the metrics graph from the sums (they are additive by
-        design), so the graph's intermediates stay the size of a chunk, not of the batch.
+        design), so the graph's intermediates stay the size of a chunk, not of the batch. The
+        fused graph, when the fast path is live (:mod:`~focal_eval.service.core.fast_path`),
+        stands in for the evaluation graph; it gives no metrics, so they always come from the
+        metrics graph.
 
         Raises:
             RequestError: 422 when finite logits still give an infinite loss (a float32
@@ -124,7 +129,7 @@ class Scorer:
             if self.groups[name] != "per_sample" or keep is None or name in keep
         ]
         n, rows = batch.rows, chunk_rows(batch.width)
-        if n <= rows:
+        if n <= rows and not self.fast_path.live:  # the graph's own metrics
             outputs = self._checked(self._run(batch, slice(None)), 0)
             return {name: outputs[name] for name in wanted}
         per_sample: Outputs = {}
@@ -154,8 +159,31 @@ class Scorer:
             else np.asarray(batch.parameters[name], dtype=dtype)
             for name, dtype in self._input_dtypes.items()
         }
+        return self._run_feeds(feeds)
+
+    def _run_feeds(self, feeds: dict[str, npt.NDArray[Any]]) -> Outputs:
+        """The fused graph's outputs when live, else the evaluation graph's, by name."""
+        fused = self.fast_path
+        if fused.session is not None and fused.artifact is not None:
+            values = fused.session.run(None, feeds)
+            return dict(zip(fused.artifact.output_names, values, strict=True))
+        return self._run_portable(feeds)
+
+    def _run_portable(self, feeds: dict[str, npt.NDArray[Any]]) -> Outputs:
         values = self._evaluation.run(None, feeds)
         return dict(zip(self.evaluation.output_names, values, strict=True))
+
+    def open_fast_path(self, artifacts: Mapping[str, Artifact], settings: Settings) -> None:
+        """Serve through the task's fused graph in ``artifacts`` if it loads and agrees."""
+        self.fast_path = open_fast_path(
+            self.task,
+            artifacts,
+            self.evaluation,
+            self._run_portable,
+            settings.fast_path,
+            settings.kernel_library,
+            settings.threads,
+        )
 
     def _checked(self, outputs: Outputs, first_row: int) -> Outputs:
         for name in self.per_sample_names:
@@ -245,6 +273,8 @@ class Scorers:
             return pair(task) if all(present) else None
 
         scorers = cls(pair(TASKS[MULTICLASS]), optional(MULTILABEL), optional(RANKING))
+        for scorer in scorers.available():
+            scorer.open_fast_path(artifacts, settings)
         for scorer in scorers.available():
             logger.info(
                 "loaded %s graph %s (sha256 %s) from %s",

@@ -115,6 +115,14 @@ class Settings(BaseSettings):
     threads: int = Field(
         default_factory=available_cpus, ge=1, description="onnxruntime intra-op threads"
     )
+    fast_path: bool = Field(
+        True,
+        description="score multi-class batches with the fused kernel when it is built and agrees"
+        " with the portable graph at start-up",
+    )
+    kernel_library: Path | None = Field(
+        None, description="the fused kernel's library; unset: the one built with the package"
+    )
     # --- memory and requests --------------------------------------------------------------
     memory_limit: Bytes | None = Field(
         None,

@@ -38,6 +38,7 @@ class Task:
     defaults: tuple[str, ...]  # what its manifest must record: what requests may omit
     width: str  # what dimension 1 counts: "classes" or "labels"
     unit: str  # one of them: "class" or "label"
+    fused: str  # the fused graph's kind: the kernel's fast path (service.core.fast_path)
 
 
 TASKS = {
@@ -49,6 +50,7 @@ TASKS = {
         ("gamma", "ignore_index", "num_bins"),
         "classes",
         "class",
+        "fused_evaluation",
     ),
     MULTILABEL: Task(
         MULTILABEL,
@@ -58,9 +60,17 @@ TASKS = {
         ("gamma", "alpha", "threshold", "ignore_index", "num_bins", "score_bins"),
         "labels",
         "label",
+        "fused_multilabel_evaluation",
     ),
     RANKING: Task(
-        RANKING, "ranking", "ranking_metrics", "labels", ("score_bins",), "classes", "class"
+        RANKING,
+        "ranking",
+        "ranking_metrics",
+        "labels",
+        ("score_bins",),
+        "classes",
+        "class",
+        "fused_ranking",
     ),
 }
 

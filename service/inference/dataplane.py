@@ -85,6 +85,8 @@ def metadata(runtime: Runtime, name: str, version: str) -> dict[str, Any]:
         "platform": PLATFORM,
         "inputs": [_tensor(entry) for entry in model.scorer.evaluation.manifest["inputs"]],
         "outputs": [_tensor(entry) for entry in model.outputs],
+        # which graph scores: "live" for the fused kernel, else why the portable one does
+        "parameters": {"fast_path": model.scorer.fast_path.state},
     }
 
 

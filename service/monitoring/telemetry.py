@@ -12,10 +12,11 @@ from __future__ import annotations
 import time
 from typing import Any
 
-from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
+from prometheus_client import CollectorRegistry, Counter, Enum, Gauge, Histogram
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from focal_eval.service.core.errors import CLIENT_CLOSED
+from focal_eval.service.core.fast_path import STATES as FAST_PATH_STATES
 from focal_eval.service.monitoring import PREFIX
 
 DURATION_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30)
@@ -91,8 +92,15 @@ class Telemetry:
         )
         self.build_info = Gauge(
             f"{PREFIX}_build_info",
-            "the evaluation graph served (value 1)",
-            ["version", "model_id", "kind", "gamma"],
+            "the evaluation graph served (value 1); fast_path: the multi-class scorer's",
+            ["version", "model_id", "kind", "gamma", "fast_path"],
+            registry=registry,
+        )
+        self.fast_path = Enum(
+            f"{PREFIX}_fast_path",
+            "whether the fused kernel scores the task's batches (live), or why not",
+            ["task"],
+            states=list(FAST_PATH_STATES),
             registry=registry,
         )
 

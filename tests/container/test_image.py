@@ -19,6 +19,7 @@ import numpy as np
 import orjson
 import pytest
 import torch
+from prometheus_client.parser import text_string_to_metric_families
 
 from focal_eval.focal import compute, update
 from focal_eval.service.artifacts import default_artifact_dir
@@ -92,6 +93,16 @@ def test_container_scores_with_the_mounted_graph_and_is_scraped(container: tuple
     )
     metrics = httpx.get(f"{url}/metrics", timeout=5).text
     assert 'focal_eval_samples_total{source="default"} 200.0' in metrics
+    # the kernel was compiled in the build stage: every task scores on its fast path
+    live = {
+        sample.labels["task"]
+        for family in text_string_to_metric_families(metrics)
+        for sample in family.samples
+        if sample.name == "focal_eval_fast_path"
+        and sample.labels["focal_eval_fast_path"] == "live"
+        and sample.value == 1
+    }
+    assert live == {"multiclass", "multilabel", "ranking"}
 
 
 def test_healthcheck_command_passes(container: tuple[str, str], image: str) -> None:

@@ -107,7 +107,35 @@ def test_parquet_files_and_a_folder_give_the_metrics_of_all_rows(tmp_path: Path)
     )
 
 
-@pytest.mark.parametrize("layout", ["list", "per_class_columns", "feather", "npz"])
+def test_npy_shards_in_folders_and_globs_give_the_metrics_and_slices_of_all_rows(
+    tmp_path: Path,
+) -> None:
+    parts = [dataset(1700, seed, ignore=30) for seed in (4, 5, 6)]
+    for i, (logits, labels, group) in enumerate(parts):
+        folder = tmp_path / "data" / f"part-{i}"
+        folder.mkdir(parents=True)
+        np.save(folder / "logits.npy", logits)
+        np.save(folder / "labels.npy", labels)
+        np.save(folder / "group.npy", group)
+    logits, labels, group = (np.concatenate([p[k] for p in parts]) for k in range(3))
+    out = str(tmp_path / "r.json")
+    for paths in ([str(tmp_path / "data")], [str(tmp_path / "data" / "*" / "*.npy")]):
+        status, result = run(*paths, "--out", out, "--batch-rows", "500", "--slice-by", "group")
+        assert status == 0
+        assert result is not None
+        assert [entry["rows"] for entry in result["inputs"]] == [1700] * 3
+        assert_like_sklearn(result, logits, labels)
+        assert sorted(entry["by"]["group"] for entry in result["slices"]) == ["apac", "eu", "us"]
+        for entry in result["slices"]:
+            rows = group == entry["by"]["group"]
+            valid = rows & (labels != -100)
+            assert entry["rows"] == int(rows.sum())
+            assert entry["metrics"]["accuracy"] == pytest.approx(
+                skm.accuracy_score(labels[valid], logits[valid].argmax(axis=1)), abs=1e-12
+            )
+
+
+@pytest.mark.parametrize("layout", ["list", "per_class_columns", "feather", "npz", "npy"])
 def test_every_layout_gives_the_same_metrics(tmp_path: Path, layout: str) -> None:
     logits, labels, _ = dataset(1500, 3, ignore=10)
     extra: list[str] = []
@@ -124,9 +152,14 @@ def test_every_layout_gives_the_same_metrics(tmp_path: Path, layout: str) -> Non
     elif layout == "feather":
         path = tmp_path / "d.feather"
         feather.write_feather(pa.table({"logits": fixed_list(logits), "labels": labels}), path)
-    else:
+    elif layout == "npz":
         path = tmp_path / "d.npz"
         np.savez(path, logits=logits, labels=labels)
+    else:
+        path = tmp_path / "scores_0.npy"
+        np.save(path, logits)
+        np.save(tmp_path / "y_0.npy", labels)
+        extra = ["--logits", "scores", "--labels", "y"]
     status, result = run(
         str(path), "--out", str(tmp_path / "r.json"), "--batch-rows", "400", *extra
     )
@@ -276,6 +309,12 @@ def uneven_npz(tmp_path: Path) -> Path:
     return path
 
 
+def uneven_npy(tmp_path: Path) -> Path:
+    np.save(tmp_path / "logits_1.npy", np.zeros((10, 3), np.float32))
+    np.save(tmp_path / "labels_1.npy", np.zeros(9, np.int64))
+    return tmp_path / "logits_1.npy"
+
+
 def empty(tmp_path: Path) -> Path:
     return write_parquet(
         tmp_path / "e.parquet", np.zeros((0, C), np.float32), np.zeros(0, np.int64)
@@ -289,6 +328,7 @@ INPUT_ERRORS = [
     pytest.param(ragged, [], "{path}, rows 0-9: logits has 3 values at row 4 of the block, 5 at its first: every row needs one per class or label", id="ragged_row"),
     pytest.param(widths_change, [], "{path}/b.parquet, rows 0-9: multiclass with 3 classes, but the rows before were multiclass with 5", id="width_changes_across_files"),
     pytest.param(uneven_npz, [], "{path}: logits has 10 rows, labels 9", id="shard_rows_differ"),
+    pytest.param(uneven_npy, [], "{path}: 10 rows, but its labels file {path.parent}/labels_1.npy has 9", id="npy_shard_rows_differ"),
     pytest.param(empty, [], "{path}: no rows", id="empty_dataset"),
     pytest.param(lambda p: p / "absent.parquet", [], "{path}: no such file, folder or match", id="no_such_file"),
 ]  # fmt: skip
@@ -405,17 +445,24 @@ def peak_rss_kib(tmp_path: Path, data: Path) -> int:
     return int(done.stdout.split()[-1])
 
 
-def test_rss_does_not_grow_with_the_dataset(tmp_path: Path) -> None:
-    # .npz shards are loaded whole (numpy); Parquet is streamed a block at a time
-    small, large = tmp_path / "small.parquet", tmp_path / "large.parquet"
+@pytest.mark.parametrize("layout", ["parquet", "npy"])
+def test_rss_does_not_grow_with_the_dataset(tmp_path: Path, layout: str) -> None:
+    # .npz shards are loaded whole (numpy); Parquet and .npy are streamed a block at a time
     rng = np.random.default_rng(15)
-    for path, n in ((small, 20_000), (large, 200_000)):
+    paths = []
+    for name, n in (("small", 20_000), ("large", 200_000)):
         logits = rng.standard_normal((n, 50)).astype(np.float32)
-        pq.write_table(
-            pa.table({"logits": fixed_list(logits), "labels": rng.integers(0, 50, n)}),
-            path,
-            row_group_size=5000,
-        )
+        labels = rng.integers(0, 50, n)
+        if layout == "parquet":
+            path = tmp_path / f"{name}.parquet"
+            table = pa.table({"logits": fixed_list(logits), "labels": labels})
+            pq.write_table(table, path, row_group_size=5000)
+        else:
+            path = tmp_path / f"{name}_logits.npy"
+            np.save(path, logits)
+            np.save(tmp_path / f"{name}_labels.npy", labels)
+        paths.append(path)
+    small, large = paths
     ratio = peak_rss_kib(tmp_path, large) / peak_rss_kib(tmp_path, small)
     assert ratio <= 1.2, ratio
 
@@ -558,6 +605,19 @@ def test_null_slice_values_are_one_slice_and_integers_stay_integers(tmp_path: Pa
     )
 
 
+def saved(path: Path) -> Path:
+    np.save(path, np.zeros((4, 3), np.float32))
+    return path
+
+
+def truncated_npy(tmp_path: Path) -> Path:
+    path = tmp_path / "logits.npy"
+    np.save(path, np.zeros((100, 3), np.float32))
+    path.write_bytes(path.read_bytes()[:-40])
+    np.save(tmp_path / "labels.npy", np.zeros(100, np.int64))
+    return path
+
+
 def scalar_npz(path: Path) -> Path:
     np.savez(path, logits=np.float32(1.0), labels=np.int64(0))
     return path
@@ -567,6 +627,10 @@ BAD_SHAPES = [
     pytest.param(lambda p: pq.write_table(pa.table({"p_0": [0.1], "p_2": [0.3], "p_3": [0.2], "labels": [0]}), p / "g.parquet") or p / "g.parquet", ["--logits-prefix", "p_"], "{path}: columns p_0 to p_2 expected, one per class; p_1 missing or misnamed (found: p_0, p_2, p_3)", id="prefix_gap"),
     pytest.param(lambda p: scalar_npz(p / "s.npz"), [], "{path}: logits is one value, not an array of rows", id="npz_scalar"),
     pytest.param(lambda p: (p / "b.npz").write_bytes(b"PK\x03\x04broken") and p / "b.npz", [], "{path}: cannot be read (", id="npz_broken"),
+    pytest.param(lambda p: saved(p / "logits.npy"), [], "{path}: no labels file {path.parent}/labels.npy beside it", id="npy_no_partner"),
+    pytest.param(lambda p: saved(p / "scores.npy"), [], "{path}: a .npy shard's file name must contain the logits array's name 'logits' (--logits), e.g. logits_000.npy beside labels_000.npy", id="npy_unnamed"),
+    pytest.param(truncated_npy, [], "{path}: ends early (truncated at", id="npy_truncated"),
+    pytest.param(lambda p: (p / "logits.npy").write_bytes(b"not numpy") and p / "logits.npy", [], "{path}: not a .npy file (", id="npy_not_numpy"),
     pytest.param(lambda p: write_parquet(p / "f.parquet", *dataset(10, 23)[:2], score=np.linspace(0, 1, 10)), ["--slice-by", "score"], "{path}, rows 0-9: --slice-by score holds double; slice by integers, strings or booleans", id="float_slice"),
 ]  # fmt: skip
 

@@ -15,6 +15,7 @@ import torch
 import focal_eval.export.parity
 from focal_eval.export import ArtifactReport
 from focal_eval.export.cli import main
+from focal_eval.export.fused import FUSED_KINDS, kernel_library
 from focal_eval.export.kinds import KINDS, METRICS, GraphKind, Options, Sweeps, statistics
 from focal_eval.export.manifest import sha256_of
 from focal_eval.export.onnx import graph_signature
@@ -145,8 +146,13 @@ DEFAULTS = {
     "multilabel_metrics": MULTILABEL_DEFAULTS,
     "ranking": RANKING_DEFAULTS,
     "ranking_metrics": RANKING_DEFAULTS,
+    "fused_evaluation": MULTICLASS_DEFAULTS,
+    "fused_multilabel_evaluation": MULTILABEL_DEFAULTS,
+    "fused_ranking": RANKING_DEFAULTS,
 }
-ONNX_FILES = [f"{kind.name}.onnx" for kind in KINDS]
+# the fused graphs are written where the kernel library was built, as here (a C++ compiler)
+FUSED_FILES = [f"{kind.name}.onnx" for kind in FUSED_KINDS]
+ONNX_FILES = [*(f"{kind.name}.onnx" for kind in KINDS), *FUSED_FILES]
 
 
 def test_every_manifest_is_complete_and_true(exported: dict[str, ArtifactReport]) -> None:
@@ -301,9 +307,11 @@ def test_ranking_manifest_describes_every_tensor(exported: dict[str, ArtifactRep
 def test_the_service_loads_every_exported_graph(exported: dict[str, ArtifactReport]) -> None:
     directory = exported["evaluation.onnx"].path.parent
     artifacts = load_artifacts(directory)
-    assert sorted(artifacts) == sorted(kind.name for kind in KINDS)
+    assert sorted(artifacts) == sorted(kind.name for kind in (*KINDS, *FUSED_KINDS))
+    library = kernel_library()
+    assert library is not None
     for kind, artifact in artifacts.items():
-        session = open_session(artifact, 1)
+        session = open_session(artifact, 1, [library])
         assert [i.name for i in session.get_inputs()] == artifact.input_names, kind
     scripted = load_artifacts(directory, "torchscript")
     assert sorted(scripted) == ["evaluation", "multilabel_evaluation"]
@@ -405,3 +413,16 @@ def test_cli_rejects_bad_arguments(
         main(["--out", str(tmp_path), *argv])
     assert exit_info.value.code == 2
     assert message in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("name", FUSED_FILES)
+def test_shipped_fused_graphs_equal_a_fresh_export(
+    exported: dict[str, ArtifactReport], name: str
+) -> None:
+    shipped = default_artifact_dir() / name
+    fresh = manifest_of(exported[name])
+    manifest = json.loads((default_artifact_dir() / f"{name}.manifest.json").read_text())
+    for field in ("kind", "format", "opset", "inputs", "outputs", "defaults"):
+        assert manifest[field] == fresh[field], field
+    assert manifest["parity"]["passed"] is True
+    assert shipped.read_bytes() == exported[name].path.read_bytes()

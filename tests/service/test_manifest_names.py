@@ -21,6 +21,7 @@ from fastapi import FastAPI
 from fastapi.testclient import TestClient
 
 import focal_eval.service.core.scoring
+from focal_eval.service.app import create_app
 from focal_eval.service.artifacts import default_artifact_dir
 from focal_eval.service.core.scoring import Outputs
 from focal_eval.service.core.settings import Settings
@@ -65,14 +66,20 @@ def settings(make_settings: Callable[..., Settings], artifact_dir: Path) -> Sett
 
 
 @pytest.mark.parametrize(
-    "chunk",
+    ("chunk", "fast_path", "metrics_graph_runs"),
     [
-        pytest.param(None, id="one_graph_run"),
-        pytest.param(16, id="chunks_and_the_metrics_graph"),
+        pytest.param(None, False, 0, id="one_graph_run"),
+        pytest.param(16, False, 1, id="chunks_and_the_metrics_graph"),
+        pytest.param(None, True, 1, id="fused_graph_and_the_metrics_graph"),
     ],
 )
 def test_score_answers_the_new_metric(
-    monkeypatch: pytest.MonkeyPatch, app: FastAPI, chunk: int | None
+    monkeypatch: pytest.MonkeyPatch,
+    make_settings: Callable[..., Settings],
+    artifact_dir: Path,
+    chunk: int | None,
+    fast_path: bool,
+    metrics_graph_runs: int,
 ) -> None:
     metrics_runs: list[int] = []
     if chunk is not None:  # every batch over 16 rows is scored in chunks
@@ -80,8 +87,10 @@ def test_score_answers_the_new_metric(
             focal_eval.service.core.scoring, "chunk_rows", lambda num_classes: chunk
         )
     logits, labels = batch(100, 4, seed=41, ignore=10)
+    app = create_app(make_settings(artifact_dir=artifact_dir, fast_path=fast_path))
     with TestClient(app) as client:
         scorer = app.state.runtime.scorers.multiclass
+        assert scorer.fast_path.live is fast_path
         compute_metrics = scorer.compute_metrics
 
         def counted(statistics: Mapping[str, np.ndarray]) -> Outputs:
@@ -93,7 +102,7 @@ def test_score_answers_the_new_metric(
         response = client.post("/score", json=json_body(logits, labels))
     assert response.status_code == 200, response.text
     metrics = response.json()["metrics"]
-    assert len(metrics_runs) == (0 if chunk is None else 1)
+    assert len(metrics_runs) == metrics_graph_runs
     assert NEW in metrics
     assert metrics[NEW] == metrics[COPIED]
     assert metrics[NEW] == pytest.approx(float(eager(logits, labels)[COPIED]), rel=1e-6)

@@ -35,16 +35,21 @@ def test_chunk_rows_bounds_the_work_per_run() -> None:
     assert chunk_rows(1000) == 1000  # the C x C confusion matrix bounds it from below
 
 
+@pytest.mark.parametrize("fast_path", [True, False], ids=["fused", "portable"])
 @pytest.mark.parametrize("rows", [7, 64, 1000])
 def test_chunked_scoring_equals_eager_on_the_whole_batch(
-    monkeypatch: pytest.MonkeyPatch, make_settings: Callable[..., Settings], rows: int
+    monkeypatch: pytest.MonkeyPatch,
+    make_settings: Callable[..., Settings],
+    rows: int,
+    fast_path: bool,
 ) -> None:
     monkeypatch.setattr(focal_eval.service.core.scoring, "chunk_rows", lambda num_classes: rows)
     rng = np.random.default_rng(rows)
     logits, labels = batch(500, 6, rng, scale=3.0)
     labels[::9] = IGNORE_INDEX
     alpha = class_weights(rng, 6)
-    scorer = Scorers.load(make_settings()).multiclass
+    scorer = Scorers.load(make_settings(fast_path=fast_path)).multiclass
+    assert scorer.fast_path.live is fast_path
     outputs = scorer.score(multiclass_batch(logits, labels, alpha, 1.5, IGNORE_INDEX))
     assert list(outputs) == list(NAMES)
     per_sample, statistics = update(

@@ -1,0 +1,257 @@
+// The multi-class evaluation step as one custom op: a single pass over each row.
+//
+// Op ai.focal_eval::FocalEvaluation (version 1), attribute num_bins (int, B).
+//   inputs   logits float [N, C], labels int64 [N], alpha float [C], gamma float [],
+//            ignore_index int64 []
+//   outputs  focal_loss, cross_entropy, p_true float [N], prediction int64 [N],
+//            confidence float [N], confusion_matrix int64 [C, C], focal_loss_sum,
+//            cross_entropy_sum, alpha_sum, brier_sum float64 [C], bin_count int64 [B],
+//            bin_confidence_sum float64 [B], bin_correct int64 [B]
+// The same outputs, in the same order, as the evaluation graph's per-sample values and
+// statistics (focal/statistics.py); the metrics are the metrics graph's, once per request.
+//
+// Per row, with m = max_k x_k, a = the first k with x_k = m, e_k = exp(x_k - m), t the label:
+//   s = sum_k e_k                    cross entropy  CE = log s - (x_t - m)
+//   r = sum_{k != t} e_k / s         1 - p_t, summed over the other classes, never 1 - p_t
+//   FL = alpha_t exp(gamma log max(r, FLT_MIN)) CE
+//   Brier = sum_{k != t} e_k^2 / s^2 + r^2   (no cancellation near p_t = 1)
+//   confidence = 1 / s, p_true = e_t / s
+// Rows are spread over onnxruntime's intra-op pool in blocks; the statistics are then
+// summed in one pass over N, in row order, so that they do not depend on the thread count.
+
+#include <algorithm>
+#include <cfloat>
+#include <cmath>
+
+#include "op.h"
+
+namespace focal {
+namespace {
+
+using focal::api;
+
+constexpr const char* kOpName = "FocalEvaluation";
+constexpr int64_t kBlockRows = 128;  // rows a task of the pool scores
+// Rows are handled in whole vectors of this many floats (AVX-512's 16): each is copied into a
+// buffer padded with -inf (e_k = 0, never the maximum), so that no element takes the slow
+// scalar remainder of a loop.
+constexpr int32_t kLanes = 16;
+
+struct Rows {
+  const float* logits;
+  const int64_t* labels;
+  const float* alpha;
+  float gamma;
+  int64_t ignore_index;
+  int64_t n;
+  int64_t c;
+  float* focal_loss;
+  float* cross_entropy;
+  float* p_true;
+  int64_t* prediction;
+  float* confidence;
+  float* brier;  // per row, summed into brier_sum afterwards
+};
+
+// Over one row: sum_k e_k, sum_{k != t} e_k and e_k^2 (the other classes, masked, not
+// subtracted), and the first k with x_k = m.
+struct Sums {
+  float all;
+  float others;
+  float others_squared;
+  int32_t top;
+};
+
+FOCAL_INLINE Sums exp_sums(const float* __restrict x, float m, int32_t c, int32_t t) {
+  float all = 0.0f, others = 0.0f, others_squared = 0.0f;
+  int32_t top = c;
+#pragma omp simd reduction(+ : all, others, others_squared) reduction(min : top)
+  for (int32_t k = 0; k < c; ++k) {
+    const float e = exp_nonpositive(x[k] - m);
+    const float other = k == t ? 0.0f : e;
+    all += e;
+    others += other;
+    others_squared += other * other;
+    const int32_t candidate = x[k] == m ? k : c;
+    top = candidate < top ? candidate : top;
+  }
+  return {all, others, others_squared, top};
+}
+
+// One block's per-row sums (phase 1), turned into per-sample values all at once (phase 2).
+struct Block {
+  float s[kBlockRows], others[kBlockRows], others_squared[kBlockRows];
+  float shifted_true[kBlockRows];  // x_t - m
+  float alpha[kBlockRows], valid[kBlockRows];
+};
+
+FOCAL_CPU_DISPATCH void score_rows(const Rows& rows, int64_t begin, int64_t end) {
+  const int32_t width = static_cast<int32_t>((rows.c + kLanes - 1) / kLanes * kLanes);
+  std::vector<float> row(static_cast<size_t>(width), -INFINITY);
+  Block block;
+  const int64_t count = end - begin;
+  for (int64_t j = 0; j < count; ++j) {  // phase 1: one row at a time, over its classes
+    const int64_t i = begin + j;
+    std::memcpy(row.data(), rows.logits + i * rows.c, sizeof(float) * rows.c);
+    const float* __restrict x = row.data();
+    float m = x[0];
+#pragma omp simd reduction(max : m)
+    for (int32_t k = 1; k < width; ++k) m = x[k] > m ? x[k] : m;
+    const int64_t label = rows.labels[i];
+    const bool valid = label != rows.ignore_index;
+    const int32_t t = valid ? static_cast<int32_t>(label) : 0;
+    const Sums sums = exp_sums(x, m, width, t);
+    rows.prediction[i] = sums.top;
+    block.s[j] = sums.all;
+    block.others[j] = sums.others;
+    block.others_squared[j] = sums.others_squared;
+    block.shifted_true[j] = x[t] - m;
+    block.alpha[j] = rows.alpha[t];
+    block.valid[j] = valid ? 1.0f : 0.0f;
+  }
+  const float gamma = rows.gamma;
+  float* __restrict confidence = rows.confidence + begin;
+  float* __restrict cross_entropy = rows.cross_entropy + begin;
+  float* __restrict focal_loss = rows.focal_loss + begin;
+  float* __restrict p_true = rows.p_true + begin;
+  float* __restrict brier = rows.brier + begin;
+#pragma omp simd
+  for (int64_t j = 0; j < count; ++j) {  // phase 2: over the block's rows at once
+    const float s = block.s[j];
+    const float valid = block.valid[j];
+    const float ce = log_positive(s) - block.shifted_true[j];
+    const float rest = block.others[j] / s;
+    const float floored = rest > FLT_MIN ? rest : FLT_MIN;
+    const float modulating = exp_nonpositive(gamma * log_positive(floored));
+    confidence[j] = 1.0f / s;
+    cross_entropy[j] = valid * ce;
+    focal_loss[j] = valid * (block.alpha[j] * (modulating * ce));
+    p_true[j] = valid * (exp_nonpositive(block.shifted_true[j]) / s);
+    brier[j] = valid * (block.others_squared[j] / (s * s) + rest * rest);
+  }
+}
+
+struct Statistics {
+  int64_t* confusion_matrix;
+  double* focal_loss_sum;
+  double* cross_entropy_sum;
+  double* alpha_sum;
+  double* brier_sum;
+  int64_t* bin_count;
+  double* bin_confidence_sum;
+  int64_t* bin_correct;
+};
+
+// Bin b holds confidences in (b / B, (b + 1) / B], as focal.statistics.calibration_bin.
+void add_statistics(const Rows& rows, int64_t num_bins, const Statistics& out) {
+  const float bins = static_cast<float>(num_bins);
+  for (int64_t i = 0; i < rows.n; ++i) {
+    const int64_t label = rows.labels[i];
+    if (label == rows.ignore_index) continue;
+    const int64_t top = rows.prediction[i];
+    out.confusion_matrix[label * rows.c + top] += 1;
+    out.focal_loss_sum[label] += rows.focal_loss[i];
+    out.cross_entropy_sum[label] += rows.cross_entropy[i];
+    out.alpha_sum[label] += rows.alpha[label];
+    out.brier_sum[label] += rows.brier[i];
+    const float scaled = std::ceil(rows.confidence[i] * bins) - 1.0f;
+    const int64_t bin = static_cast<int64_t>(std::min(std::max(scaled, 0.0f), bins - 1.0f));
+    out.bin_count[bin] += 1;
+    out.bin_confidence_sum[bin] += rows.confidence[i];
+    out.bin_correct[bin] += top == label;
+  }
+}
+
+struct Kernel {
+  int64_t num_bins;
+};
+
+OrtStatus* error(const std::string& message) { return focal::error(kOpName, message); }
+
+OrtStatus* compute(const Kernel& kernel, OrtKernelContext* context) {
+  Rows rows{};
+  std::vector<int64_t> logits_shape, labels_shape, alpha_shape, scalar_shape;
+  const float* gamma = nullptr;
+  const int64_t* ignore_index = nullptr;
+  FOCAL_TRY(input(context, 0, &rows.logits, &logits_shape));
+  FOCAL_TRY(input(context, 1, &rows.labels, &labels_shape));
+  FOCAL_TRY(input(context, 2, &rows.alpha, &alpha_shape));
+  FOCAL_TRY(input(context, 3, &gamma, &scalar_shape));
+  FOCAL_TRY(input(context, 4, &ignore_index, &scalar_shape));
+  if (logits_shape.size() != 2 || logits_shape[1] < 1)
+    return error("logits must have shape [N, C] with C >= 1");
+  rows.n = logits_shape[0];
+  rows.c = logits_shape[1];
+  if (labels_shape != std::vector<int64_t>{rows.n}) return error("labels must have shape [N]");
+  if (alpha_shape != std::vector<int64_t>{rows.c}) return error("alpha must have shape [C]");
+  rows.gamma = *gamma;
+  rows.ignore_index = *ignore_index;
+  for (int64_t i = 0; i < rows.n; ++i) {
+    const int64_t label = rows.labels[i];
+    if (label != rows.ignore_index && (label < 0 || label >= rows.c))
+      return error("labels must be in [0, C) or equal to ignore_index; row " +
+                   std::to_string(i) + " has " + std::to_string(label));
+  }
+  const std::vector<int64_t> per_row{rows.n}, per_class{rows.c}, per_bin{kernel.num_bins};
+  Statistics out{};
+  FOCAL_TRY(output(context, 0, per_row, &rows.focal_loss));
+  FOCAL_TRY(output(context, 1, per_row, &rows.cross_entropy));
+  FOCAL_TRY(output(context, 2, per_row, &rows.p_true));
+  FOCAL_TRY(output(context, 3, per_row, &rows.prediction));
+  FOCAL_TRY(output(context, 4, per_row, &rows.confidence));
+  FOCAL_TRY(output(context, 5, {rows.c, rows.c}, &out.confusion_matrix));
+  FOCAL_TRY(output(context, 6, per_class, &out.focal_loss_sum));
+  FOCAL_TRY(output(context, 7, per_class, &out.cross_entropy_sum));
+  FOCAL_TRY(output(context, 8, per_class, &out.alpha_sum));
+  FOCAL_TRY(output(context, 9, per_class, &out.brier_sum));
+  FOCAL_TRY(output(context, 10, per_bin, &out.bin_count));
+  FOCAL_TRY(output(context, 11, per_bin, &out.bin_confidence_sum));
+  FOCAL_TRY(output(context, 12, per_bin, &out.bin_correct));
+  std::vector<float> brier(static_cast<size_t>(rows.n));
+  rows.brier = brier.data();
+  const int64_t blocks = (rows.n + kBlockRows - 1) / kBlockRows;
+  auto block = [](void* data, size_t index) {
+    const Rows& r = *static_cast<const Rows*>(data);
+    const int64_t begin = static_cast<int64_t>(index) * kBlockRows;
+    score_rows(r, begin, std::min(begin + kBlockRows, r.n));
+  };
+  if (blocks > 0)
+    FOCAL_TRY(api->KernelContext_ParallelFor(context, block, static_cast<size_t>(blocks), 0,
+                                             &rows));
+  add_statistics(rows, kernel.num_bins, out);
+  return nullptr;
+}
+
+OrtStatus* create(const OrtKernelInfo* info, void** kernel) {
+  int64_t num_bins = 0;
+  FOCAL_TRY(api->KernelInfoGetAttribute_int64(info, "num_bins", &num_bins));
+  if (num_bins < 1) return error("attribute num_bins must be >= 1");
+  *kernel = new Kernel{num_bins};
+  return nullptr;
+}
+
+OrtStatus* ORT_API_CALL run(void* kernel, OrtKernelContext* context) {
+  return compute(*static_cast<Kernel*>(kernel), context);
+}
+
+void ORT_API_CALL destroy(void* kernel) { delete static_cast<Kernel*>(kernel); }
+
+constexpr ONNXTensorElementDataType kFloat = ONNX_TENSOR_ELEMENT_DATA_TYPE_FLOAT;
+constexpr ONNXTensorElementDataType kInt64 = ONNX_TENSOR_ELEMENT_DATA_TYPE_INT64;
+constexpr ONNXTensorElementDataType kDouble = ONNX_TENSOR_ELEMENT_DATA_TYPE_DOUBLE;
+
+const OpSpec spec{
+    kOpName,
+    {kFloat, kInt64, kFloat, kFloat, kInt64},
+    {kFloat, kFloat, kFloat, kInt64, kFloat, kInt64, kDouble, kDouble, kDouble, kDouble, kInt64,
+     kDouble, kInt64},
+    create,
+    run,
+    destroy,
+};
+
+}  // namespace
+
+Op multiclass_evaluation = make_op(&spec);
+
+}  // namespace focal

@@ -1,0 +1,187 @@
+"""The multi-class op's numbers against float64 formulas, on a held-out sweep.
+
+Held out: C up to 5,000 and logits to 1e4 (the export's sweep stops at C = 1,000), ties, every
+row ignored, N = 1 and N = 0. With one row per class (labels a permutation), each per-class sum
+is one row's value, so the per-sample Brier score is read from ``brier_sum``; with gamma = 1
+and alpha = 1, ``focal_loss / cross_entropy`` is the kernel's own :math:`1 - p_t`. Both must
+hold to 1e-4 relative wherever the float64 value is at least 1e-7.
+"""
+
+from __future__ import annotations
+
+import platform
+from typing import Any
+
+import numpy as np
+import numpy.typing as npt
+import pytest
+
+from focal_eval.service.kernel import library_path
+from tests.service.kernel._fused import IGNORE, run_fused, scalar
+
+BINS = 15
+
+
+def run(
+    logits: npt.NDArray[np.float32],
+    labels: npt.NDArray[np.int64],
+    gamma: float = 2.0,
+    alpha: npt.NDArray[np.float32] | None = None,
+    threads: int = 2,
+) -> dict[str, npt.NDArray[Any]]:
+    feeds: dict[str, npt.NDArray[Any]] = {
+        "logits": logits,
+        "labels": labels,
+        "alpha": np.ones(logits.shape[1], np.float32) if alpha is None else alpha,
+        "gamma": scalar(gamma),
+        "ignore_index": scalar(IGNORE, np.int64),
+    }
+    return run_fused("fused_evaluation", feeds, threads)
+
+
+def reference(logits: npt.NDArray[np.float32], labels: npt.NDArray[np.int64]) -> dict[str, Any]:
+    """float64: cross entropy, 1 - p_t (the other classes summed), Brier, confidence."""
+    x = logits.astype(np.float64)
+    shifted = x - x.max(axis=1, keepdims=True)
+    log_p = shifted - np.log(np.exp(shifted).sum(axis=1, keepdims=True))
+    p = np.exp(log_p)
+    rows = np.arange(len(x))
+    others = p.copy()
+    others[rows, labels] = 0.0
+    rest = others.sum(axis=1)
+    return {
+        "cross_entropy": -log_p[rows, labels],
+        "rest": rest,
+        "brier": (others**2).sum(axis=1) + rest**2,
+        "confidence": p.max(axis=1),
+    }
+
+
+def relative_error(got: npt.NDArray[Any], want: npt.NDArray[np.float64]) -> float:
+    return float(np.max(np.abs(got.astype(np.float64) - want) / want, initial=0.0))
+
+
+SWEEP = [
+    pytest.param(c, scale, id=f"C={c}-scale={scale:g}")
+    for c in (2, 3, 10, 100, 1000, 5000)
+    for scale in (1.0, 30.0, 1e4)
+]
+
+
+@pytest.mark.parametrize(("c", "scale"), SWEEP)
+def test_one_minus_p_true_and_brier_hold_relative_precision(c: int, scale: float) -> None:
+    rng = np.random.default_rng(c)
+    logits = (scale * rng.standard_normal((c, c))).astype(np.float32)
+    labels = rng.permutation(c)
+    got = run(logits, labels, gamma=1.0)
+    want = reference(logits, labels)
+    counted = want["rest"] >= 1e-7
+    positive = counted & (got["cross_entropy"] > 0)
+    rest = got["focal_loss"][positive] / got["cross_entropy"][positive]
+    assert relative_error(rest, want["rest"][positive]) <= 1e-4
+    brier = got["brier_sum"][labels]  # class labels[i] holds row i alone
+    assert relative_error(brier[counted], want["brier"][counted]) <= 1e-4
+    np.testing.assert_allclose(
+        got["cross_entropy"], want["cross_entropy"], rtol=1e-4, atol=1e-5 * max(1.0, scale)
+    )
+    np.testing.assert_array_equal(got["prediction"], logits.argmax(axis=1))
+
+
+@pytest.mark.parametrize("gamma", [0.0, 0.5, 2.0, 5.0])
+def test_per_sample_values_and_statistics_equal_the_float64_formulas(gamma: float) -> None:
+    rng = np.random.default_rng(7)
+    n, c = 4000, 37
+    logits = (3.0 * rng.standard_normal((n, c))).astype(np.float32)
+    labels = rng.integers(0, c, n)
+    labels[::5] = IGNORE
+    alpha = (0.1 + rng.random(c)).astype(np.float32)
+    got = run(logits, labels, gamma, alpha)
+    valid = labels != IGNORE
+    safe = np.where(valid, labels, 0)
+    want = reference(logits, safe)
+    focal = alpha[safe] * want["rest"] ** gamma * want["cross_entropy"]
+    for name, values in (("focal_loss", focal), ("cross_entropy", want["cross_entropy"])):
+        np.testing.assert_allclose(
+            got[name], np.where(valid, values, 0.0), rtol=1e-4, atol=1e-5, err_msg=name
+        )
+    np.testing.assert_allclose(got["p_true"], np.where(valid, 1 - want["rest"], 0.0), atol=1e-6)
+    np.testing.assert_allclose(got["confidence"], want["confidence"], rtol=1e-5)
+    prediction = logits.argmax(axis=1)
+    confusion = np.zeros((c, c), np.int64)
+    np.add.at(confusion, (labels[valid], prediction[valid]), 1)
+    np.testing.assert_array_equal(got["confusion_matrix"], confusion)
+    per_class = np.zeros(c)
+    for name, values in (
+        ("focal_loss_sum", focal),
+        ("cross_entropy_sum", want["cross_entropy"]),
+        ("brier_sum", want["brier"]),
+        ("alpha_sum", alpha[safe].astype(np.float64)),
+    ):
+        expected = per_class.copy()
+        np.add.at(expected, labels[valid], values[valid])
+        np.testing.assert_allclose(got[name], expected, rtol=1e-5, atol=1e-8, err_msg=name)
+    # bin b holds confidences in (b / B, (b + 1) / B]; none of these lies within 1e-6 of an edge
+    confidence = want["confidence"][valid]
+    assert np.min(np.abs(confidence * BINS - np.round(confidence * BINS))) > 1e-5
+    bins = np.clip(np.ceil(confidence * BINS) - 1, 0, BINS - 1).astype(np.int64)
+    np.testing.assert_array_equal(got["bin_count"], np.bincount(bins, minlength=BINS))
+    correct = (prediction == labels)[valid].astype(np.int64)
+    np.testing.assert_array_equal(got["bin_correct"], np.bincount(bins, correct, BINS))
+    np.testing.assert_allclose(
+        got["bin_confidence_sum"], np.bincount(bins, confidence, BINS), rtol=1e-6
+    )
+
+
+def test_ties_go_to_the_first_class() -> None:
+    logits = np.full((6, 9), 2.5, np.float32)
+    logits[3, [4, 7]] = 3.0
+    got = run(logits, np.zeros(6, np.int64))
+    assert got["prediction"].tolist() == [0, 0, 0, 4, 0, 0]
+    np.testing.assert_allclose(got["confidence"][0], 1 / 9, rtol=1e-6)
+
+
+def test_every_row_ignored_gives_zero_losses_and_empty_statistics() -> None:
+    logits = np.random.default_rng(1).standard_normal((50, 4)).astype(np.float32)
+    got = run(logits, np.full(50, IGNORE))
+    for name in ("focal_loss", "cross_entropy", "p_true"):
+        assert not got[name].any(), name
+    np.testing.assert_array_equal(got["prediction"], logits.argmax(axis=1))
+    for name in ("confusion_matrix", "focal_loss_sum", "alpha_sum", "bin_count"):
+        assert not got[name].any(), name
+
+
+@pytest.mark.parametrize("n", [0, 1])
+def test_the_smallest_batches(n: int) -> None:
+    logits = np.array([[0.0, 2.0, -1.0]], np.float32)[:n]
+    got = run(logits, np.ones(n, np.int64), gamma=0.0)
+    assert got["focal_loss"].shape == (n,)
+    assert int(got["confusion_matrix"].sum()) == n
+    if n:
+        want = reference(logits, np.ones(1, np.int64))
+        np.testing.assert_allclose(got["focal_loss"], want["cross_entropy"], rtol=1e-6)
+
+
+def test_statistics_do_not_depend_on_the_thread_count() -> None:
+    rng = np.random.default_rng(2)
+    logits = (2.0 * rng.standard_normal((20_000, 31))).astype(np.float32)
+    labels = rng.integers(0, 31, 20_000)
+    one, two = run(logits, labels, threads=1), run(logits, labels, threads=2)
+    for name in one:
+        np.testing.assert_array_equal(one[name], two[name], err_msg=name)
+
+
+def test_a_label_out_of_range_is_an_error_not_a_read_past_the_row() -> None:
+    logits = np.zeros((3, 4), np.float32)
+    with pytest.raises(
+        Exception, match=r"FocalEvaluation: labels must be in \[0, C\).*row 1 has 4"
+    ):
+        run(logits, np.array([0, 4, 1]))
+
+
+@pytest.mark.skipif(platform.machine() != "x86_64", reason="CPU dispatch is built on x86-64")
+def test_the_library_carries_a_baseline_an_avx2_and_an_avx512_row_loop() -> None:
+    library = library_path()
+    assert library is not None
+    content = library.read_bytes()
+    for clone in (b"score_rows", b".arch_x86_64_v3", b".arch_x86_64_v4", b".resolver"):
+        assert clone in content, clone
