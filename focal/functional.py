@@ -219,7 +219,8 @@ def _softmax_focal_loss(
 
     if label_smoothing == 0.0:
         gamma_tensor = torch.tensor(gamma, dtype=torch.float64)
-        _, loss = softmax_focal_terms(log_probs, log_probs.exp(), safe_labels, gamma_tensor)
+        rest = other_class_probs(log_probs.exp(), safe_labels).sum(1)
+        _, loss = softmax_focal_terms(log_probs, rest, safe_labels, gamma_tensor)
         if weights is not None:
             loss = loss * weights.gather(0, safe_labels)
     else:
@@ -284,7 +285,7 @@ def flatten_classes(input: Tensor) -> Tensor:
 
 
 def softmax_focal_terms(
-    log_probs: Tensor, probs: Tensor, labels: Tensor, gamma: Tensor
+    log_probs: Tensor, rest: Tensor, labels: Tensor, gamma: Tensor
 ) -> Tuple[Tensor, Tensor]:
     r"""Per-row cross entropy and unweighted focal loss at hard labels.
 
@@ -295,7 +296,8 @@ def softmax_focal_terms(
 
     Args:
         log_probs: ``(M, C)`` log-probabilities.
-        probs: ``(M, C)`` their exponentials (callers reuse them, e.g. for the Brier score).
+        rest: ``(M,)`` :math:`1 - p_{i,y_i}` summed over the other classes
+            (:func:`other_class_probs`), never subtracted from 1.
         labels: ``(M,)`` class indices, all in ``[0, C)`` (ignored rows replaced beforehand).
         gamma: 0-d focusing parameter (a tensor, so that it can be a graph input).
 
@@ -303,21 +305,29 @@ def softmax_focal_terms(
         ``(cross_entropy, focal_loss)``, each ``(M,)``.
     """
     cross_entropy = -log_probs.gather(1, labels.unsqueeze(1)).squeeze(1)
-    modulating = torch.exp(gamma * log_one_minus_target_prob(probs, labels))
+    modulating = torch.exp(gamma * log_of_rest(rest))
     return cross_entropy, modulating * cross_entropy
 
 
-def log_one_minus_target_prob(probs: Tensor, labels: Tensor) -> Tensor:
-    r""":math:`\log(1 - p_{i,y_i}) = \log \sum_{k \ne y_i} p_{ik}`, the others summed directly.
+def other_class_probs(probs: Tensor, labels: Tensor) -> Tensor:
+    r"""``probs`` with each row's label zeroed: the other classes, :math:`p_{ik}, k \ne y_i`.
 
-    :math:`1 - p` is never formed by subtraction, so there is no cancellation where
-    :math:`p_{i,y_i}` nears 1, and no log-sum-exp (which onnxruntime evaluates unshifted). The
-    sum is floored at the smallest normal float: below it the cross entropy rounds to 0, so
-    the focal term is 0 either way, and the floor keeps the log and its gradient finite.
+    Their sum is :math:`1 - p_{i,y_i}` with no cancellation where :math:`p_{i,y_i}` nears 1
+    (the sum of the others, not a subtraction from 1); their squares give the Brier score's
+    other-class part.
     """
-    others = probs.scatter(1, labels.unsqueeze(1), 0.0).sum(1)
-    tiny = 2.2250738585072014e-308 if probs.dtype == torch.float64 else 1.1754943508222875e-38
-    return torch.log(others.clamp_min(tiny))
+    return probs.scatter(1, labels.unsqueeze(1), 0.0)
+
+
+def log_of_rest(rest: Tensor) -> Tensor:
+    r""":math:`\log(1 - p_{i,y_i})` from the other classes' sum, floored at the smallest normal.
+
+    No log-sum-exp (which onnxruntime evaluates unshifted). Below the floor the cross entropy
+    rounds to 0, so the focal term is 0 either way, and the floor keeps the log and its
+    gradient finite.
+    """
+    tiny = 2.2250738585072014e-308 if rest.dtype == torch.float64 else 1.1754943508222875e-38
+    return torch.log(rest.clamp_min(tiny))
 
 
 def log_one_minus_probs(log_probs: Tensor) -> Tensor:

@@ -27,7 +27,7 @@ from focal_eval.focal._validation import (
     check_target_shape,
     check_target_values,
 )
-from focal_eval.focal.functional import softmax_focal_terms, upcast_half
+from focal_eval.focal.functional import other_class_probs, softmax_focal_terms, upcast_half
 
 DEFAULT_NUM_BINS = 15
 
@@ -211,18 +211,19 @@ def _update(
     zero = torch.zeros_like(x[:, 0])
 
     log_probs = F.log_softmax(x, dim=1)
-    probs = torch.exp(log_probs)
-    cross_entropy, focal = softmax_focal_terms(log_probs, probs, safe_labels, gamma)
+    others = other_class_probs(torch.exp(log_probs), safe_labels)
+    rest = others.sum(1)  # 1 - p_y, summed: no cancellation where p_y nears 1
+    cross_entropy, focal = softmax_focal_terms(log_probs, rest, safe_labels, gamma)
     alpha_true = alpha.to(x.dtype).gather(0, safe_labels)
     focal = torch.where(valid, alpha_true * focal, zero)
     cross_entropy = torch.where(valid, cross_entropy, zero)
     p_true = torch.where(valid, torch.exp(-cross_entropy), zero)
     prediction = x.argmax(dim=1)
     confidence = torch.exp(log_probs.gather(1, prediction.unsqueeze(1)).squeeze(1))
-    # sum_k (p_k - [k = y])^2 = sum_k p_k^2 - 2 p_y + 1; the squared norm exports to one
-    # ReduceL2 pass (p * p then a sum is two passes over (N, C))
-    squares = torch.linalg.vector_norm(probs, 2.0, dim=1).square()
-    brier = (squares - 2.0 * p_true + 1.0).clamp_min(0.0)
+    # sum_k (p_k - [k = y])^2 = sum_{k != y} p_k^2 + (1 - p_y)^2: each term formed without
+    # cancellation (sum p^2 - 2 p_y + 1 loses every digit near p_y = 1); the squared norm
+    # exports to one ReduceL2 pass (p * p then a sum is two passes over (N, C))
+    brier = torch.linalg.vector_norm(others, 2.0, dim=1).square() + rest * rest
 
     valid_count = valid.long()
     correct = ((prediction == labels) & valid).long()

@@ -45,20 +45,23 @@ struct Part {
 // padded with -inf (probability 0), so that no element takes the slow scalar remainder.
 constexpr int64_t kLanes = 16;
 
-// The bins of one row's probabilities into `bins`: `x` padded to `c`, a multiple of kLanes.
+// The bins of one row's probabilities into `bins`: `x` padded to `c`, a multiple of kLanes;
+// `e` holds the exponentials between the two passes.
 FOCAL_CPU_DISPATCH void row_bins(const float* __restrict x, int64_t c, double score_bins,
-                                 int32_t last, int32_t* __restrict bins) {
+                                 int32_t last, float* __restrict e, int32_t* __restrict bins) {
   float m = x[0];
 #pragma omp simd reduction(max : m)
   for (int64_t k = 1; k < c; ++k) m = x[k] > m ? x[k] : m;
   float s = 0.0f;
 #pragma omp simd reduction(+ : s)
-  for (int64_t k = 0; k < c; ++k) s += exp_nonpositive(x[k] - m);
+  for (int64_t k = 0; k < c; ++k) {
+    e[k] = exp_nonpositive(x[k] - m);
+    s += e[k];
+  }
   const float inverse = 1.0f / s;
 #pragma omp simd
   for (int64_t k = 0; k < c; ++k) {
-    const float p = exp_nonpositive(x[k] - m) * inverse;
-    const int32_t bin = static_cast<int32_t>(static_cast<double>(p) * score_bins);
+    const int32_t bin = static_cast<int32_t>(static_cast<double>(e[k] * inverse) * score_bins);
     bins[k] = bin < last ? bin : last;
   }
 }
@@ -76,6 +79,7 @@ void score_part(void* data, size_t index) {
   const int64_t width = (b.c + kLanes - 1) / kLanes * kLanes;
   std::vector<float> row(static_cast<size_t>(width), -INFINITY);
   std::vector<int32_t> bins(static_cast<size_t>(width));
+  std::vector<float> exponentials(static_cast<size_t>(width));
   const int32_t last = static_cast<int32_t>(b.score_bins - 1);
   const int64_t begin = static_cast<int64_t>(index) * work.part_rows;
   const int64_t end = std::min(begin + work.part_rows, b.n);
@@ -84,7 +88,8 @@ void score_part(void* data, size_t index) {
     const int64_t label = b.labels[i];
     if (label == b.ignore_index) continue;
     std::memcpy(row.data(), b.logits + i * b.c, sizeof(float) * b.c);
-    row_bins(row.data(), width, static_cast<double>(b.score_bins), last, bins.data());
+    row_bins(row.data(), width, static_cast<double>(b.score_bins), last, exponentials.data(),
+             bins.data());
     for (int64_t k = 0; k < b.c; ++k) every[k * b.score_bins + bins[k]] += 1;
     part.positive[label * b.score_bins + bins[label]] += 1;
   }

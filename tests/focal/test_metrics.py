@@ -137,6 +137,20 @@ def test_per_sample_values() -> None:
     np.testing.assert_allclose(per_sample.confidence.numpy(), probs.max(axis=1), rtol=1e-5)
 
 
+@pytest.mark.parametrize("margin", [10.0, 13.0, 16.0])
+def test_brier_keeps_its_digits_where_the_true_class_is_nearly_certain(margin: float) -> None:
+    # one row a class, so that brier_sum is each row's score; p_y = 1 - about e^-margin
+    c = 6
+    logits = torch.randn(c, c, generator=torch.Generator().manual_seed(3)) * 0.5
+    logits[torch.arange(c), torch.arange(c)] += margin
+    _, stats = update(logits, torch.arange(c), None, 2.0)
+    probs = softmax64(logits.numpy())
+    others = probs * (1 - np.eye(c))
+    want = (others**2).sum(1) + others.sum(1) ** 2  # float64, no cancellation either
+    assert np.all(want < 1e-6)  # sum p^2 - 2 p_y + 1 in float32 loses most of these digits
+    np.testing.assert_allclose(stats.brier_sum.numpy(), want, rtol=1e-4)
+
+
 @pytest.mark.filterwarnings("ignore:y_pred contains classes not in y_true:UserWarning")
 def test_class_absent_from_labels() -> None:
     logits, labels = batch(6, 200, 4, ignore_fraction=0.0)
