@@ -10,6 +10,7 @@ on its fast path (the fused graphs of ``service/kernel``), and with the portable
 from __future__ import annotations
 
 import warnings
+from collections.abc import Sequence
 from typing import Any
 
 import numpy as np
@@ -40,7 +41,7 @@ SKLEARN = "scikit-learn multilabel metrics"
 WITHOUT = "evaluation graph"
 WITH = "evaluation graph + ranking graph"
 FAST_WITHOUT = "fast path: fused evaluation + metrics graphs"
-FAST_WITH = "fast path: fused evaluation + metrics, fused ranking + ranking metrics graphs"
+FAST_WITH = "fast path: fused evaluation with ranking + metrics and ranking metrics graphs"
 
 
 def session(kind: str) -> onnxruntime.InferenceSession:
@@ -56,16 +57,16 @@ def session(kind: str) -> onnxruntime.InferenceSession:
 
 def served(
     graph: onnxruntime.InferenceSession,
-    metrics: onnxruntime.InferenceSession,
+    metrics: Sequence[onnxruntime.InferenceSession],
     feeds: dict[str, Any],
     rows: int,
 ) -> Candidate:
-    """``graph`` as ``service.core.scoring.Scorer`` runs it, then ``metrics`` once.
+    """``graph`` as ``service.core.scoring.Scorer`` runs it, then each ``metrics`` graph once.
 
     Chunks of ``rows`` (the inputs with a first dimension of N are cut), statistics summed.
     """
     n = len(feeds["logits"])
-    statistics = [entry.name for entry in metrics.get_inputs()]
+    statistics = [entry.name for graph in metrics for entry in graph.get_inputs()]
     names = [output.name for output in graph.get_outputs()]
 
     def run() -> object:
@@ -78,7 +79,12 @@ def served(
             outputs = dict(zip(names, graph.run(None, chunk), strict=True))
             for name in statistics:
                 sums[name] = outputs[name] + sums[name] if name in sums else outputs[name]
-        return metrics.run(None, {name: np.asarray(value) for name, value in sums.items()})
+        return [
+            graph.run(
+                None, {entry.name: np.asarray(sums[entry.name]) for entry in graph.get_inputs()}
+            )
+            for graph in metrics
+        ]
 
     return run
 
@@ -119,8 +125,8 @@ def multilabel_candidates(n: int, labels: int) -> dict[str, Candidate]:
 
     return {
         GRAPH: lambda: graph.run(None, feeds),
-        SERVED: served(graph, metrics, feeds, rows),
-        FAST: served(session("fused_multilabel_evaluation"), metrics, feeds, rows),
+        SERVED: served(graph, [metrics], feeds, rows),
+        FAST: served(session("fused_multilabel_evaluation"), [metrics], feeds, rows),
         TUTORIAL: tutorial,
         SKLEARN: lambda: sklearn_multilabel_metrics(logits, targets, THRESHOLD),
     }
@@ -132,17 +138,20 @@ def ranking_candidates(n: int, c: int) -> dict[str, Candidate]:
     evaluation, ranking, feeds = evaluation_session(), session("ranking"), graph_feeds(batch)
     ranking_feeds = {name: feeds[name] for name in ("logits", "labels", "ignore_index")}
     rows = chunk_rows(c)
-    fast = served(session("fused_evaluation"), session("metrics"), feeds, rows)
-    fast_ranking = served(session("fused_ranking"), session("ranking_metrics"), ranking_feeds, rows)
+    metrics = session("metrics")
+    fast = served(session("fused_evaluation"), [metrics], feeds, rows)
+    both = served(
+        session("fused_evaluation_ranking"), [metrics, session("ranking_metrics")], feeds, rows
+    )
 
-    def both() -> object:
+    def portable_both() -> object:
         return evaluation.run(None, feeds), ranking.run(None, ranking_feeds)
 
     return {
         WITHOUT: lambda: evaluation.run(None, feeds),
-        WITH: both,
+        WITH: portable_both,
         FAST_WITHOUT: fast,
-        FAST_WITH: lambda: (fast(), fast_ranking()),
+        FAST_WITH: both,
     }
 
 

@@ -3,14 +3,17 @@
 A fused graph has its step's inputs and its per-sample and statistics outputs (names, dtypes
 and shapes from that step's kind, so that the two cannot drift), computed by one
 ``ai.focal_eval`` custom op; metrics come from the step's metrics graph, once per request.
+The multi-class step with ranking also gives the ranking step's statistics, from the same
+pass over the logits (the ranking step's inputs are the first's logits, labels and
+ignore_index).
 
-====================================== ============================== =========================
-fused kind (file stem)                 op                             step it stands in for
-====================================== ============================== =========================
-fused_evaluation                       FocalEvaluation                evaluation
-fused_multilabel_evaluation            FocalMultilabelEvaluation      multilabel_evaluation
-fused_ranking                          FocalRanking                   ranking
-====================================== ============================== =========================
+================================ ========================== =========================
+fused kind (file stem)           op                         steps it stands in for
+================================ ========================== =========================
+fused_evaluation                 FocalEvaluation            evaluation
+fused_evaluation_ranking         FocalEvaluationRanking     evaluation, then ranking
+fused_multilabel_evaluation      FocalMultilabelEvaluation  multilabel_evaluation
+================================ ========================== =========================
 
 Each is checked like the other artifacts, against eager PyTorch on its step's sweep (with
 the same edge slack), in onnxruntime with the kernel library registered. None is written
@@ -56,6 +59,25 @@ _ELEMENT_TYPES = {
 Signature = tuple[list[dict[str, Any]], list[dict[str, Any]]]
 
 
+MULTICLASS_OUTPUTS = (
+    "focal_loss",
+    "cross_entropy",
+    "p_true",
+    "prediction",
+    "confidence",
+    "confusion_matrix",
+    "focal_loss_sum",
+    "cross_entropy_sum",
+    "alpha_sum",
+    "brier_sum",
+    "bin_count",
+    "bin_confidence_sum",
+    "bin_correct",
+)
+RANKING_OUTPUTS = ("positive_histogram", "negative_histogram")
+RANKING_INPUTS = (0, 1, 4)  # of the evaluation step's: logits, labels, ignore_index
+
+
 @dataclass(frozen=True)
 class FusedKind:
     """One row of the table: a fused graph, its op and what the op computes.
@@ -66,6 +88,7 @@ class FusedKind:
         step: the portable kind it stands in for.
         outputs: the op's outputs in its order.
         attributes: the op's attributes (constants of the graph) from the export's options.
+        ranking: the op also gives the ranking step's statistics (after the step's).
     """
 
     name: str
@@ -73,17 +96,42 @@ class FusedKind:
     step: GraphKind
     outputs: tuple[str, ...]
     attributes: Callable[[Options], dict[str, int]]
+    ranking: bool = False
 
     def signature(self, options: Options) -> Signature | None:
-        """The step's inputs, and its outputs but the metrics, as manifest entries.
+        """The step's inputs, and its outputs but the metrics (then ranking's), for manifests.
 
         None when those outputs are not the op's: then the fused graph is not written.
         """
         inputs, outputs = self.step.signature(options)
         outputs = [entry for entry in outputs if entry["group"] != "metrics"]
+        if self.ranking:
+            ranked = RANKING.signature(options)[1]
+            outputs += [entry for entry in ranked if entry["group"] == "statistics"]
         if tuple(entry["name"] for entry in outputs) != self.outputs:
             return None
         return inputs, outputs
+
+    def reference(self, options: Options) -> Runner:
+        """Eager PyTorch's values of the op's outputs: the step's (and ranking's)."""
+        step = torch_runner(self.step.module(options))
+        ranking = torch_runner(RANKING.module(options))
+        count = len(self.outputs) - (len(RANKING_OUTPUTS) if self.ranking else 0)
+
+        def run(inputs: Inputs) -> list[np.ndarray]:
+            values = list(step(inputs))[:count]
+            if self.ranking:
+                values += list(ranking(tuple(inputs[i] for i in RANKING_INPUTS)))[:2]
+            return values
+
+        return run
+
+    def slack(self, inputs: Inputs, reference: dict[str, np.ndarray]) -> dict[str, Any]:
+        """The looseness near bin edges: the step's (and ranking's) rules."""
+        allowed = dict(self.step.slack(inputs, reference))
+        if self.ranking:
+            allowed |= RANKING.slack(tuple(inputs[i] for i in RANKING_INPUTS), reference)
+        return allowed
 
 
 FUSED_KINDS = (
@@ -91,22 +139,16 @@ FUSED_KINDS = (
         "fused_evaluation",
         "FocalEvaluation",
         EVALUATION,
-        (
-            "focal_loss",
-            "cross_entropy",
-            "p_true",
-            "prediction",
-            "confidence",
-            "confusion_matrix",
-            "focal_loss_sum",
-            "cross_entropy_sum",
-            "alpha_sum",
-            "brier_sum",
-            "bin_count",
-            "bin_confidence_sum",
-            "bin_correct",
-        ),
+        MULTICLASS_OUTPUTS,
         lambda options: {"num_bins": options.num_bins},
+    ),
+    FusedKind(
+        "fused_evaluation_ranking",
+        "FocalEvaluationRanking",
+        EVALUATION,
+        MULTICLASS_OUTPUTS + RANKING_OUTPUTS,
+        lambda options: {"num_bins": options.num_bins, "score_bins": options.score_bins},
+        ranking=True,
     ),
     FusedKind(
         "fused_multilabel_evaluation",
@@ -133,13 +175,6 @@ FUSED_KINDS = (
             "negative_histogram",
         ),
         lambda options: {"num_bins": options.num_bins, "score_bins": options.score_bins},
-    ),
-    FusedKind(
-        "fused_ranking",
-        "FocalRanking",
-        RANKING,
-        ("positive_histogram", "negative_histogram"),
-        lambda options: {"score_bins": options.score_bins},
     ),
 )
 
@@ -195,14 +230,12 @@ def fused_runner(path: Path, library: Path) -> Runner:
 def check_fused(
     kind: FusedKind, path: Path, library: Path, options: Options, sweeps: Sweeps
 ) -> Parity:
-    """A fused graph against eager PyTorch's per-sample values and statistics of its step."""
-    eager = torch_runner(kind.step.module(options))
-    count = len(kind.outputs)
+    """A fused graph against eager PyTorch's per-sample values and statistics of its steps."""
     return measure(
         fused_runner(path, library),
-        lambda inputs: eager(inputs)[:count],
+        kind.reference(options),
         kind.step.cases(sweeps),
         kind.outputs,
         kind.step.case_inputs,
-        kind.step.slack,
+        kind.slack,
     )

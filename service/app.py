@@ -76,7 +76,9 @@ def create_app(
             multiclass.fast_path.state,
         ).set(1)
         for scorer in loaded.available():
-            telemetry.fast_path.labels(scorer.task.name).state(scorer.fast_path.state)
+            # ranking is served by the multi-class scorer's fused graph of both
+            path = multiclass.ranking_path if scorer is loaded.ranking else scorer.fast_path
+            telemetry.fast_path.labels(scorer.task.name).state(path.state)
         runtime.ready = True
         logger.info("memory budget for requests: %s (%s)", mib(derived.bytes), derived.origin)
         logger.info("ready: model %s", loaded.model_id[:12])

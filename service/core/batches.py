@@ -108,9 +108,7 @@ def score_decoded(
     runtime.check_monitorable(choice, graph_task(name), width)
     logits = decoded.logits if kind == "logits" else logits_of(name, decoded.logits)
     batch = validated(scorer, settings, name, logits, decoded)
-    outputs = scorer.score(batch, keep)
-    if ranking is not None:
-        outputs.update(ranking.score(batch))
+    outputs = scorer.score(batch, keep, ranking)
     reason = runtime.record(route, choice, graph_task(name), batch.rows, outputs)
     ran = [scorer] if ranking is None else [scorer, ranking]
     return Scored(batch, outputs, ran, choice.wanted and reason is None, reason)

@@ -30,7 +30,7 @@ import numpy.typing as npt
 import onnxruntime
 
 from focal_eval.service.artifacts import Artifact, ArtifactError, open_session
-from focal_eval.service.core.tasks import MULTICLASS, MULTILABEL, RANKING, Task
+from focal_eval.service.core.tasks import MULTICLASS, MULTILABEL, RANKING
 from focal_eval.service.kernel import library_path
 
 logger = logging.getLogger(__name__)
@@ -38,7 +38,7 @@ logger = logging.getLogger(__name__)
 STATES = ("live", "off", "no_graph", "no_library", "unloadable", "disagrees")
 ATOL, RTOL = 1e-5, 1e-4
 
-Run = Callable[[dict[str, npt.NDArray[Any]]], Mapping[str, npt.NDArray[Any]]]
+Run = Callable[[Mapping[str, npt.NDArray[Any]]], Mapping[str, npt.NDArray[Any]]]
 
 
 @dataclass(frozen=True)
@@ -57,7 +57,8 @@ class FastPath:
 
 
 def open_fast_path(
-    task: Task,
+    task: str,
+    kind: str,
     artifacts: Mapping[str, Artifact],
     evaluation: Artifact,
     portable: Run,
@@ -65,25 +66,27 @@ def open_fast_path(
     library: Path | None,
     threads: int,
 ) -> FastPath:
-    """Load ``task``'s fused graph with ``library`` (None: the built one) and self-test it.
+    """Load the fused graph ``kind`` with ``library`` (None: the built one) and self-test it.
 
     Args:
-        task: the task, whose ``fused`` kind is looked for.
+        task: the task it serves (its warm-up batch, the log line).
+        kind: the fused graph's artifact kind.
         artifacts: the artifact directory's graphs by kind.
-        evaluation: the portable evaluation graph the fused one stands in for.
-        portable: runs that graph on feeds, outputs by name.
+        evaluation: the portable evaluation graph whose inputs the fused one takes.
+        portable: runs the portable graph(s) the fused one stands in for, outputs by name.
         enabled: ``FOCAL_FAST_PATH``.
         library: ``FOCAL_KERNEL_LIBRARY``.
         threads: onnxruntime intra-op threads.
     """
-    outcome = _open(task, artifacts, evaluation, portable, enabled, library, threads)
+    outcome = _open(task, kind, artifacts, evaluation, portable, enabled, library, threads)
     log = logger.info if outcome.live or outcome.state == "off" else logger.warning
-    log("fast path %s, %s: %s", task.name, outcome.state, outcome.reason)
+    log("fast path %s, %s: %s", task, outcome.state, outcome.reason)
     return outcome
 
 
 def _open(
-    task: Task,
+    task: str,
+    kind: str,
     artifacts: Mapping[str, Artifact],
     evaluation: Artifact,
     portable: Run,
@@ -93,10 +96,10 @@ def _open(
 ) -> FastPath:
     if not enabled:
         return FastPath("off", "FOCAL_FAST_PATH is false; the portable graph serves")
-    fused = artifacts.get(task.fused)
+    fused = artifacts.get(kind)
     if fused is None:
         return FastPath(
-            "no_graph", f"no {task.fused} graph among the artifacts; the portable graph serves"
+            "no_graph", f"no {kind} graph among the artifacts; the portable graph serves"
         )
     library = library or library_path()
     if library is None or not library.is_file():
@@ -108,7 +111,7 @@ def _open(
         session = open_session(fused, threads, [library])
     except (ArtifactError, RuntimeError) as error:
         return FastPath("unloadable", f"{error}; the portable graph serves")
-    problem = _self_test(session, fused, evaluation, portable, WARM_UP[task.name](evaluation))
+    problem = _self_test(session, fused, evaluation, portable, WARM_UP[task](evaluation))
     if problem is not None:
         return FastPath("disagrees", f"{library}: {problem}; the portable graph serves")
     return FastPath("live", f"{library} agrees with the portable graph", session, fused)

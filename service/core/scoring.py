@@ -69,6 +69,8 @@ class Scorer:
             e["name"]: np.dtype(e["dtype"]) for e in evaluation.manifest["inputs"]
         }
         self.fast_path = FastPath("off", "not opened yet (Scorer.open_fast_path)")
+        # multi-class: the evaluation and the ranking in one fused graph (ranking's state)
+        self.ranking_path = FastPath("off", "not opened yet (Scorer.open_fast_path)")
 
     def names(self, group: str, rank: int | None = None) -> list[str]:
         """Outputs of ``group`` (of ``rank`` dimensions, if given), in graph order.
@@ -107,7 +109,9 @@ class Scorer:
         """The parameters recorded in the evaluation graph's manifest."""
         return self.evaluation.defaults
 
-    def score(self, batch: Batch, keep: Collection[str] | None = None) -> Outputs:
+    def score(
+        self, batch: Batch, keep: Collection[str] | None = None, ranking: Scorer | None = None
+    ) -> Outputs:
         """The evaluation graph's outputs for a validated batch, by name, in graph order.
 
         Per-sample outputs are returned only for the names in ``keep`` (all when None), so
@@ -117,7 +121,9 @@ class Scorer:
         design), so the graph's intermediates stay the size of a chunk, not of the batch. The
         fused graph, when the fast path is live (:mod:`~focal_eval.service.core.fast_path`),
         stands in for the evaluation graph; it gives no metrics, so they always come from the
-        metrics graph.
+        metrics graph. With ``ranking`` (the multi-class ranking scorer), its outputs follow:
+        from the same pass over the logits when the ranked fast path is live, else from its
+        own graph.
 
         Raises:
             RequestError: 422 when finite logits still give an infinite loss (a float32
@@ -128,16 +134,36 @@ class Scorer:
             for name in self.evaluation.output_names
             if self.groups[name] != "per_sample" or keep is None or name in keep
         ]
+        ranked = ranking is not None and self.ranking_path.live
         n, rows = batch.rows, chunk_rows(batch.width)
-        if n <= rows and not self.fast_path.live:  # the graph's own metrics
+        if n <= rows and not self.fast_path.live and not ranked:  # the graph's own metrics
             outputs = self._checked(self._run(batch, slice(None)), 0)
-            return {name: outputs[name] for name in wanted}
+            scored = {name: outputs[name] for name in wanted}
+        else:
+            path = self.ranking_path if ranked else self.fast_path
+            groups = {**self.groups, **(ranking.groups if ranking is not None else {})}
+            summed = wanted + (ranking.statistics_names if ranked and ranking else [])
+            per_sample, statistics = self._summed(batch, path, summed, groups)
+            scored = {**per_sample, **statistics, **self.compute_metrics(statistics)}
+            if ranked and ranking is not None:
+                scored |= ranking.compute_metrics(statistics)
+                return {name: scored[name] for name in (*wanted, *ranking.output_names)}
+            scored = {name: scored[name] for name in wanted}
+        if ranking is not None:
+            scored.update(ranking.score(batch))
+        return scored
+
+    def _summed(
+        self, batch: Batch, path: FastPath, names: list[str], groups: Mapping[str, str]
+    ) -> tuple[Outputs, Outputs]:
+        """``names``' per-sample values filled in and statistics summed, chunk by chunk."""
+        n, rows = batch.rows, chunk_rows(batch.width)
         per_sample: Outputs = {}
         statistics: Outputs = {}
         for start in range(0, n, rows):
-            part = self._checked(self._run(batch, slice(start, start + rows)), start)
-            for name in wanted:
-                group = self.groups[name]
+            part = self._checked(self._run(batch, slice(start, start + rows), path), start)
+            for name in names:
+                group = groups[name]
                 if group == "per_sample":
                     if name not in per_sample:
                         per_sample[name] = np.empty(n, dtype=part[name].dtype)
@@ -148,42 +174,60 @@ class Scorer:
                     else:
                         statistics[name] = part[name]
             del part
-        merged = {**per_sample, **statistics, **self.compute_metrics(statistics)}
-        return {name: merged[name] for name in wanted}
+        return per_sample, statistics
 
-    def _run(self, batch: Batch, rows: slice) -> Outputs:
-        """One graph run on ``rows`` of the batch: inputs by the manifest's names and dtypes."""
+    @property
+    def output_names(self) -> list[str]:
+        """The evaluation graph's output names."""
+        return self.evaluation.output_names
+
+    def _run(self, batch: Batch, rows: slice, path: FastPath | None = None) -> Outputs:
+        """One graph run on ``rows`` of the batch: inputs by the manifest's names and dtypes.
+
+        ``path``'s fused graph when it is live (by default the fast path), else the portable
+        evaluation graph.
+        """
         feeds = {
             name: np.ascontiguousarray(batch.inputs[name][rows], dtype=dtype)
             if name in batch.inputs
             else np.asarray(batch.parameters[name], dtype=dtype)
             for name, dtype in self._input_dtypes.items()
         }
-        return self._run_feeds(feeds)
-
-    def _run_feeds(self, feeds: dict[str, npt.NDArray[Any]]) -> Outputs:
-        """The fused graph's outputs when live, else the evaluation graph's, by name."""
-        fused = self.fast_path
+        fused = self.fast_path if path is None else path
         if fused.session is not None and fused.artifact is not None:
             values = fused.session.run(None, feeds)
             return dict(zip(fused.artifact.output_names, values, strict=True))
         return self._run_portable(feeds)
 
-    def _run_portable(self, feeds: dict[str, npt.NDArray[Any]]) -> Outputs:
-        values = self._evaluation.run(None, feeds)
+    def _run_portable(self, feeds: Mapping[str, npt.NDArray[Any]]) -> Outputs:
+        values = self._evaluation.run(None, {name: feeds[name] for name in self._input_dtypes})
         return dict(zip(self.evaluation.output_names, values, strict=True))
 
-    def open_fast_path(self, artifacts: Mapping[str, Artifact], settings: Settings) -> None:
-        """Serve through the task's fused graph in ``artifacts`` if it loads and agrees."""
+    def open_fast_path(
+        self, artifacts: Mapping[str, Artifact], settings: Settings, ranking: Scorer | None
+    ) -> None:
+        """Serve through the task's fused graphs in ``artifacts`` if they load and agree.
+
+        With ``ranking`` (multi-class), also the fused graph of the evaluation and the
+        ranking together, checked against both portable graphs.
+        """
+        options = (settings.fast_path, settings.kernel_library, settings.threads)
         self.fast_path = open_fast_path(
-            self.task,
+            self.task.name,
+            self.task.fused,
             artifacts,
             self.evaluation,
             self._run_portable,
-            settings.fast_path,
-            settings.kernel_library,
-            settings.threads,
+            *options,
         )
+        if ranking is not None:
+
+            def both(feeds: Mapping[str, npt.NDArray[Any]]) -> Outputs:
+                return {**self._run_portable(feeds), **ranking._run_portable(feeds)}
+
+            self.ranking_path = open_fast_path(
+                ranking.task.name, ranking.task.fused, artifacts, self.evaluation, both, *options
+            )
 
     def _checked(self, outputs: Outputs, first_row: int) -> Outputs:
         for name in self.per_sample_names:
@@ -273,8 +317,9 @@ class Scorers:
             return pair(task) if all(present) else None
 
         scorers = cls(pair(TASKS[MULTICLASS]), optional(MULTILABEL), optional(RANKING))
-        for scorer in scorers.available():
-            scorer.open_fast_path(artifacts, settings)
+        scorers.multiclass.open_fast_path(artifacts, settings, scorers.ranking)
+        if scorers.multilabel is not None:
+            scorers.multilabel.open_fast_path(artifacts, settings, None)
         for scorer in scorers.available():
             logger.info(
                 "loaded %s graph %s (sha256 %s) from %s",

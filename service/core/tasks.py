@@ -39,6 +39,7 @@ class Task:
     width: str  # what dimension 1 counts: "classes" or "labels"
     unit: str  # one of them: "class" or "label"
     fused: str  # the fused graph's kind: the kernel's fast path (service.core.fast_path)
+    # (ranking's takes the evaluation's inputs: it scores the evaluation and the ranking)
 
 
 TASKS = {
@@ -70,7 +71,7 @@ TASKS = {
         ("score_bins",),
         "classes",
         "class",
-        "fused_ranking",
+        "fused_evaluation_ranking",
     ),
 }
 

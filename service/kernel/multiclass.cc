@@ -9,6 +9,11 @@
 //            bin_confidence_sum float64 [B], bin_correct int64 [B]
 // The same outputs, in the same order, as the evaluation graph's per-sample values and
 // statistics (focal/statistics.py); the metrics are the metrics graph's, once per request.
+// Op ai.focal_eval::FocalEvaluationRanking (version 1), attributes num_bins and score_bins
+// (H): the same, and the ranking graph's statistics (focal/ranking.py) from the same pass:
+// positive_histogram, negative_histogram int64 [C, H], each valid row's probability of each
+// class p_k in bin floor(p_k H) (p = 1 in the last) of class k's positive histogram when k
+// is its label, of the negative one otherwise.
 //
 // Per row, with m = max_k x_k, a = the first k with x_k = m, e_k = exp(x_k - m), t the label:
 //   s = sum_k e_k                    cross entropy  CE = log s - (x_t - m)
@@ -16,8 +21,9 @@
 //   FL = alpha_t exp(gamma log max(r, FLT_MIN)) CE
 //   Brier = sum_{k != t} e_k^2 / s^2 + r^2   (no cancellation near p_t = 1)
 //   confidence = 1 / s, p_true = e_t / s
-// Rows are spread over onnxruntime's intra-op pool in blocks; the statistics are then
-// summed in one pass over N, in row order, so that they do not depend on the thread count.
+// Rows are spread over onnxruntime's intra-op pool in blocks (with the histograms: in at most
+// kParts fixed parts, each with its own, added in order); the statistics are then summed in
+// one pass over N, in row order, so that nothing depends on the thread count.
 
 #include <algorithm>
 #include <cfloat>
@@ -62,12 +68,16 @@ struct Sums {
   int32_t top;
 };
 
-FOCAL_INLINE Sums exp_sums(const float* __restrict x, float m, int32_t c, int32_t t) {
+// With kKeep, the exponentials are also written to `kept` (for the ranking bins).
+template <bool kKeep>
+FOCAL_INLINE Sums exp_sums(const float* __restrict x, float m, int32_t c, int32_t t,
+                           float* __restrict kept) {
   float all = 0.0f, others = 0.0f, others_squared = 0.0f;
   int32_t top = c;
 #pragma omp simd reduction(+ : all, others, others_squared) reduction(min : top)
   for (int32_t k = 0; k < c; ++k) {
     const float e = exp_nonpositive(x[k] - m);
+    if constexpr (kKeep) kept[k] = e;
     const float other = k == t ? 0.0f : e;
     all += e;
     others += other;
@@ -85,9 +95,44 @@ struct Block {
   float alpha[kBlockRows], valid[kBlockRows];
 };
 
-FOCAL_CPU_DISPATCH void score_rows(const Rows& rows, int64_t begin, int64_t end) {
+// One part's ranking histogram [C, H] (FocalEvaluationRanking): every valid row's bin of
+// each class's probability. Its label's own bin goes to `label_bins` (a row's), counted
+// afterwards in one pass over N, so that a part holds one int32 table.
+struct Histograms {
+  int64_t score_bins;
+  std::vector<int32_t> every;
+  int32_t* label_bins;
+};
+
+// The bins floor(p_k H) (p = 1 in the last) of one row's probabilities p_k = e_k / s, as
+// focal.ranking.score_bin takes them: of the exact product p H (float64 there). Here in
+// float32: b = floor(fl(p H)), less one where the product was rounded up onto b, which the
+// fused multiply-add p H - b (rounded once, so its sign is exact) tells.
+FOCAL_INLINE void add_bins(const float* __restrict e, float s, int32_t c, int32_t label,
+                           Histograms& h, int32_t* __restrict bins, int32_t* row_bin) {
+  const float inverse = 1.0f / s;
+  const float scale = static_cast<float>(h.score_bins);
+  const int32_t last = static_cast<int32_t>(h.score_bins - 1);
+#pragma omp simd
+  for (int32_t k = 0; k < c; ++k) {
+    const float p = e[k] * inverse;
+    const float rounded = std::floor(p * scale);
+    const int32_t bin = static_cast<int32_t>(rounded) - (std::fma(p, scale, -rounded) < 0.0f);
+    bins[k] = bin < last ? bin : last;
+  }
+  int32_t* every = h.every.data();
+  for (int32_t k = 0; k < c; ++k) every[k * h.score_bins + bins[k]] += 1;
+  *row_bin = bins[label];
+}
+
+// Rows [begin, end): per-sample values (and, with `histograms`, their ranking bins).
+FOCAL_CPU_DISPATCH void score_rows(const Rows& rows, int64_t begin, int64_t end,
+                                   Histograms* histograms) {
   const int32_t width = static_cast<int32_t>((rows.c + kLanes - 1) / kLanes * kLanes);
+  const int32_t classes = static_cast<int32_t>(rows.c);
   std::vector<float> row(static_cast<size_t>(width), -INFINITY);
+  std::vector<float> kept(histograms ? static_cast<size_t>(width) : 0);
+  std::vector<int32_t> bins(histograms ? static_cast<size_t>(width) : 0);
   Block block;
   const int64_t count = end - begin;
   for (int64_t j = 0; j < count; ++j) {  // phase 1: one row at a time, over its classes
@@ -100,7 +145,11 @@ FOCAL_CPU_DISPATCH void score_rows(const Rows& rows, int64_t begin, int64_t end)
     const int64_t label = rows.labels[i];
     const bool valid = label != rows.ignore_index;
     const int32_t t = valid ? static_cast<int32_t>(label) : 0;
-    const Sums sums = exp_sums(x, m, width, t);
+    const Sums sums = histograms ? exp_sums<true>(x, m, width, t, kept.data())
+                                 : exp_sums<false>(x, m, width, t, nullptr);
+    if (histograms && valid)
+      add_bins(kept.data(), sums.all, classes, t, *histograms, bins.data(),
+               histograms->label_bins + i);
     rows.prediction[i] = sums.top;
     block.s[j] = sums.all;
     block.others[j] = sums.others;
@@ -164,9 +213,53 @@ void add_statistics(const Rows& rows, int64_t num_bins, const Statistics& out) {
 
 struct Kernel {
   int64_t num_bins;
+  int64_t score_bins;  // 0: FocalEvaluation; else FocalEvaluationRanking's H
+};
+
+constexpr int64_t kParts = 8;       // FocalEvaluationRanking: fixed parts of the rows,
+constexpr int64_t kPartRows = 512;  // each with its histogram (fewer for small batches)
+
+struct Ranked {
+  const Rows* rows;
+  std::vector<Histograms>* parts;
+  int64_t part_rows;
 };
 
 OrtStatus* error(const std::string& message) { return focal::error(kOpName, message); }
+
+// FocalEvaluationRanking: the rows in fixed parts, each with its histogram, added in order;
+// then each valid row's label bin, positives, whose difference from all is the negatives.
+OrtStatus* rank(const Kernel& kernel, OrtKernelContext* context, const Rows& rows) {
+  const int64_t bins = kernel.score_bins;
+  const std::vector<int64_t> shape{rows.c, bins};
+  int64_t *positive = nullptr, *negative = nullptr;
+  FOCAL_TRY(output(context, 13, shape, &positive));
+  FOCAL_TRY(output(context, 14, shape, &negative));
+  if (rows.n == 0) return nullptr;
+  const size_t cells = static_cast<size_t>(rows.c * bins);
+  std::vector<int32_t> label_bins(static_cast<size_t>(rows.n));
+  const int64_t count = std::clamp<int64_t>(rows.n / kPartRows, 1, kParts);
+  std::vector<Histograms> parts(
+      static_cast<size_t>(count), Histograms{bins, std::vector<int32_t>(cells), label_bins.data()});
+  Ranked ranked{&rows, &parts, (rows.n + count - 1) / count};
+  auto part = [](void* data, size_t index) {
+    const Ranked& r = *static_cast<const Ranked*>(data);
+    const int64_t first = static_cast<int64_t>(index) * r.part_rows;
+    const int64_t last = std::min(first + r.part_rows, r.rows->n);
+    for (int64_t begin = first; begin < last; begin += kBlockRows)
+      score_rows(*r.rows, begin, std::min(begin + kBlockRows, last), &(*r.parts)[index]);
+  };
+  FOCAL_TRY(api->KernelContext_ParallelFor(context, part, static_cast<size_t>(count), 0,
+                                           &ranked));
+  for (const Histograms& h : parts)
+    for (size_t cell = 0; cell < cells; ++cell) negative[cell] += h.every[cell];
+  for (int64_t i = 0; i < rows.n; ++i) {
+    const int64_t label = rows.labels[i];
+    if (label != rows.ignore_index) positive[label * bins + label_bins[i]] += 1;
+  }
+  for (size_t cell = 0; cell < cells; ++cell) negative[cell] -= positive[cell];
+  return nullptr;
+}
 
 OrtStatus* compute(const Kernel& kernel, OrtKernelContext* context) {
   Rows rows{};
@@ -209,15 +302,17 @@ OrtStatus* compute(const Kernel& kernel, OrtKernelContext* context) {
   FOCAL_TRY(output(context, 12, per_bin, &out.bin_correct));
   std::vector<float> brier(static_cast<size_t>(rows.n));
   rows.brier = brier.data();
-  const int64_t blocks = (rows.n + kBlockRows - 1) / kBlockRows;
-  auto block = [](void* data, size_t index) {
-    const Rows& r = *static_cast<const Rows*>(data);
-    const int64_t begin = static_cast<int64_t>(index) * kBlockRows;
-    score_rows(r, begin, std::min(begin + kBlockRows, r.n));
-  };
-  if (blocks > 0)
+  if (rows.n > 0 && kernel.score_bins == 0) {
+    const int64_t blocks = (rows.n + kBlockRows - 1) / kBlockRows;
+    auto block = [](void* data, size_t index) {
+      const Rows& r = *static_cast<const Rows*>(data);
+      const int64_t begin = static_cast<int64_t>(index) * kBlockRows;
+      score_rows(r, begin, std::min(begin + kBlockRows, r.n), nullptr);
+    };
     FOCAL_TRY(api->KernelContext_ParallelFor(context, block, static_cast<size_t>(blocks), 0,
                                              &rows));
+  }
+  if (kernel.score_bins > 0) FOCAL_TRY(rank(kernel, context, rows));
   add_statistics(rows, kernel.num_bins, out);
   return nullptr;
 }
@@ -226,7 +321,16 @@ OrtStatus* create(const OrtKernelInfo* info, void** kernel) {
   int64_t num_bins = 0;
   FOCAL_TRY(api->KernelInfoGetAttribute_int64(info, "num_bins", &num_bins));
   if (num_bins < 1) return error("attribute num_bins must be >= 1");
-  *kernel = new Kernel{num_bins};
+  *kernel = new Kernel{num_bins, 0};
+  return nullptr;
+}
+
+OrtStatus* create_ranking(const OrtKernelInfo* info, void** kernel) {
+  int64_t num_bins = 0, score_bins = 0;
+  FOCAL_TRY(api->KernelInfoGetAttribute_int64(info, "num_bins", &num_bins));
+  FOCAL_TRY(api->KernelInfoGetAttribute_int64(info, "score_bins", &score_bins));
+  if (num_bins < 1 || score_bins < 1) return error("attributes num_bins, score_bins must be >= 1");
+  *kernel = new Kernel{num_bins, score_bins};
   return nullptr;
 }
 
@@ -240,18 +344,25 @@ constexpr ONNXTensorElementDataType kFloat = ONNX_TENSOR_ELEMENT_DATA_TYPE_FLOAT
 constexpr ONNXTensorElementDataType kInt64 = ONNX_TENSOR_ELEMENT_DATA_TYPE_INT64;
 constexpr ONNXTensorElementDataType kDouble = ONNX_TENSOR_ELEMENT_DATA_TYPE_DOUBLE;
 
-const OpSpec spec{
-    kOpName,
-    {kFloat, kInt64, kFloat, kFloat, kInt64},
-    {kFloat, kFloat, kFloat, kInt64, kFloat, kInt64, kDouble, kDouble, kDouble, kDouble, kInt64,
-     kDouble, kInt64},
-    create,
-    run,
-    destroy,
-};
+const std::vector<ONNXTensorElementDataType> kInputs{kFloat, kInt64, kFloat, kFloat, kInt64};
+const std::vector<ONNXTensorElementDataType> kOutputs{
+    kFloat, kFloat, kFloat,  kInt64, kFloat,  kInt64, kDouble,
+    kDouble, kDouble, kDouble, kInt64, kDouble, kInt64};
+
+const OpSpec spec{kOpName, kInputs, kOutputs, create, run, destroy};
+
+std::vector<ONNXTensorElementDataType> with_histograms() {
+  std::vector<ONNXTensorElementDataType> types = kOutputs;
+  types.insert(types.end(), {kInt64, kInt64});
+  return types;
+}
+
+const OpSpec ranking_spec{
+    "FocalEvaluationRanking", kInputs, with_histograms(), create_ranking, run, destroy};
 
 }  // namespace
 
 Op multiclass_evaluation = make_op(&spec);
+Op multiclass_evaluation_ranking = make_op(&ranking_spec);
 
 }  // namespace focal

@@ -88,7 +88,7 @@ RegisterCustomOps(OrtSessionOptions* options, const OrtApiBase* base) {
   OrtCustomOpDomain* domain = nullptr;
   FOCAL_TRY(api->CreateCustomOpDomain(focal::kDomain, &domain));
   FOCAL_TRY(api->CustomOpDomain_Add(domain, &focal::multiclass_evaluation.base));
+  FOCAL_TRY(api->CustomOpDomain_Add(domain, &focal::multiclass_evaluation_ranking.base));
   FOCAL_TRY(api->CustomOpDomain_Add(domain, &focal::multilabel_evaluation.base));
-  FOCAL_TRY(api->CustomOpDomain_Add(domain, &focal::ranking.base));
   return api->AddCustomOpDomain(options, domain);  // the domain lives as long as the process
 }

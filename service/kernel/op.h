@@ -83,10 +83,10 @@ struct Op {
 
 Op make_op(const OpSpec* spec);
 
-// The kernel's ops (multiclass.cc, multilabel.cc, ranking.cc).
+// The kernel's ops (multiclass.cc, multilabel.cc).
 extern Op multiclass_evaluation;
+extern Op multiclass_evaluation_ranking;
 extern Op multilabel_evaluation;
-extern Op ranking;
 
 // exp(x) for x <= 0, to about 1 ulp: x = n ln 2 + r with |r| <= ln(2) / 2, e^r by its Taylor
 // polynomial of degree 7 (remainder below 6e-9), 2^n written into the exponent bits. Below

@@ -148,7 +148,7 @@ DEFAULTS = {
     "ranking_metrics": RANKING_DEFAULTS,
     "fused_evaluation": MULTICLASS_DEFAULTS,
     "fused_multilabel_evaluation": MULTILABEL_DEFAULTS,
-    "fused_ranking": RANKING_DEFAULTS,
+    "fused_evaluation_ranking": MULTICLASS_DEFAULTS,
 }
 # the fused graphs are written where the kernel library was built, as here (a C++ compiler)
 FUSED_FILES = [f"{kind.name}.onnx" for kind in FUSED_KINDS]

@@ -169,8 +169,8 @@ def test_every_kind_a_manifest_declares_is_loaded() -> None:
         "ranking",
         "ranking_metrics",
         "fused_evaluation",
+        "fused_evaluation_ranking",
         "fused_multilabel_evaluation",
-        "fused_ranking",
     }
     assert all(artifact.kind == kind for kind, artifact in artifacts.items())
 
@@ -180,7 +180,7 @@ def test_a_kind_that_is_not_there_is_refused_naming_the_kinds_that_are(artifacts
         find_artifact(artifacts, "calibration")
     assert str(caught.value) == (
         f"expected one onnx artifact of kind 'calibration' in {artifacts}, found none"
-        " (onnx kinds there: evaluation, fused_evaluation, fused_multilabel_evaluation,"
-        " fused_ranking, metrics, multilabel_evaluation, multilabel_metrics, ranking,"
-        " ranking_metrics, sigmoid_focal_loss)"
+        " (onnx kinds there: evaluation, fused_evaluation, fused_evaluation_ranking,"
+        " fused_multilabel_evaluation, metrics, multilabel_evaluation, multilabel_metrics,"
+        " ranking, ranking_metrics, sigmoid_focal_loss)"
     )

@@ -1,6 +1,7 @@
-"""The ranking op's histograms against numpy's float64 softmax, binned.
+"""The multi-class op with ranking: its histograms against numpy's float64 softmax, binned.
 
-Held out from the export's sweep: C up to 5,000, logits to 1e4, every row ignored, N = 1.
+Held out from the export's sweep: C up to 5,000, logits to 1e4, every row ignored, N = 1; and
+its evaluation outputs are the multi-class op's, bit for bit.
 """
 
 from __future__ import annotations
@@ -16,13 +17,15 @@ from tests.service.kernel._fused import IGNORE, assert_counts, near_edges, run_f
 SCORE_BINS = 100
 
 
-def run(logits: npt.NDArray[np.float32], labels: npt.NDArray[np.int64]) -> dict[str, Any]:
+def run(kind: str, logits: npt.NDArray[np.float32], labels: npt.NDArray[np.int64]) -> Any:
     feeds: dict[str, npt.NDArray[Any]] = {
         "logits": logits,
         "labels": labels,
+        "alpha": np.ones(logits.shape[1], np.float32),
+        "gamma": scalar(2.0),
         "ignore_index": scalar(IGNORE, np.int64),
     }
-    return run_fused("fused_ranking", feeds)
+    return run_fused(kind, feeds)
 
 
 def reference(
@@ -58,13 +61,15 @@ def test_histograms_equal_a_float64_softmax_binned(n: int, c: int, scale: float)
     labels[::7] = IGNORE
     p, want = reference(logits, labels)
     moved = near_edges(p[labels != IGNORE], SCORE_BINS)
-    got = run(logits, labels)
+    got = run("fused_evaluation_ranking", logits, labels)
     for name, table in want.items():
         assert_counts(got[name], table, moved, name)
+    for name, value in run("fused_evaluation", logits, labels).items():
+        np.testing.assert_array_equal(got[name], value, err_msg=name)
 
 
 def test_every_row_ignored_counts_nothing() -> None:
     logits = np.random.default_rng(2).standard_normal((50, 6)).astype(np.float32)
-    got = run(logits, np.full(50, IGNORE))
+    got = run("fused_evaluation_ranking", logits, np.full(50, IGNORE))
     assert not got["positive_histogram"].any()
     assert not got["negative_histogram"].any()
