@@ -22,7 +22,6 @@ from __future__ import annotations
 import logging
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -30,6 +29,7 @@ import numpy.typing as npt
 import onnxruntime
 
 from focal_eval.service.artifacts import Artifact, ArtifactError, open_session
+from focal_eval.service.core.settings import Settings
 from focal_eval.service.core.tasks import MULTICLASS, MULTILABEL, RANKING
 from focal_eval.service.kernel import library_path
 
@@ -62,11 +62,9 @@ def open_fast_path(
     artifacts: Mapping[str, Artifact],
     evaluation: Artifact,
     portable: Run,
-    enabled: bool,
-    library: Path | None,
-    threads: int,
+    settings: Settings,
 ) -> FastPath:
-    """Load the fused graph ``kind`` with ``library`` (None: the built one) and self-test it.
+    """Load the fused graph ``kind`` with the kernel library and self-test it.
 
     Args:
         task: the task it serves (its warm-up batch, the log line).
@@ -74,11 +72,10 @@ def open_fast_path(
         artifacts: the artifact directory's graphs by kind.
         evaluation: the portable evaluation graph whose inputs the fused one takes.
         portable: runs the portable graph(s) the fused one stands in for, outputs by name.
-        enabled: ``FOCAL_FAST_PATH``.
-        library: ``FOCAL_KERNEL_LIBRARY``.
-        threads: onnxruntime intra-op threads.
+        settings: ``FOCAL_FAST_PATH``, ``FOCAL_KERNEL_LIBRARY`` (None: the one built with the
+            package) and ``FOCAL_THREADS``.
     """
-    outcome = _open(task, kind, artifacts, evaluation, portable, enabled, library, threads)
+    outcome = _open(task, kind, artifacts, evaluation, portable, settings)
     log = logger.info if outcome.live or outcome.state == "off" else logger.warning
     log("fast path %s, %s: %s", task, outcome.state, outcome.reason)
     return outcome
@@ -90,25 +87,23 @@ def _open(
     artifacts: Mapping[str, Artifact],
     evaluation: Artifact,
     portable: Run,
-    enabled: bool,
-    library: Path | None,
-    threads: int,
+    settings: Settings,
 ) -> FastPath:
-    if not enabled:
+    if not settings.fast_path:
         return FastPath("off", "FOCAL_FAST_PATH is false; the portable graph serves")
     fused = artifacts.get(kind)
     if fused is None:
         return FastPath(
             "no_graph", f"no {kind} graph among the artifacts; the portable graph serves"
         )
-    library = library or library_path()
+    library = settings.kernel_library or library_path()
     if library is None or not library.is_file():
         where = "was not built (no C++ compiler at install)" if library is None else f"{library}"
         return FastPath(
             "no_library", f"the kernel library {where} is missing; the portable graph serves"
         )
     try:
-        session = open_session(fused, threads, [library])
+        session = open_session(fused, settings.threads, [library])
     except (ArtifactError, RuntimeError) as error:
         return FastPath("unloadable", f"{error}; the portable graph serves")
     problem = _self_test(session, fused, evaluation, portable, WARM_UP[task](evaluation))

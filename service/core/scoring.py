@@ -211,14 +211,13 @@ class Scorer:
         With ``ranking`` (multi-class), also the fused graph of the evaluation and the
         ranking together, checked against both portable graphs.
         """
-        options = (settings.fast_path, settings.kernel_library, settings.threads)
         self.fast_path = open_fast_path(
             self.task.name,
             self.task.fused,
             artifacts,
             self.evaluation,
             self._run_portable,
-            *options,
+            settings,
         )
         if ranking is not None:
 
@@ -226,7 +225,7 @@ class Scorer:
                 return {**self._run_portable(feeds), **ranking._run_portable(feeds)}
 
             self.ranking_path = open_fast_path(
-                ranking.task.name, ranking.task.fused, artifacts, self.evaluation, both, *options
+                ranking.task.name, ranking.task.fused, artifacts, self.evaluation, both, settings
             )
 
     def _checked(self, outputs: Outputs, first_row: int) -> Outputs:

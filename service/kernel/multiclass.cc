@@ -37,6 +37,7 @@ namespace {
 using focal::api;
 
 constexpr const char* kOpName = "FocalEvaluation";
+constexpr const char* kRankingOpName = "FocalEvaluationRanking";
 constexpr int64_t kBlockRows = 128;  // rows a task of the pool scores
 // Rows are handled in whole vectors of this many floats (AVX-512's 16): each is copied into a
 // buffer padded with -inf (e_k = 0, never the maximum), so that no element takes the slow
@@ -319,17 +320,15 @@ OrtStatus* compute(const Kernel& kernel, OrtKernelContext* context) {
 
 OrtStatus* create(const OrtKernelInfo* info, void** kernel) {
   int64_t num_bins = 0;
-  FOCAL_TRY(api->KernelInfoGetAttribute_int64(info, "num_bins", &num_bins));
-  if (num_bins < 1) return error("attribute num_bins must be >= 1");
+  FOCAL_TRY(count_attribute(info, kOpName, "num_bins", &num_bins));
   *kernel = new Kernel{num_bins, 0};
   return nullptr;
 }
 
 OrtStatus* create_ranking(const OrtKernelInfo* info, void** kernel) {
   int64_t num_bins = 0, score_bins = 0;
-  FOCAL_TRY(api->KernelInfoGetAttribute_int64(info, "num_bins", &num_bins));
-  FOCAL_TRY(api->KernelInfoGetAttribute_int64(info, "score_bins", &score_bins));
-  if (num_bins < 1 || score_bins < 1) return error("attributes num_bins, score_bins must be >= 1");
+  FOCAL_TRY(count_attribute(info, kRankingOpName, "num_bins", &num_bins));
+  FOCAL_TRY(count_attribute(info, kRankingOpName, "score_bins", &score_bins));
   *kernel = new Kernel{num_bins, score_bins};
   return nullptr;
 }
@@ -339,10 +338,6 @@ OrtStatus* ORT_API_CALL run(void* kernel, OrtKernelContext* context) {
 }
 
 void ORT_API_CALL destroy(void* kernel) { delete static_cast<Kernel*>(kernel); }
-
-constexpr ONNXTensorElementDataType kFloat = ONNX_TENSOR_ELEMENT_DATA_TYPE_FLOAT;
-constexpr ONNXTensorElementDataType kInt64 = ONNX_TENSOR_ELEMENT_DATA_TYPE_INT64;
-constexpr ONNXTensorElementDataType kDouble = ONNX_TENSOR_ELEMENT_DATA_TYPE_DOUBLE;
 
 const std::vector<ONNXTensorElementDataType> kInputs{kFloat, kInt64, kFloat, kFloat, kInt64};
 const std::vector<ONNXTensorElementDataType> kOutputs{
@@ -358,7 +353,7 @@ std::vector<ONNXTensorElementDataType> with_histograms() {
 }
 
 const OpSpec ranking_spec{
-    "FocalEvaluationRanking", kInputs, with_histograms(), create_ranking, run, destroy};
+    kRankingOpName, kInputs, with_histograms(), create_ranking, run, destroy};
 
 }  // namespace
 

@@ -310,9 +310,8 @@ OrtStatus* compute(const Kernel& kernel, OrtKernelContext* context) {
 
 OrtStatus* create(const OrtKernelInfo* info, void** kernel) {
   int64_t num_bins = 0, score_bins = 0;
-  FOCAL_TRY(api->KernelInfoGetAttribute_int64(info, "num_bins", &num_bins));
-  FOCAL_TRY(api->KernelInfoGetAttribute_int64(info, "score_bins", &score_bins));
-  if (num_bins < 1 || score_bins < 1) return error("attributes num_bins, score_bins must be >= 1");
+  FOCAL_TRY(count_attribute(info, kOpName, "num_bins", &num_bins));
+  FOCAL_TRY(count_attribute(info, kOpName, "score_bins", &score_bins));
   *kernel = new Kernel{num_bins, score_bins};
   return nullptr;
 }
@@ -322,10 +321,6 @@ OrtStatus* ORT_API_CALL run(void* kernel, OrtKernelContext* context) {
 }
 
 void ORT_API_CALL destroy(void* kernel) { delete static_cast<Kernel*>(kernel); }
-
-constexpr ONNXTensorElementDataType kFloat = ONNX_TENSOR_ELEMENT_DATA_TYPE_FLOAT;
-constexpr ONNXTensorElementDataType kInt64 = ONNX_TENSOR_ELEMENT_DATA_TYPE_INT64;
-constexpr ONNXTensorElementDataType kDouble = ONNX_TENSOR_ELEMENT_DATA_TYPE_DOUBLE;
 
 const OpSpec spec{
     kOpName,

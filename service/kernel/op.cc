@@ -25,6 +25,13 @@ OrtStatus* input_shape(OrtKernelContext* context, size_t index, const OrtValue**
   return status;
 }
 
+OrtStatus* count_attribute(const OrtKernelInfo* info, const char* op, const char* name,
+                           int64_t* value) {
+  FOCAL_TRY(api->KernelInfoGetAttribute_int64(info, name, value));
+  if (*value < 1) return error(op, std::string("attribute ") + name + " must be >= 1");
+  return nullptr;
+}
+
 namespace {
 
 const OpSpec& spec_of(const OrtCustomOp* op) { return *reinterpret_cast<const Op*>(op)->spec; }

@@ -65,6 +65,14 @@ OrtStatus* output(OrtKernelContext* context, size_t index, const std::vector<int
   return nullptr;
 }
 
+constexpr ONNXTensorElementDataType kFloat = ONNX_TENSOR_ELEMENT_DATA_TYPE_FLOAT;
+constexpr ONNXTensorElementDataType kInt64 = ONNX_TENSOR_ELEMENT_DATA_TYPE_INT64;
+constexpr ONNXTensorElementDataType kDouble = ONNX_TENSOR_ELEMENT_DATA_TYPE_DOUBLE;
+
+// The integer attribute `name` of a node of `op` into `value`; it must be >= 1.
+OrtStatus* count_attribute(const OrtKernelInfo* info, const char* op, const char* name,
+                           int64_t* value);
+
 // A custom op: its name, its tensor types, and how to create, run and destroy its kernel.
 struct OpSpec {
   const char* name;
