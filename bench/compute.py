@@ -51,22 +51,20 @@ FUSED = "fast path (fused kernel + metrics graph)"
 READ = "read floor: ReduceMax (onnxruntime)"
 
 
+def shipped_session(kind: str, threads: int = THREADS) -> onnxruntime.InferenceSession:
+    """A shipped graph, opened with the service's session options (and the kernel, if fused)."""
+    libraries = []
+    if kind.startswith("fused_"):
+        library = library_path()
+        if library is None:
+            raise SystemExit("bench: the kernel library was not built (no C++ compiler at install)")
+        libraries.append(library)
+    return open_session(find_artifact(default_artifact_dir(), kind), threads, libraries)
+
+
 def evaluation_session(threads: int = THREADS) -> onnxruntime.InferenceSession:
     """The shipped evaluation graph, opened with the service's session options."""
-    return open_session(find_artifact(default_artifact_dir(), "evaluation"), threads)
-
-
-def fused_sessions(
-    threads: int = THREADS,
-) -> tuple[onnxruntime.InferenceSession, onnxruntime.InferenceSession]:
-    """The fused graph with the built kernel, and the metrics graph, as the service opens them."""
-    library = library_path()
-    if library is None:
-        raise SystemExit("bench: the kernel library was not built (no C++ compiler at install)")
-    fused = open_session(
-        find_artifact(default_artifact_dir(), "fused_evaluation"), threads, [library]
-    )
-    return fused, open_session(find_artifact(default_artifact_dir(), "metrics"), threads)
+    return shipped_session("evaluation", threads)
 
 
 def reduce_max_session(threads: int = THREADS) -> onnxruntime.InferenceSession:
@@ -113,7 +111,7 @@ def candidates(
 ) -> dict[str, Candidate]:
     """The eight candidates for one batch, as zero-argument callables."""
     feeds = graph_feeds(batch)
-    fused, metrics = fused_sessions()
+    fused, metrics = shipped_session("fused_evaluation"), shipped_session("metrics")
     statistics = [entry.name for entry in metrics.get_inputs()]
     fused_names = [entry.name for entry in fused.get_outputs()]
     read = reduce_max_session()

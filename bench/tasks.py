@@ -20,13 +20,11 @@ import torch
 
 from bench.baselines.sklearn_multilabel import sklearn_multilabel_metrics
 from bench.baselines.tutorial import tutorial_sigmoid_focal_loss
-from bench.compute import THREADS, evaluation_session, graph_feeds
+from bench.compute import THREADS, evaluation_session, graph_feeds, shipped_session
 from bench.data import GAMMA, IGNORE_INDEX, make_batch
 from bench.report import Section, Target
 from bench.timing import Candidate, interleave
-from focal_eval.service.artifacts import default_artifact_dir, find_artifact, open_session
 from focal_eval.service.core.scoring import chunk_rows
-from focal_eval.service.kernel import library_path
 
 LABEL_SHAPE = (100_000, 100)
 QUICK_LABEL_SHAPE = (10_000, 20)
@@ -42,17 +40,6 @@ WITHOUT = "evaluation graph"
 WITH = "evaluation graph + ranking graph"
 FAST_WITHOUT = "fast path: fused evaluation + metrics graphs"
 FAST_WITH = "fast path: fused evaluation with ranking + metrics and ranking metrics graphs"
-
-
-def session(kind: str) -> onnxruntime.InferenceSession:
-    """A shipped graph, opened with the service's session options (and the kernel, if fused)."""
-    libraries = []
-    if kind.startswith("fused_"):
-        library = library_path()
-        if library is None:
-            raise SystemExit("bench: the kernel library was not built (no C++ compiler)")
-        libraries.append(library)
-    return open_session(find_artifact(default_artifact_dir(), kind), THREADS, libraries)
 
 
 def served(
@@ -114,8 +101,8 @@ def multilabel_feeds(
 def multilabel_candidates(n: int, labels: int) -> dict[str, Candidate]:
     """The graph (portable and fused), the tutorial loss and scikit-learn on one batch."""
     logits, targets = label_batch(n, labels)
-    graph, feeds = session("multilabel_evaluation"), multilabel_feeds(logits, targets)
-    metrics = session("multilabel_metrics")
+    graph, feeds = shipped_session("multilabel_evaluation"), multilabel_feeds(logits, targets)
+    metrics = shipped_session("multilabel_metrics")
     logits_t, targets_t = torch.from_numpy(logits), torch.from_numpy(targets).float()
     rows = chunk_rows(labels)
 
@@ -126,7 +113,7 @@ def multilabel_candidates(n: int, labels: int) -> dict[str, Candidate]:
     return {
         GRAPH: lambda: graph.run(None, feeds),
         SERVED: served(graph, [metrics], feeds, rows),
-        FAST: served(session("fused_multilabel_evaluation"), [metrics], feeds, rows),
+        FAST: served(shipped_session("fused_multilabel_evaluation"), [metrics], feeds, rows),
         TUTORIAL: tutorial,
         SKLEARN: lambda: sklearn_multilabel_metrics(logits, targets, THRESHOLD),
     }
@@ -135,13 +122,20 @@ def multilabel_candidates(n: int, labels: int) -> dict[str, Candidate]:
 def ranking_candidates(n: int, c: int) -> dict[str, Candidate]:
     """Multi-class evaluation with and without ranking: the portable graphs, and as served."""
     batch = make_batch(n, c)
-    evaluation, ranking, feeds = evaluation_session(), session("ranking"), graph_feeds(batch)
+    evaluation, ranking, feeds = (
+        evaluation_session(),
+        shipped_session("ranking"),
+        graph_feeds(batch),
+    )
     ranking_feeds = {name: feeds[name] for name in ("logits", "labels", "ignore_index")}
     rows = chunk_rows(c)
-    metrics = session("metrics")
-    fast = served(session("fused_evaluation"), [metrics], feeds, rows)
+    metrics = shipped_session("metrics")
+    fast = served(shipped_session("fused_evaluation"), [metrics], feeds, rows)
     both = served(
-        session("fused_evaluation_ranking"), [metrics, session("ranking_metrics")], feeds, rows
+        shipped_session("fused_evaluation_ranking"),
+        [metrics, shipped_session("ranking_metrics")],
+        feeds,
+        rows,
     )
 
     def portable_both() -> object:

@@ -31,7 +31,6 @@ from typing import Any
 
 import numpy as np
 import onnx
-import onnxruntime
 from onnx import helper
 
 from focal_eval.export.kinds import (
@@ -43,7 +42,7 @@ from focal_eval.export.kinds import (
     Sweeps,
 )
 from focal_eval.export.parity import Parity, Runner, measure
-from focal_eval.export.runners import torch_runner
+from focal_eval.export.runners import onnx_runner, torch_runner
 from focal_eval.export.sweeps import Inputs
 
 DOMAIN = "ai.focal_eval"
@@ -213,26 +212,12 @@ def fused_model(kind: FusedKind, signature: Signature, options: Options, opset: 
     return model
 
 
-def fused_runner(path: Path, library: Path) -> Runner:
-    """Run a fused graph in onnxruntime with the kernel library registered."""
-    options = onnxruntime.SessionOptions()
-    options.register_custom_ops_library(str(library))
-    session = onnxruntime.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
-    names = [i.name for i in session.get_inputs()]
-
-    def run(inputs: Inputs) -> list[np.ndarray]:
-        feeds = {name: t.numpy() for name, t in zip(names, inputs, strict=True)}
-        return list(session.run(None, feeds))
-
-    return run
-
-
 def check_fused(
     kind: FusedKind, path: Path, library: Path, options: Options, sweeps: Sweeps
 ) -> Parity:
     """A fused graph against eager PyTorch's per-sample values and statistics of its steps."""
     return measure(
-        fused_runner(path, library),
+        onnx_runner(path, [library]),
         kind.reference(options),
         kind.step.cases(sweeps),
         kind.outputs,

@@ -27,9 +27,15 @@ def torch_runner(module: nn.Module | torch.jit.ScriptModule) -> Runner:
     return run
 
 
-def onnx_runner(path: Path) -> Runner:
-    """Run an ONNX file in one onnxruntime session, inputs fed in graph order."""
-    session = onnxruntime.InferenceSession(str(path), providers=["CPUExecutionProvider"])
+def onnx_runner(path: Path, libraries: Sequence[Path] = ()) -> Runner:
+    """Run an ONNX file in one onnxruntime session, inputs fed in graph order.
+
+    ``libraries`` are custom-op libraries its nodes need (the fused kernel's).
+    """
+    options = onnxruntime.SessionOptions()
+    for library in libraries:
+        options.register_custom_ops_library(str(library))
+    session = onnxruntime.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
     names = [i.name for i in session.get_inputs()]
 
     def run(inputs: Inputs) -> list[np.ndarray]:

@@ -13,9 +13,9 @@ from bench.baselines.naive_service import app
 from bench.baselines.sklearn_metrics import sklearn_metrics
 from bench.baselines.sklearn_multilabel import sklearn_multilabel_metrics
 from bench.baselines.tutorial import tutorial_focal_loss, tutorial_sigmoid_focal_loss
-from bench.compute import evaluation_session, graph_feeds
+from bench.compute import evaluation_session, graph_feeds, shipped_session
 from bench.data import make_batch
-from bench.tasks import label_batch, multilabel_feeds, session
+from bench.tasks import label_batch, multilabel_feeds
 from focal_eval.focal import sigmoid_focal_loss, softmax_focal_loss
 from focal_eval.service.artifacts import default_artifact_dir, find_artifact
 
@@ -81,7 +81,7 @@ def test_tutorial_sigmoid_loss_equals_ours(gamma):
 
 def test_sklearn_multilabel_metrics_equal_the_graphs():
     logits, targets = label_batch(3000, 5)
-    graph = session("multilabel_evaluation")
+    graph = shipped_session("multilabel_evaluation")
     names = [output.name for output in graph.get_outputs()]
     outputs = dict(zip(names, graph.run(None, multilabel_feeds(logits, targets)), strict=True))
     reference = sklearn_multilabel_metrics(logits, targets)
