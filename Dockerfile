@@ -9,13 +9,15 @@ RUN apt-get update -qq \
     && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends g++ >/dev/null \
     && rm -rf /var/lib/apt/lists/*
 WORKDIR /src
-# the distribution installs focal_eval.{focal,export,service,evaluate}; the image never imports
-# the first two (they need torch, which it must not carry), but their sources are part of it
+# the distribution installs focal_eval.{focal,export,service,evaluate,report}; the image never
+# imports focal and export (they need torch, which it must not carry) nor report (matplotlib),
+# but their sources are part of it. The build also copies Chart.js from npm for /dashboard.
 COPY pyproject.toml setup.py README.md LICENSE ./
 COPY focal ./focal
 COPY export ./export
 COPY service ./service
 COPY evaluate ./evaluate
+COPY report ./report
 # Trimmed: test suites; onnxruntime's optional tooling (transformers, quantization, tools)
 # and its C-API library libonnxruntime.so, which the Python module does not link. (No `strip`:
 # it breaks the auditwheel-patched libraries in numpy.libs.) The container tests score through

@@ -18,6 +18,7 @@ from focal_eval.service.core.errors import install_error_handlers
 from focal_eval.service.core.runtime import Runtime
 from focal_eval.service.core.scoring import Scorers
 from focal_eval.service.core.settings import Settings, get_settings
+from focal_eval.service.dashboard import routes as dashboard
 from focal_eval.service.inference import rest
 from focal_eval.service.memory.budget import MemoryBudget, mib
 from focal_eval.service.memory.derive import DerivedBudget, request_budget
@@ -110,5 +111,6 @@ def create_app(
     app.include_router(compute.build_router(outputs.get("evaluation", []), compute_model))
     app.include_router(rest.router)
     app.include_router(monitoring.router)
+    app.include_router(dashboard.router)
     app.add_middleware(TelemetryMiddleware, telemetry=runtime.telemetry)
     return app

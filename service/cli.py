@@ -1,4 +1,4 @@
-"""The ``focal`` command: ``focal serve`` and ``focal evaluate`` (no torch), ``focal export``."""
+"""The ``focal`` command: ``serve``, ``evaluate``, ``report`` (no torch), ``export`` (torch)."""
 
 from __future__ import annotations
 
@@ -21,6 +21,9 @@ commands:
             see `focal serve --help`)
   evaluate  score a dataset (Parquet, Arrow, .npz) through the same graphs, streamed;
             see `focal evaluate --help`
+  report    one offline HTML page of figures from a /score or /summary response or a
+            focal evaluate result (needs matplotlib: pip install 'focal-eval[report]');
+            see `focal report --help`
   export    write the evaluation graph as ONNX / TorchScript / torch.export artifacts
             (needs torch: pip install 'focal-eval[export]'); see `focal export --help`
 """
@@ -41,6 +44,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         from focal_eval.evaluate.cli import main as evaluate_main
 
         return evaluate_main(rest)
+    if command == "report":
+        return _report(rest)
     print(f"focal: unknown command {command!r}\n\n{USAGE}", end="", file=sys.stderr)
     return 2
 
@@ -61,6 +66,19 @@ def _export(argv: Sequence[str]) -> int:
         )
         return 2
     return export_main(argv)
+
+
+def _report(argv: Sequence[str]) -> int:
+    if importlib.util.find_spec("matplotlib") is None:
+        print(
+            "focal report needs the report extra (matplotlib missing):"
+            " pip install 'focal-eval[report]'",
+            file=sys.stderr,
+        )
+        return 2
+    from focal_eval.report.cli import main as report_main
+
+    return report_main(argv)
 
 
 class _OneLineErrors(argparse.ArgumentParser):

@@ -145,7 +145,7 @@ def _process(spec: Spec) -> Iterator[tuple[subprocess.Popen[bytes], IO[bytes]]]:
         try:
             yield process, output
         finally:
-            _stop(process)
+            stop(process)
 
 
 def _wait_ready(server: Server, ready_path: str, deadline: float) -> None:
@@ -167,7 +167,8 @@ def _wait_ready(server: Server, ready_path: str, deadline: float) -> None:
         time.sleep(0.05)
 
 
-def _stop(process: subprocess.Popen[bytes]) -> None:
+def stop(process: subprocess.Popen[bytes]) -> None:
+    """SIGTERM, then SIGKILL if ``process`` has not exited within ``STOP_TIMEOUT_S``."""
     if process.poll() is None:
         process.terminate()
         try:

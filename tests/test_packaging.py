@@ -29,6 +29,9 @@ EXPORT_MESSAGE = (
     "focal export needs the export extra (torch, onnx, onnxscript missing):"
     " pip install 'focal-eval[export]'\n"
 )
+REPORT_MESSAGE = (
+    "focal report needs the report extra (matplotlib missing): pip install 'focal-eval[report]'\n"
+)
 NOT_COPIED = shutil.ignore_patterns(
     ".git", ".venv", "build", "dist", "*.egg-info", "__pycache__", "*_cache", "results"
 )
@@ -114,7 +117,7 @@ def test_every_module_of_the_checkout_is_in_the_wheel(installed: Installed) -> N
     """A new subpackage must be in pyproject.toml's ``packages``: this finds one that is not."""
     checkout = {
         f"focal_eval/{path.relative_to(REPOSITORY).as_posix()}"
-        for folder in ("focal", "export", "service", "evaluate")
+        for folder in ("focal", "export", "service", "evaluate", "report")
         for path in (REPOSITORY / folder).rglob("*.py")
         if "__pycache__" not in path.parts
     }
@@ -151,6 +154,11 @@ def test_installed_focal_serve_scores(installed: Installed) -> None:
         )
         with urllib.request.urlopen(request, timeout=RUN_TIMEOUT_S) as response:
             result = json.loads(response.read())
+        # the wheel carries the dashboard's assets, Chart.js among them (setup.py's build_py)
+        for asset in ("dashboard.js", "chart.umd.min.js"):
+            url = f"{server.url}/dashboard/assets/{asset}"
+            with urllib.request.urlopen(url, timeout=RUN_TIMEOUT_S) as response:
+                assert response.status == 200, asset
     # float64 references: softmax focal loss, -(1 - p)^gamma log p at the label; sklearn
     shifted = logits - logits.max(axis=1, keepdims=True)
     log_p = (shifted - np.log(np.exp(shifted).sum(axis=1, keepdims=True)))[np.arange(64), labels]
@@ -164,6 +172,8 @@ def test_installed_focal_serve_scores(installed: Installed) -> None:
 def test_torch_commands_name_the_extra(installed: Installed) -> None:
     export = installed.run(installed.bin("focal"), "export", "--out", "artifacts")
     assert (export.returncode, export.stdout, export.stderr) == (2, "", EXPORT_MESSAGE)
+    report = installed.run(installed.bin("focal"), "report", "r.json", "--out", "r.html")
+    assert (report.returncode, report.stdout, report.stderr) == (2, "", REPORT_MESSAGE)
     library = installed.python("import focal_eval.focal")
     assert library.returncode == 1
     assert library.stderr.splitlines()[-1] == (

@@ -8,7 +8,8 @@ Per source tag, two kinds of state:
 
 - counters (:class:`_Counters`), which only grow: ``/reset`` never touches them, Prometheus'
   ``rate()`` relies on that. Per class (or label) they are arrays of at most ``max_classes``
-  values. What a task counts is its :class:`Counting`.
+  values; per calibration bin, of the graph's bin count. What a task counts is its
+  :class:`Counting`.
 - the window and lifetime summary (:class:`_Summary`), pinned to the task and the class (or
   label) count of the source's first batch and released by ``/reset``.
 
@@ -59,6 +60,13 @@ PER_CLASS = {
     "label_false_negatives": "monitored decisions by label: positives predicted negative",
     "label_true_negatives": "monitored decisions by label: negatives predicted negative",
 }
+# per equal-width confidence bin: ECE = sum_b |observed_b - predicted_b| / sum_b samples_b
+PER_BIN = {
+    "calibration_samples": "monitored samples (multilabel: decisions) by confidence bin",
+    "calibration_predicted": "sum of confidence (multilabel: of probability) by confidence bin",
+    "calibration_observed": "correct predictions (multilabel: positives) by confidence bin",
+}
+COUNTED_BY = {"class": "class", "label": "label", "calibration": "bin"}  # name prefix: label
 TOO_MANY_CLASSES = "too_many_classes"
 CLASS_COUNT = "class_count"
 TASK = "task"
@@ -74,7 +82,8 @@ class Counting:
     """What one task's monitored batches count: Prometheus' view of its statistics.
 
     ``count(statistics)`` gives the batch's totals (names of ``TOTALS``) and its per-class or
-    per-label counts (names of ``PER_CLASS``); ``window_gauges`` are the metrics shown as
+    per-label counts (names of ``PER_CLASS``, the class or label count first) and per-bin
+    calibration counts (``PER_BIN``); ``window_gauges`` are the metrics shown as
     ``focal_eval_window_<name>`` per source.
     """
 
@@ -93,6 +102,9 @@ def multiclass_counts(statistics: Statistics) -> Counted:
         "class_predicted": confusion.sum(0),
         "class_focal_loss": statistics["focal_loss_sum"],
         "class_cross_entropy": statistics["cross_entropy_sum"],
+        "calibration_samples": statistics["bin_count"],
+        "calibration_predicted": statistics["bin_confidence_sum"],
+        "calibration_observed": statistics["bin_correct"],
     }
     totals = {
         "samples": float(confusion.sum()),
@@ -110,6 +122,9 @@ def multilabel_counts(statistics: Statistics) -> Counted:
         "label_false_positives": statistics["false_positive"],
         "label_false_negatives": statistics["false_negative"],
         "label_true_negatives": statistics["true_negative"],
+        "calibration_samples": statistics["bin_count"],
+        "calibration_predicted": statistics["bin_probability_sum"],
+        "calibration_observed": statistics["bin_positive"],
     }
     totals = {
         "samples": float(statistics["samples"]),
@@ -239,10 +254,11 @@ class Monitor(Collector):
         """The most the monitor holds: per source, its buckets, lifetime, a sum being made.
 
         ``statistics_bytes(C)`` is the size of the largest statistics one batch of C classes
-        or labels gives; the counters add a float64 per class (or label) per count, per
-        source.
+        or labels gives; the counters add a float64 per class (or label) per count, and
+        their calibration bins, which one batch's statistics hold too (at most one more
+        ``statistics_bytes``), per source.
         """
-        per_source = (max_buckets(window_buckets) + 2) * statistics_bytes(max_classes)
+        per_source = (max_buckets(window_buckets) + 3) * statistics_bytes(max_classes)
         return sources * (per_source + len(PER_CLASS) * 8 * max_classes)
 
     def refusal(self, source: str, task: str, width: int) -> Refusal | None:
@@ -427,9 +443,9 @@ def _counter_families(sources: Mapping[str, CounterSnapshot]) -> Iterator[Any]:
     }
     per_class = {
         name: CounterMetricFamily(
-            f"{PREFIX}_{name}", text, labels=["source", name.split("_", 1)[0]]
+            f"{PREFIX}_{name}", text, labels=["source", COUNTED_BY[name.split("_", 1)[0]]]
         )
-        for name, text in PER_CLASS.items()
+        for name, text in (PER_CLASS | PER_BIN).items()
     }
     histogram = HistogramMetricFamily(
         f"{PREFIX}_sample_focal_loss",

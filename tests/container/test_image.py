@@ -103,6 +103,10 @@ def test_container_scores_with_the_mounted_graph_and_is_scraped(container: tuple
         and sample.value == 1
     }
     assert live == {"multiclass", "multilabel", "ranking"}
+    # the dashboard and the Chart.js bundle the build stage fetched
+    assert httpx.get(f"{url}/dashboard", timeout=5).status_code == 200
+    chart = httpx.get(f"{url}/dashboard/assets/chart.umd.min.js", timeout=5)
+    assert chart.text.startswith("/*!\n * Chart.js v4.")
 
 
 def test_healthcheck_command_passes(container: tuple[str, str], image: str) -> None:

@@ -234,7 +234,7 @@ def test_requests_generated_from_the_schema_never_get_a_5xx(
 
 # --- every operation, as the document states it ---------------------------------------------
 
-PATH_VALUES = {"name": "focal-eval", "version": "1"}
+PATH_VALUES = {"name": "focal-eval", "version": "1", "asset": "dashboard.js"}
 QUERY_VALUES = {"boolean": "false", "number": "1.5", "integer": "-100", "string": "canary"}
 
 

@@ -12,8 +12,8 @@ from fastapi.testclient import TestClient
 from focal_eval.service.app import create_app
 from focal_eval.service.core.settings import Settings
 from focal_eval.service.monitoring.monitor import LOSS_BUCKETS
-from tests.service._inputs import IGNORE_INDEX, batch
-from tests.service._requests import JSON, post, score_bytes, scrape
+from tests.service._inputs import IGNORE_INDEX, batch, label_batch
+from tests.service._requests import JSON, Samples, json_body, post, score_bytes, scrape
 from tests.service.reference import eager
 
 C = 4
@@ -146,3 +146,62 @@ def test_a_batch_with_another_class_count_is_counted_not_monitored(client: TestC
     }
     canary = batch(30, C, 6, ignore_fraction=0.1)
     assert post(client, *canary, source="canary")["monitored"] is True  # its own pin
+
+
+def _bins(values: np.ndarray, num_bins: int = 15) -> np.ndarray:
+    """Bin b holds values in (b / B, (b + 1) / B] (the first bin also holds 0)."""
+    bins: np.ndarray = np.clip(np.ceil(values * num_bins) - 1, 0, num_bins - 1).astype(int)
+    return bins
+
+
+def _calibration(samples: Samples, source: str) -> list[np.ndarray]:
+    """The three calibration counters of ``source``, indexed by bin."""
+    return [
+        np.array(
+            [
+                samples.get(
+                    (f"focal_eval_calibration_{name}_total", (("bin", str(b)), ("source", source))),
+                    0,
+                )
+                for b in range(15)
+            ]
+        )
+        for name in ("samples", "predicted", "observed")
+    ]
+
+
+def test_calibration_counters_bin_confidence_and_give_the_ece(client: TestClient) -> None:
+    logits, labels = batch(400, C, 3, ignore_fraction=0.1)
+    post(client, logits[:150], labels[:150])
+    post(client, logits[150:], labels[150:])
+    x = logits.astype(np.float64)
+    probabilities = np.exp(x - x.max(1, keepdims=True))
+    probabilities /= probabilities.sum(1, keepdims=True)
+    valid = labels != IGNORE_INDEX
+    confidence, correct = probabilities.max(1)[valid], (x.argmax(1) == labels)[valid]
+    bins = _bins(confidence)
+    counted, predicted, observed = _calibration(scrape(client), "default")
+    np.testing.assert_array_equal(counted, np.bincount(bins, minlength=15))
+    np.testing.assert_allclose(predicted, np.bincount(bins, confidence, 15), rtol=1e-5)
+    np.testing.assert_array_equal(observed, np.bincount(bins, correct, 15))
+    # the rules' ECE from counters: sum_b |observed_b - predicted_b| / N
+    ece = np.abs(observed - predicted).sum() / counted.sum()
+    want = sum(
+        (bins == b).sum() * abs(correct[bins == b].mean() - confidence[bins == b].mean())
+        for b in np.unique(bins)
+    ) / len(bins)
+    assert ece == pytest.approx(want, rel=1e-5)
+
+
+def test_multilabel_calibration_counters_bin_each_decision(client: TestClient) -> None:
+    logits, targets = label_batch(120, 3, 5, ignore_fraction=0.1)
+    body = json_body(logits, targets, source="canary", per_sample=False)
+    assert client.post("/score", json=body).json()["monitored"] is True
+    decided = targets != IGNORE_INDEX
+    probability = (1 / (1 + np.exp(-logits.astype(np.float64))))[decided]
+    positive = targets[decided] == 1
+    bins = _bins(probability)
+    counted, predicted, observed = _calibration(scrape(client), "canary")
+    np.testing.assert_array_equal(counted, np.bincount(bins, minlength=15))
+    np.testing.assert_allclose(predicted, np.bincount(bins, probability, 15), rtol=1e-5)
+    np.testing.assert_array_equal(observed, np.bincount(bins, positive, 15))

@@ -1,0 +1,1 @@
+"""``focal report``: one offline HTML file of figures from a result's additive statistics."""
