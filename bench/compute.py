@@ -28,11 +28,12 @@ import torch
 from onnx import helper
 
 from bench.baselines.sklearn_metrics import sklearn_metrics
+from bench.baselines.torchmetrics_metrics import torchmetrics_collection, torchmetrics_update
 from bench.baselines.tutorial import tutorial_focal_loss
 from bench.data import GAMMA, IGNORE_INDEX, Batch, case_name, make_batch
 from bench.report import Section, Target
 from bench.timing import Candidate, interleave
-from focal_eval.focal import EvaluationStep
+from focal_eval.focal import EvaluationStep, Evaluator
 from focal_eval.service.artifacts import default_artifact_dir, find_artifact, open_session
 from focal_eval.service.kernel import library_path
 
@@ -49,6 +50,8 @@ SKLEARN = "scikit-learn metrics"
 FLOOR = "floor: logits.max(axis=1)"
 FUSED = "fast path (fused kernel + metrics graph)"
 READ = "read floor: ReduceMax (onnxruntime)"
+EVALUATOR = "eager focal.Evaluator.update"
+TORCHMETRICS = "torchmetrics update (5 of the metrics)"
 
 
 def shipped_session(kind: str, threads: int = THREADS) -> onnxruntime.InferenceSession:
@@ -109,7 +112,7 @@ def torchscript_artifact() -> Iterator[torch.jit.ScriptModule]:
 def candidates(
     batch: Batch, session: onnxruntime.InferenceSession, scripted: torch.jit.ScriptModule
 ) -> dict[str, Candidate]:
-    """The eight candidates for one batch, as zero-argument callables."""
+    """The ten candidates for one batch, as zero-argument callables."""
     feeds = graph_feeds(batch)
     fused, metrics = shipped_session("fused_evaluation"), shipped_session("metrics")
     statistics = [entry.name for entry in metrics.get_inputs()]
@@ -120,6 +123,10 @@ def candidates(
     gamma = torch.tensor(GAMMA, dtype=torch.float32)
     ignore_index = torch.tensor(IGNORE_INDEX, dtype=torch.int64)
     eager = EvaluationStep(NUM_BINS).eval()
+    evaluator = Evaluator(batch.logits.shape[1], alpha, GAMMA, IGNORE_INDEX, NUM_BINS)
+    collection = torchmetrics_collection(batch.logits.shape[1], NUM_BINS)
+    valid = labels != IGNORE_INDEX  # torchmetrics' ignore_index leaves a row in its softmax
+    kept_logits, kept_labels = logits[valid], labels[valid]
 
     def graph() -> object:
         return session.run(None, feeds)
@@ -149,6 +156,15 @@ def candidates(
     def read_once() -> object:
         return read.run(None, {"x": batch.logits})
 
+    def evaluator_update() -> object:
+        with torch.inference_mode():
+            return evaluator.update(logits, labels)
+
+    def torchmetrics_batch() -> object:
+        with torch.inference_mode():
+            torchmetrics_update(collection, kept_logits, kept_labels)
+        return collection
+
     return {
         GRAPH: graph,
         EAGER: eager_step,
@@ -158,6 +174,8 @@ def candidates(
         FLOOR: floor,
         FUSED: fast_path,
         READ: read_once,
+        EVALUATOR: evaluator_update,
+        TORCHMETRICS: torchmetrics_batch,
     }
 
 
@@ -215,6 +233,12 @@ def run(quick: bool) -> Section:
                 Target("<=", 8) if target else None,
             )
             section.compare(case, "fast path / graph", timed.ratio(FUSED, GRAPH))
+            section.compare(
+                case,
+                "eager Evaluator.update / torchmetrics (issue 14)",
+                timed.ratio(EVALUATOR, TORCHMETRICS),
+                Target("<=", 1.0) if target else None,
+            )
             section.compare(case, "eager / graph", timed.ratio(EAGER, GRAPH))
             section.compare(case, "torchscript / graph", timed.ratio(SCRIPTED, GRAPH))
     section.notes.append(

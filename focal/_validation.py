@@ -147,6 +147,10 @@ def check_target_values(target: Tensor, num_classes: int, ignore_index: int) -> 
 
 
 def check_finite(name: str, values: Tensor) -> None:
-    """``values`` holds no NaN or infinity."""
-    if not bool(torch.isfinite(values).all()):
+    """``values`` holds no NaN or infinity.
+
+    Checked on the extremes, one pass with no ``values``-sized mask: a NaN makes both NaN
+    (torch's min and max propagate it), an infinity is one of them.
+    """
+    if values.numel() > 0 and not bool(torch.isfinite(torch.stack(torch.aminmax(values))).all()):
         raise ValueError(f"Expected `{name}` to hold only finite values, but found NaN or inf")

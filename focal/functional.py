@@ -6,7 +6,9 @@ computation. :mod:`focal_eval.focal.losses` wraps the same pieces in modules and
 :mod:`focal_eval.focal.statistics` reuses the computation for the evaluation step, so each formula
 is written once.
 
-Numerics: everything is built on ``log_softmax`` / ``softplus``; the modulating factor
+Numerics: the softmax path is built on the row maximum :math:`m` and :math:`e = \exp(x - m)`
+(:func:`shifted_exponentials`; ``log_softmax`` only with label smoothing), the sigmoid path on
+``softplus``; the modulating factor
 :math:`(1 - p_t)^\gamma` is formed as :math:`\exp(\gamma \log(1 - p_t))` with
 :math:`1 - p_t` summed over the other classes (never subtracted from 1), so it stays finite,
 with finite gradients, for every :math:`\gamma \ge 0` even at saturated predictions (where a
@@ -215,15 +217,15 @@ def _softmax_focal_loss(
     weights: Optional[Tensor] = None
     if alpha is not None:
         weights = alpha.to(logits.dtype).expand(num_classes)
-    log_probs = F.log_softmax(logits, dim=1)
-
     if label_smoothing == 0.0:
         gamma_tensor = torch.tensor(gamma, dtype=torch.float64)
-        rest = other_class_probs(log_probs.exp(), safe_labels).sum(1)
-        _, loss = softmax_focal_terms(log_probs, rest, safe_labels, gamma_tensor)
+        exps, total, top, _ = shifted_exponentials(logits)
+        rest = other_classes(exps, safe_labels).sum(1) / total
+        _, loss = softmax_focal_terms(logits, top, total, rest, safe_labels, gamma_tensor)
         if weights is not None:
             loss = loss * weights.gather(0, safe_labels)
     else:
+        log_probs = F.log_softmax(logits, dim=1)
         per_class = -log_probs
         if gamma != 0.0:
             per_class = per_class * torch.exp(gamma * log_one_minus_probs(log_probs))
@@ -284,39 +286,59 @@ def flatten_classes(input: Tensor) -> Tensor:
     return input.movedim(1, -1).reshape(-1, input.shape[1])
 
 
+def shifted_exponentials(logits: Tensor) -> Tuple[Tensor, Tensor, Tensor, Tensor]:
+    r"""One softmax's parts, each formed once: :math:`m`, :math:`e = \exp(x - m)`, :math:`s`.
+
+    With :math:`m_i = \max_k x_{ik}` and :math:`s_i = \sum_k e_{ik} \ge 1`, the probabilities
+    are :math:`e / s`, :math:`\log p_{ik} = (x_{ik} - m_i) - \log s_i`, and the largest
+    probability is exactly :math:`1 / s_i` (:math:`e = 1` at the maximum). One ``(M, C)``
+    tensor is made (the exponentials, in place of the shifted logits).
+
+    Returns:
+        ``(exps, total, top, first)``: ``(M, C)`` :math:`e`, and ``(M,)`` :math:`s`,
+        :math:`m` and the first index of each row's maximum (ties: the lowest).
+    """
+    top, first = logits.max(dim=1)
+    exps = (logits - top.unsqueeze(1)).exp_()
+    return exps, exps.sum(1), top, first
+
+
 def softmax_focal_terms(
-    log_probs: Tensor, rest: Tensor, labels: Tensor, gamma: Tensor
+    logits: Tensor, top: Tensor, total: Tensor, rest: Tensor, labels: Tensor, gamma: Tensor
 ) -> Tuple[Tensor, Tensor]:
     r"""Per-row cross entropy and unweighted focal loss at hard labels.
 
     .. math::
 
-        \text{CE}_i = -\log p_{i,y_i}, \qquad
+        \text{CE}_i = \log s_i - (x_{i,y_i} - m_i), \qquad
         \text{FL}_i = \exp(\gamma \log(1 - p_{i,y_i}))\, \text{CE}_i
 
     Args:
-        log_probs: ``(M, C)`` log-probabilities.
-        rest: ``(M,)`` :math:`1 - p_{i,y_i}` summed over the other classes
-            (:func:`other_class_probs`), never subtracted from 1.
+        logits: ``(M, C)`` :math:`x`.
+        top: ``(M,)`` the row maxima :math:`m_i` (:func:`shifted_exponentials`).
+        total: ``(M,)`` :math:`s_i = \sum_k \exp(x_{ik} - m_i)`.
+        rest: ``(M,)`` :math:`1 - p_{i,y_i}`, the other classes' sum over :math:`s_i`
+            (:func:`other_classes`), never subtracted from 1.
         labels: ``(M,)`` class indices, all in ``[0, C)`` (ignored rows replaced beforehand).
         gamma: 0-d focusing parameter (a tensor, so that it can be a graph input).
 
     Returns:
         ``(cross_entropy, focal_loss)``, each ``(M,)``.
     """
-    cross_entropy = -log_probs.gather(1, labels.unsqueeze(1)).squeeze(1)
+    shifted_true = logits.gather(1, labels.unsqueeze(1)).squeeze(1) - top
+    cross_entropy = torch.log(total) - shifted_true
     modulating = torch.exp(gamma * log_of_rest(rest))
     return cross_entropy, modulating * cross_entropy
 
 
-def other_class_probs(probs: Tensor, labels: Tensor) -> Tensor:
-    r"""``probs`` with each row's label zeroed: the other classes, :math:`p_{ik}, k \ne y_i`.
+def other_classes(values: Tensor, labels: Tensor) -> Tensor:
+    r"""``values`` with each row's label zeroed: the other classes, :math:`v_{ik}, k \ne y_i`.
 
-    Their sum is :math:`1 - p_{i,y_i}` with no cancellation where :math:`p_{i,y_i}` nears 1
-    (the sum of the others, not a subtraction from 1); their squares give the Brier score's
-    other-class part.
+    Of the exponentials :math:`e`, their sum over :math:`s` is :math:`1 - p_{i,y_i}` with no
+    cancellation where :math:`p_{i,y_i}` nears 1 (the sum of the others, not a subtraction from
+    1); their squares give the Brier score's other-class part.
     """
-    return probs.scatter(1, labels.unsqueeze(1), 0.0)
+    return values.scatter(1, labels.unsqueeze(1), 0.0)
 
 
 def log_of_rest(rest: Tensor) -> Tensor:

@@ -14,7 +14,6 @@ bins are equal-width over the confidence (max probability): bin :math:`b` holds 
 from typing import Callable, NamedTuple, Optional, Tuple
 
 import torch
-import torch.nn.functional as F
 from torch import Tensor
 
 from focal_eval.focal._fields import names_function, sum_function
@@ -27,7 +26,12 @@ from focal_eval.focal._validation import (
     check_target_shape,
     check_target_values,
 )
-from focal_eval.focal.functional import other_class_probs, softmax_focal_terms, upcast_half
+from focal_eval.focal.functional import (
+    other_classes,
+    shifted_exponentials,
+    softmax_focal_terms,
+    upcast_half,
+)
 
 DEFAULT_NUM_BINS = 15
 
@@ -210,20 +214,20 @@ def _update(
     safe_labels = torch.where(valid, labels, torch.zeros_like(labels))
     zero = torch.zeros_like(x[:, 0])
 
-    log_probs = F.log_softmax(x, dim=1)
-    others = other_class_probs(torch.exp(log_probs), safe_labels)
-    rest = others.sum(1)  # 1 - p_y, summed: no cancellation where p_y nears 1
-    cross_entropy, focal = softmax_focal_terms(log_probs, rest, safe_labels, gamma)
+    # one max (and its first index), one exp, then sums: no log-softmax, no (N, C) probabilities
+    exps, total, top, prediction = shifted_exponentials(x)
+    others = other_classes(exps, safe_labels)
+    rest = others.sum(1) / total  # 1 - p_y, summed: no cancellation where p_y nears 1
+    cross_entropy, focal = softmax_focal_terms(x, top, total, rest, safe_labels, gamma)
     alpha_true = alpha.to(x.dtype).gather(0, safe_labels)
     focal = torch.where(valid, alpha_true * focal, zero)
     cross_entropy = torch.where(valid, cross_entropy, zero)
     p_true = torch.where(valid, torch.exp(-cross_entropy), zero)
-    prediction = x.argmax(dim=1)
-    confidence = torch.exp(log_probs.gather(1, prediction.unsqueeze(1)).squeeze(1))
+    confidence = 1.0 / total  # the largest probability: exp(0) / s
     # sum_k (p_k - [k = y])^2 = sum_{k != y} p_k^2 + (1 - p_y)^2: each term formed without
     # cancellation (sum p^2 - 2 p_y + 1 loses every digit near p_y = 1); the squared norm
-    # exports to one ReduceL2 pass (p * p then a sum is two passes over (N, C))
-    brier = torch.linalg.vector_norm(others, 2.0, dim=1).square() + rest * rest
+    # exports to one ReduceL2 pass (e * e then a sum is two passes over (N, C))
+    brier = torch.linalg.vector_norm(others, 2.0, dim=1).square() / (total * total) + rest * rest
 
     valid_count = valid.long()
     correct = ((prediction == labels) & valid).long()
