@@ -19,19 +19,31 @@ Each file is checked by sha256 and fetched once per machine (a cache under
 from __future__ import annotations
 
 import hashlib
+import http.client
 import logging
 import os
 import shutil
 import tarfile
 import urllib.request
+import zlib
 from dataclasses import dataclass
 from pathlib import Path
 
 from setuptools import Extension, setup
 from setuptools.command.build_ext import build_ext
 from setuptools.command.build_py import build_py
+from setuptools.errors import CompileError
 
 logger = logging.getLogger("focal-eval.setup")
+# what a failed or garbled download raises: no network, an HTML page from a proxy, a cut
+FETCH_ERRORS = (
+    OSError,
+    RuntimeError,
+    tarfile.TarError,
+    EOFError,
+    http.client.HTTPException,
+    zlib.error,
+)
 
 
 @dataclass(frozen=True)
@@ -108,7 +120,7 @@ def copy_chart_js() -> None:
     """Chart.js and its licence into the dashboard's assets; a warning if it cannot be had."""
     try:
         folder = CHART_JS.fetched()
-    except (OSError, RuntimeError) as error:
+    except FETCH_ERRORS as error:
         logger.warning("the dashboard will show no charts: Chart.js not fetched (%s)", error)
         return
     for cached, asset in CHART_JS_ASSETS.items():
@@ -119,8 +131,16 @@ class BuildWithHeaders(build_ext):
     """``build_ext`` that first finds the onnxruntime headers for the kernel."""
 
     def build_extension(self, ext: Extension) -> None:
-        """Compile ``ext`` with the headers' folder on its include path."""
-        ext.include_dirs.append(str(onnxruntime_headers()))
+        """Compile ``ext`` with the headers' folder on its include path.
+
+        Headers that cannot be had fail the (optional) extension as a compiler would, so that
+        the install goes on without it.
+        """
+        try:
+            headers = onnxruntime_headers()
+        except FETCH_ERRORS as error:
+            raise CompileError(f"onnxruntime's C API headers not fetched ({error})") from error
+        ext.include_dirs.append(str(headers))
         super().build_extension(ext)
 
 

@@ -46,6 +46,7 @@ STYLE: dict[RcKeyType, Any] = {
     "grid.linewidth": 0.6,
     "legend.fontsize": 8.0,
     "legend.frameon": False,
+    "text.parse_math": False,  # labels come from data (slice values): "$" is a dollar sign
 }
 PLURAL = {"class": "classes", "label": "labels"}
 BLUE, ORANGE, GREEN, RED, GREY = "#3b6fb6", "#e08a2c", "#4a9a5b", "#c8423b", "#8c8c8c"

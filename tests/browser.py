@@ -10,7 +10,9 @@ text only, not the level); :func:`screenshot` writes a PNG of the page.
 
 from __future__ import annotations
 
+import os
 import re
+import signal
 import subprocess
 import tempfile
 from dataclasses import dataclass
@@ -53,27 +55,38 @@ def screenshot(url: str, path: Path, width: int = 1200, height: int = 2400) -> N
 
 
 def _chromium(arguments: list[str], url: str) -> subprocess.CompletedProcess[str]:
-    """chromium, headless and offline, on ``url`` with ``arguments``; it must exit 0."""
+    """chromium, headless and offline, on ``url`` with ``arguments``; it must exit 0.
+
+    Debian's ``chromium`` is a shell script that starts the browser and its helpers: all of
+    them run in a session of their own, killed together if the page outlasts the timeout.
+    """
     chromium = require("chromium", "chromium", "apt-get install chromium")
     with tempfile.TemporaryDirectory() as profile:
-        done = subprocess.run(
-            [
-                chromium,
-                "--headless",
-                "--no-sandbox",  # CI runs as root
-                "--disable-gpu",
-                "--disable-dev-shm-usage",
-                "--no-first-run",
-                f"--user-data-dir={profile}",
-                "--host-resolver-rules=MAP * ~NOTFOUND, EXCLUDE 127.0.0.1",
-                f"--virtual-time-budget={SCRIPT_TIME_MS}",
-                *arguments,
-                url,
-            ],
-            capture_output=True,
+        command = [
+            chromium,
+            "--headless",
+            "--no-sandbox",  # CI runs as root
+            "--disable-gpu",
+            "--disable-dev-shm-usage",
+            "--no-first-run",
+            f"--user-data-dir={profile}",
+            "--host-resolver-rules=MAP * ~NOTFOUND, EXCLUDE 127.0.0.1",
+            f"--virtual-time-budget={SCRIPT_TIME_MS}",
+            *arguments,
+            url,
+        ]
+        with subprocess.Popen(
+            command,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
             text=True,
-            timeout=RENDER_TIMEOUT_S,
-            check=False,
-        )
-    assert done.returncode == 0, done.stderr[-2000:]
-    return done
+            start_new_session=True,
+        ) as process:
+            try:
+                stdout, stderr = process.communicate(timeout=RENDER_TIMEOUT_S)
+            except subprocess.TimeoutExpired:
+                os.killpg(process.pid, signal.SIGKILL)
+                process.communicate()
+                raise
+    assert process.returncode == 0, stderr[-2000:]
+    return subprocess.CompletedProcess(command, process.returncode, stdout, stderr)

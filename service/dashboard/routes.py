@@ -30,6 +30,7 @@ POLICY = (
     " connect-src 'self'; base-uri 'none'; form-action 'none'; frame-ancestors 'none'"
 )
 HEADERS = {"Content-Security-Policy": POLICY, "Cache-Control": "no-cache"}
+PAGE = (ASSETS / "dashboard.html").read_text()
 
 router = APIRouter(
     prefix="/dashboard",
@@ -42,7 +43,7 @@ router = APIRouter(
 @router.get("", response_class=HTMLResponse)
 async def page() -> HTMLResponse:
     """The dashboard: window and lifetime metrics per source, refreshing itself."""
-    return HTMLResponse((ASSETS / "dashboard.html").read_text(), headers=HEADERS)
+    return HTMLResponse(PAGE, headers=HEADERS)
 
 
 @router.get(

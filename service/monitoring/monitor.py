@@ -173,7 +173,9 @@ MULTILABEL_GAUGES = (
 class _Counters:
     """What one source has fed since start; never reset.
 
-    Per-class and per-label counts are kept apart, should the source change task after a reset.
+    Per-class and per-label counts are kept apart, should the source change task after a reset;
+    the calibration counts are not (both tasks count confidence bins, and Prometheus sees one
+    series per bin).
     """
 
     totals: dict[str, float] = field(default_factory=dict)
@@ -254,12 +256,13 @@ class Monitor(Collector):
         """The most the monitor holds: per source, its buckets, lifetime, a sum being made.
 
         ``statistics_bytes(C)`` is the size of the largest statistics one batch of C classes
-        or labels gives; the counters add a float64 per class (or label) per count, and
-        their calibration bins, which one batch's statistics hold too (at most one more
-        ``statistics_bytes``), per source.
+        or labels gives; the counters add, per source, a float64 per class (or label) per
+        count, and a float64 per calibration bin per count: no more than the statistics of
+        no class hold (``statistics_bytes(0)``, the bins' three arrays among them).
         """
-        per_source = (max_buckets(window_buckets) + 3) * statistics_bytes(max_classes)
-        return sources * (per_source + len(PER_CLASS) * 8 * max_classes)
+        per_source = (max_buckets(window_buckets) + 2) * statistics_bytes(max_classes)
+        counters = len(PER_CLASS) * 8 * max_classes + statistics_bytes(0)
+        return sources * (per_source + counters)
 
     def refusal(self, source: str, task: str, width: int) -> Refusal | None:
         """Why a ``task`` batch of ``width`` classes or labels would not be monitored, or None."""

@@ -64,3 +64,7 @@ def post(
     assert response.status_code == 200, response.text
     path.write_bytes(response.content)
     return Scored(path, response.json(), logits, labels)
+
+
+# slice values are data: one that matplotlib would read as math ($...$) must print as it is
+REGIONS = ["$price\\frac$", "apac", "eu"]

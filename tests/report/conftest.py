@@ -15,7 +15,7 @@ from fastapi.testclient import TestClient
 from focal_eval.evaluate.cli import main as evaluate
 from focal_eval.service.app import create_app
 from focal_eval.service.core.settings import Settings
-from tests.report._inputs import Scored, confused, multilabel, post
+from tests.report._inputs import REGIONS, Scored, confused, multilabel, post
 
 C = 6
 
@@ -80,7 +80,7 @@ def summary(results: Path) -> Scored:
 def evaluated(results: Path) -> tuple[Scored, np.ndarray]:
     """A focal evaluate result of a Parquet file sliced by region; and the regions."""
     logits, labels = confused(900, C, seed=7)
-    region = np.random.default_rng(8).choice(np.array(["apac", "eu", "us"]), len(labels))
+    region = np.random.default_rng(8).choice(np.array(REGIONS), len(labels))
     column = pa.FixedSizeListArray.from_arrays(pa.array(logits.reshape(-1)), C)
     data = results / "data.parquet"
     pq.write_table(pa.table({"logits": column, "labels": labels, "region": region}), data)

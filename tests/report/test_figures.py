@@ -13,7 +13,7 @@ from sklearn import metrics as skm
 from focal_eval.report import figures
 from focal_eval.report.inputs import Result, load
 from tests.report import reference
-from tests.report._inputs import Scored
+from tests.report._inputs import REGIONS, Scored
 
 RTOL = 1e-5  # float32 sums in the graph against float64 here
 
@@ -168,8 +168,8 @@ def test_slice_differences_are_sklearns_per_region(evaluated: tuple[Scored, np.n
     section = load(scored.path).sections[0]
     labels, predicted = scored.labels, scored.logits.argmax(axis=1)
     overall = skm.accuracy_score(labels, predicted), skm.balanced_accuracy_score(labels, predicted)
-    assert [part.label for part in section.parts] == ["region = apac", "region = eu", "region = us"]
-    for part, value in zip(section.parts, ["apac", "eu", "us"], strict=True):
+    assert [part.label for part in section.parts] == [f"region = {value}" for value in REGIONS]
+    for part, value in zip(section.parts, REGIONS, strict=True):
         rows = region == value
         accuracy = skm.accuracy_score(labels[rows], predicted[rows])
         balanced = skm.balanced_accuracy_score(labels[rows], predicted[rows])

@@ -6,7 +6,8 @@
 //   per class: precision, recall and F1 as /summary gives them, sorted by support.
 "use strict";
 
-const REFRESH_MS = Math.max(1000, 1000 * Number(new URLSearchParams(location.search).get("refresh") || 5));
+const REFRESH_S = Number(new URLSearchParams(location.search).get("refresh"));
+const REFRESH_MS = 1000 * (Number.isFinite(REFRESH_S) && REFRESH_S >= 1 ? REFRESH_S : 5);
 const MAX_BARS = 40; // classes or labels with the most support, past which bars are unreadable
 const MAX_MATRIX = 20; // classes up to which the confusion matrix is drawn; above: top pairs
 const TOP_PAIRS = 10;
@@ -109,7 +110,9 @@ function figure(section, id, caption) {
   let holder = section.querySelector(`figure[data-figure="${id}"]`);
   if (!holder) {
     holder = element("figure", { "data-figure": id });
-    holder.append(element("canvas", { role: "img", "aria-label": caption }), element("figcaption", {}, caption));
+    const box = element("div", { class: "chart" });
+    box.append(element("canvas", { role: "img", "aria-label": caption }));
+    holder.append(box, element("figcaption", {}, caption));
     section.querySelector(".figures").append(holder);
   }
   return holder.querySelector("canvas");
