@@ -14,7 +14,7 @@ const TOP_PAIRS = 10;
 const DEFINITIONS = {
   accuracy: "correct / valid samples",
   balanced_accuracy: "mean recall over the classes that occur",
-  macro_f1: "mean F1 over classes (micro: from summed TP, FP, FN)",
+  macro_f1: "mean F1 over classes (multi-label: over labels)",
   micro_f1: "2 TP / (2 TP + FP + FN), summed over labels",
   weighted_f1: "F1 per class weighted by support",
   matthews_corrcoef: "Matthews correlation of the confusion matrix",
@@ -53,7 +53,7 @@ function shown(value) {
   return Number.isInteger(value) ? String(value) : Number(value).toPrecision(4);
 }
 
-function metricsTable(name, source) {
+function metricsTable(source) {
   const table = element("table", { class: "metrics" });
   const head = table.createTHead().insertRow();
   for (const title of ["metric", "window", "lifetime"]) head.append(element("th", {}, title));
@@ -238,7 +238,7 @@ function render(summary) {
     const section = sourceSection(name);
     const width = source.task === "multilabel" ? `${source.num_labels} labels` : `${source.num_classes} classes`;
     section.querySelector("h2").textContent = `${name}: ${source.task}, ${width}`;
-    section.querySelector(".metrics-holder").replaceChildren(metricsTable(name, source));
+    section.querySelector(".metrics-holder").replaceChildren(metricsTable(source));
     const recent = source.window;
     if (recent.statistics) {
       drawReliability(name, section, source, recent.statistics);
