@@ -76,12 +76,23 @@ class Spec:
         return f"http://{HOST}:{self.port}"
 
 
+_HANDED_OUT: set[int] = set()  # ports free_port has returned in this process
+
+
 def free_port() -> int:
-    """A TCP port free on 127.0.0.1 right now."""
-    with socket.socket() as probe:
-        probe.bind((HOST, 0))
-        port: int = probe.getsockname()[1]
-        return port
+    """A TCP port free on 127.0.0.1 right now, and never returned before by this process.
+
+    The kernel may give the same free port to two probes in a row (32 repeats in 1,000 seen
+    here): two servers started together would then share it, the second would fail to bind,
+    and the first would answer the second's readiness check.
+    """
+    while True:
+        with socket.socket() as probe:
+            probe.bind((HOST, 0))
+            port: int = probe.getsockname()[1]
+        if port not in _HANDED_OUT:
+            _HANDED_OUT.add(port)
+            return port
 
 
 def focal_spec(
