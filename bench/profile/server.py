@@ -14,6 +14,7 @@ import tritonclient.http as triton
 
 from bench.data import make_batch
 from bench.profile.pyspy import RATE, parse, record
+from bench.servers import LARGE_JSON
 from bench.transport import JSON, MODEL, NPZ, TIMEOUT_S, json_body, npz_body, post, v2_inputs
 from focal_eval.service.testing import Server, focal_server
 
@@ -61,7 +62,7 @@ def scenarios(server: Server, stack: ExitStack, quick: bool) -> dict[str, Scenar
 def run(out: Path, quick: bool) -> dict[str, Any]:
     """Profile each scenario on one server; print and return the top frames."""
     results: dict[str, Any] = {}
-    with focal_server() as server, ExitStack() as stack:
+    with focal_server(LARGE_JSON) as server, ExitStack() as stack:
         for index, (name, (count, request)) in enumerate(scenarios(server, stack, quick).items()):
             for _ in range(3):
                 request()
