@@ -112,7 +112,7 @@ def _compute(runtime: Runtime, payload: Payload, reservation: Reservation) -> Re
         document = orjson.loads(payload.data)
     except orjson.JSONDecodeError as error:
         raise bad_request(f"body: malformed JSON ({error})") from error
-    payload.data = b""
+    payload.close()
     summed = decode_statistics(document, runtime.ready_scorers(), settings.max_classes)
     del document
     reservation.resize(_cost(summed), f"statistics ({summed.width} wide)")

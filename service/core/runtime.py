@@ -12,6 +12,8 @@ from focal_eval.service.core.errors import RequestError, invalid, show
 from focal_eval.service.core.gate import Gate
 from focal_eval.service.core.scoring import Outputs, Scorers
 from focal_eval.service.core.settings import Settings
+from focal_eval.service.http.buffers import BodyBuffers
+from focal_eval.service.memory.allocator import SERVER_MMAP_THRESHOLD
 from focal_eval.service.memory.budget import MemoryBudget, Reservation
 from focal_eval.service.monitoring.monitor import Monitor
 from focal_eval.service.monitoring.telemetry import Telemetry
@@ -40,6 +42,7 @@ class Runtime:
     monitor_limiter: CapacityLimiter = field(init=False)
     registry: CollectorRegistry = field(init=False)
     telemetry: Telemetry = field(init=False)
+    buffers: BodyBuffers = field(init=False)
     scorers: Scorers | None = None
     monitor: Monitor | None = None
     budget: MemoryBudget | None = None
@@ -50,6 +53,7 @@ class Runtime:
         self.monitor_limiter = CapacityLimiter(1)
         self.registry = CollectorRegistry()
         self.telemetry = Telemetry(self.registry)
+        self.buffers = BodyBuffers(self.settings.body_buffer_bytes, SERVER_MMAP_THRESHOLD)
 
     def ready_scorers(self) -> Scorers:
         """The scorers, or a 503 while the graphs are not loaded and warmed up."""

@@ -128,9 +128,16 @@ class Settings(BaseSettings):
         None,
         ge=16 * 2**20,
         description="byte budget for request work; unset: the container's memory limit (or"
-        " half the RAM) less the process, the monitor, connections and a 10% margin",
+        " half the RAM) less the process, the monitor, connections, kept body buffers and a"
+        " 10% margin",
     )
     max_body_bytes: Bytes = Field(256 * 2**20, ge=1024, description="largest accepted body")
+    body_buffer_bytes: Bytes = Field(
+        16 * 2**20,
+        ge=0,
+        description="buffers of finished bodies (1 MiB or more) kept for the next ones, in"
+        " bytes; part of the memory model; 0: none",
+    )
     max_json_bytes: Bytes = Field(
         16 * 2**20,
         ge=1024,

@@ -15,9 +15,12 @@ from collections.abc import Callable
 from starlette.requests import Request
 
 from focal_eval.service.core.errors import RequestError, bad_request, cut, show
+from focal_eval.service.http.buffers import BodyBuffers
 
 __all__ = [
+    "Body",
     "content_length",
+    "count_byte",
     "decode_content_encoding",
     "parse_length",
     "read_body",
@@ -37,17 +40,24 @@ _CHUNK = 1 << 20  # output bytes inflated at once
 _PIECE = 1 << 16  # input bytes fed at once
 
 Charge = Callable[[int], None]
+Body = bytes | bytearray | memoryview
 
 
 async def read_body(
-    request: Request, limit: int, charge: Charge, declared: int | None = None
-) -> bytearray:
+    request: Request,
+    limit: int,
+    charge: Charge,
+    declared: int | None = None,
+    buffers: BodyBuffers | None = None,
+) -> bytearray | memoryview:
     """Read the whole request body, refusing it once it exceeds ``limit`` bytes.
 
     A declared Content-Length over the limit is refused before anything is read. The body is
-    received into one buffer that grows as bytes arrive, each chunk passed to ``charge``
-    first: memory follows what the client has sent, never what it declared, so a client that
-    declares a large body and stalls holds nothing.
+    received into one buffer, each chunk passed to ``charge`` first: memory follows what the
+    client has sent, never what it declared, so a client that declares a large body and
+    stalls holds nothing. The buffer is one of ``buffers`` when they take a body of the
+    declared length (a view of exactly that length, whose pages are mapped as they are
+    written), else a ``bytearray`` that grows as bytes arrive.
 
     Args:
         request: The incoming request; its stream must not have been consumed yet.
@@ -55,6 +65,8 @@ async def read_body(
         charge: Called with each chunk's size before it is kept (it may refuse with 503).
         declared: The Content-Length already parsed by :func:`content_length`, if the
             caller has; else it is parsed here.
+        buffers: Where large declared bodies are received (give the body back to them
+            when done with it), if anywhere.
 
     Returns:
         The body as received (still Content-Encoded, if it was).
@@ -66,6 +78,8 @@ async def read_body(
     """
     if declared is None:
         declared = content_length(request.headers.get("content-length"), limit)
+    if buffers is not None and declared is not None and buffers.wanted(declared):
+        return await _receive_into(request, buffers.take(declared), charge, buffers)
     allowed = limit if declared is None else declared
     buffer = bytearray()
     try:
@@ -76,7 +90,7 @@ async def read_body(
                 if len(buffer) + len(chunk) > allowed:
                     received = len(buffer) + len(chunk)
                     if declared is not None:
-                        raise bad_request(f"body: longer than its Content-Length ({declared})")
+                        raise _longer(declared)
                     raise RequestError(
                         413, f"body: exceeds the limit of {limit} bytes (stopped after {received})"
                     )
@@ -88,8 +102,55 @@ async def read_body(
         buffer.clear()
         raise
     if declared is not None and len(buffer) != declared:
-        raise bad_request(f"body: {len(buffer)} bytes, short of its Content-Length ({declared})")
+        raise _short(len(buffer), declared)
     return buffer
+
+
+async def _receive_into(
+    request: Request, body: memoryview, charge: Charge, buffers: BodyBuffers
+) -> memoryview:
+    """Fill ``body`` (of the declared length) with the request's body; refuse one that differs."""
+    received = 0
+    try:
+        async with contextlib.aclosing(request.stream()) as stream:
+            async for chunk in stream:
+                end = received + len(chunk)
+                if end > len(body):
+                    raise _longer(len(body))
+                charge(len(chunk))
+                body[received:end] = chunk
+                received = end
+        if received != len(body):
+            raise _short(received, len(body))
+    except BaseException:
+        buffers.give_back(body)
+        raise
+    return body
+
+
+def _longer(declared: int) -> RequestError:
+    return bad_request(f"body: longer than its Content-Length ({declared})")
+
+
+def _short(received: int, declared: int) -> RequestError:
+    return bad_request(f"body: {received} bytes, short of its Content-Length ({declared})")
+
+
+def count_byte(body: Body, byte: bytes, end: int | None = None) -> int:
+    """How many times the one-byte ``byte`` occurs in ``body[:end]``.
+
+    bytes and bytearray are counted in place; a memoryview (a body received into a buffer)
+    is copied ``_PIECE`` bytes at a time, as it has no ``count``.
+
+    Example:
+        >>> count_byte(memoryview(b"[[1, 2], [3]]"), b"[", end=8)
+        2
+    """
+    stop = len(body) if end is None else min(end, len(body))
+    if not isinstance(body, memoryview):
+        return body.count(byte, 0, stop)
+    pieces = range(0, stop, _PIECE)
+    return sum(bytes(body[start : min(start + _PIECE, stop)]).count(byte) for start in pieces)
 
 
 def refuse_long_json(
@@ -136,8 +197,8 @@ def content_length(value: str | None, limit: int) -> int | None:
 
 
 def decode_content_encoding(
-    body: bytes | bytearray, encoding: str | None, limit: int, charge: Charge = lambda n: None
-) -> bytes | bytearray:
+    body: Body, encoding: str | None, limit: int, charge: Charge = lambda n: None
+) -> Body:
     """Undo the Content-Encoding of a request body, never producing more than ``limit`` bytes.
 
     Accepted codings (case-insensitive): ``identity`` (or none), ``gzip`` / ``x-gzip``, and
@@ -177,7 +238,7 @@ def _parse_codings(encoding: str | None) -> list[str]:
     return [coding for coding in codings if coding not in _IDENTITY]
 
 
-def _decode_one(body: bytes | bytearray, coding: str, limit: int, charge: Charge) -> bytearray:
+def _decode_one(body: Body, coding: str, limit: int, charge: Charge) -> bytearray:
     """Undo a single coding, or raise 415 for one that is not supported."""
     if coding in _GZIP:
         return _inflate(body, _GZIP_WBITS, "gzip", limit, charge)
@@ -188,7 +249,7 @@ def _decode_one(body: bytes | bytearray, coding: str, limit: int, charge: Charge
     )
 
 
-def _inflate_deflate(body: bytes | bytearray, limit: int, charge: Charge) -> bytearray:
+def _inflate_deflate(body: Body, limit: int, charge: Charge) -> bytearray:
     """Inflate HTTP deflate: zlib-wrapped when it starts with a zlib header, else raw."""
     if _has_zlib_header(body):
         return _inflate(body, _ZLIB_WBITS, "deflate", limit, charge)
@@ -196,7 +257,7 @@ def _inflate_deflate(body: bytes | bytearray, limit: int, charge: Charge) -> byt
     return _inflate(body, _RAW_DEFLATE_WBITS, "deflate", limit, charge)
 
 
-def _has_zlib_header(body: bytes | bytearray) -> bool:
+def _has_zlib_header(body: Body) -> bool:
     """Whether ``body`` starts with a zlib (RFC 1950) header.
 
     Raw deflate from a real encoder never does: its first byte has a block type in bits 1-2
@@ -208,9 +269,7 @@ def _has_zlib_header(body: bytes | bytearray) -> bool:
     return method == 8 and window <= 7 and ((body[0] << 8) | body[1]) % 31 == 0
 
 
-def _inflate(
-    body: bytes | bytearray, wbits: int, name: str, limit: int, charge: Charge
-) -> bytearray:
+def _inflate(body: Body, wbits: int, name: str, limit: int, charge: Charge) -> bytearray:
     """Inflate one complete stream (or several gzip members) into at most ``limit`` bytes.
 
     The input is fed ``_PIECE`` bytes at a time (zlib copies whatever input it has not yet

@@ -21,7 +21,8 @@ from fastapi import Request, Response
 
 from focal_eval.service.core.errors import RequestError
 from focal_eval.service.core.runtime import Runtime
-from focal_eval.service.http.body import content_length, decode_content_encoding, read_body
+from focal_eval.service.http.body import Body, content_length, decode_content_encoding, read_body
+from focal_eval.service.http.buffers import BodyBuffers
 from focal_eval.service.memory import costs
 from focal_eval.service.memory.budget import Reservation
 
@@ -31,11 +32,13 @@ class Payload:
     """A request body and its Content-Encoding; ``data`` is replaced by its decoded form.
 
     Holding the body here (not in a caller's variable) lets the encoded bytes be freed as
-    soon as they are decoded.
+    soon as they are decoded, and a body received into one of ``buffers`` go back to them
+    when the exchange ends.
     """
 
-    data: bytes | bytearray
+    data: Body
     encoding: str | None
+    buffers: BodyBuffers | None = None
 
     def decode(self, limit: int, reservation: Reservation) -> None:
         """Undo the Content-Encoding in place, charging the decoded bytes, freeing the rest."""
@@ -47,9 +50,16 @@ class Payload:
             lambda nbytes: reservation.grow(costs.received(nbytes), "body (decoded)"),
         )
         if decoded is not self.data:
+            self.close()
             self.data = decoded
             reservation.grow(-costs.received(encoded), "body")
         self.encoding = None
+
+    def close(self) -> None:
+        """Drop the body; give its buffer back when it came from ``buffers``."""
+        data, self.data = self.data, b""
+        if self.buffers is not None:
+            self.buffers.give_back(data)
 
 
 Work = Callable[[Payload, Reservation], Response]
@@ -75,19 +85,22 @@ async def exchange(request: Request, runtime: Runtime, route: str, work: Work) -
                 settings.max_body_bytes,
                 lambda nbytes: reservation.grow(costs.received(nbytes), "body"),
                 declared,
+                runtime.buffers,
             )
         if scope.cancelled_caught:
             raise RequestError(408, f"body: not received within {settings.body_timeout_s:g} s")
-        payload = Payload(body, request.headers.get("content-encoding"))
+        payload = Payload(body, request.headers.get("content-encoding"), runtime.buffers)
         del body
         async with runtime.gate.admit():
-            return await runtime.gate.run(work, payload, reservation)
+            response = await runtime.gate.run(work, payload, reservation)
+        payload.close()
+        return response
     except RequestError as error:
-        payload.data = b""
+        payload.close()
         reservation.release()
         raise _without_frames(error) from None
     except BaseException:
-        payload.data = b""
+        payload.close()
         reservation.release()
         raise
 

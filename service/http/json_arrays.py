@@ -18,6 +18,8 @@ import numpy as np
 import numpy.typing as npt
 import simdjson
 
+from focal_eval.service.http.body import Body, count_byte
+
 Kind = Literal["float", "int"]
 _BUFFER: dict[Kind, tuple[Literal["d", "i"], type[np.generic]]] = {
     "float": ("d", np.float64),
@@ -25,7 +27,7 @@ _BUFFER: dict[Kind, tuple[Literal["d", "i"], type[np.generic]]] = {
 }
 
 
-def load_arrays(text: bytes | bytearray, arrays: Mapping[str, Kind]) -> dict[str, Any] | None:
+def load_arrays(text: Body, arrays: Mapping[str, Kind]) -> dict[str, Any] | None:
     """The JSON object in ``text`` as a dict, the ``arrays`` named in it as numpy arrays.
 
     Args:
@@ -67,7 +69,7 @@ def load_arrays(text: bytes | bytearray, arrays: Mapping[str, Kind]) -> dict[str
                 members[key] = value
     except (ValueError, TypeError, RuntimeError):  # simdjson's parse, type and range errors
         return None
-    return members if text.count(b"[") == lists else None
+    return members if count_byte(text, b"[") == lists else None
 
 
 def _array(value: simdjson.Array, kind: Kind) -> tuple[npt.NDArray[Any], int] | None:

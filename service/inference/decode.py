@@ -24,7 +24,7 @@ import numpy.typing as npt
 import orjson
 
 from focal_eval.service.core.errors import bad_request, cut, show
-from focal_eval.service.http.body import OVERLONG
+from focal_eval.service.http.body import OVERLONG, Body
 from focal_eval.service.inference.datatypes import (
     DTYPES,
     HEADER_LENGTH,
@@ -225,7 +225,7 @@ def _requested_outputs(doc: dict[str, Any], default: bool) -> tuple[RequestedOut
     return tuple(requested) or None
 
 
-def decode_infer_request(body: bytes | bytearray, header_length: int | None) -> InferRequest:
+def decode_infer_request(body: Body, header_length: int | None) -> InferRequest:
     """Decode a v2 inference request body, JSON or JSON followed by binary tensor data.
 
     Args:

@@ -28,6 +28,7 @@ import numpy.typing as npt
 from focal_eval.service.core.scoring import chunk_rows
 from focal_eval.service.core.tasks import MULTICLASS
 from focal_eval.service.core.validation import CHECK_ELEMENTS
+from focal_eval.service.http.body import Body, count_byte
 
 GROWTH = 9 / 8  # a bytearray grown by appends over-allocates by up to an eighth
 PARSER_POOL_BYTES = 12  # yyjson's value pool inside orjson, per byte of text
@@ -58,7 +59,7 @@ def received(nbytes: int) -> int:
     return math.ceil(nbytes * GROWTH)
 
 
-def json_parse(text: bytes | bytearray, end: int | None = None) -> int:
+def json_parse(text: Body, end: int | None = None) -> int:
     """What orjson builds from ``text[:end]``, plus the arrays made from its numbers.
 
     Counted from the text before parsing, for any nesting and any content: orjson's parser
@@ -78,7 +79,7 @@ def json_parse(text: bytes | bytearray, end: int | None = None) -> int:
     )
 
 
-def json_arrays(text: bytes | bytearray, end: int | None = None) -> int:
+def json_arrays(text: Body, end: int | None = None) -> int:
     """The simdjson tape for ``text[:end]`` and the arrays read out of it (``json_arrays``).
 
     The parser holds a padded copy of the text, its index and its strings, then the Python
@@ -90,14 +91,13 @@ def json_arrays(text: bytes | bytearray, end: int | None = None) -> int:
     return 4 * _length(text, end) + SIMDJSON_PADDING + (TAPE_BYTES + 8 + 4) * values
 
 
-def _length(text: bytes | bytearray, end: int | None) -> int:
+def _length(text: Body, end: int | None) -> int:
     return len(text) if end is None else min(end, len(text))
 
 
-def _counter(text: bytes | bytearray, end: int | None) -> Callable[[bytes], int]:
-    """``count(sub)`` of ``sub`` in ``text[:end]``, without copying the text."""
-    stop = _length(text, end)
-    return lambda sub: text.count(sub, 0, stop)
+def _counter(text: Body, end: int | None) -> Callable[[bytes], int]:
+    """``count(byte)`` of a one-byte ``byte`` in ``text[:end]``."""
+    return lambda byte: count_byte(text, byte, end)
 
 
 def json_text(elements: int) -> int:

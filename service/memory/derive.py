@@ -1,6 +1,6 @@
 """Where the memory budget comes from: the container's limit, less what the process holds.
 
-    budget = limit - process - monitor - connections - margin
+    budget = limit - process - monitor - connections - buffers - margin
 
 - limit: ``memory.max`` (cgroup v2) or ``memory.limit_in_bytes`` (cgroup v1); without a
   limit, half of the machine's RAM.
@@ -8,6 +8,8 @@
 - monitor: the most the monitor can hold
   (:meth:`focal_eval.service.monitoring.monitor.Monitor.max_bytes`).
 - connections: ``FOCAL_MAX_CONNECTIONS`` times what one connection may buffer.
+- buffers: ``FOCAL_BODY_BUFFER_BYTES``, the finished bodies' buffers kept for reuse
+  (:mod:`focal_eval.service.http.buffers`).
 - margin: 10% of the limit, for allocator slack and Python's small objects.
 
 ``FOCAL_MEMORY_LIMIT`` replaces the whole calculation (with a warning when it does not fit
@@ -87,39 +89,39 @@ def connection_bytes(max_connections: int, max_header_bytes: int) -> int:
 
 
 def derive_budget(
-    configured: int | None, process: int, monitor: int, connections: int
+    configured: int | None, process: int, monitor: int, connections: int, buffers: int
 ) -> DerivedBudget:
-    """``FOCAL_MEMORY_LIMIT`` if set, else the limit less the process, monitor, connections.
+    """``FOCAL_MEMORY_LIMIT`` if set, else the limit less what the rest may hold (above).
 
     Raises:
         ValueError: the limit leaves less than 16 MiB for request work.
     """
     found = container_limit()
+    held = (
+        f"process {mib(process)} - monitor at most {mib(monitor)} - connections at most"
+        f" {mib(connections)} - body buffers at most {mib(buffers)}"
+    )
     if configured is not None:
-        if found is not None and configured + process + monitor + connections > found[0]:
+        if found is not None and configured + process + monitor + connections + buffers > found[0]:
             logger.warning(
-                "FOCAL_MEMORY_LIMIT %s, with the process (%s), the monitor (%s) and"
-                " connections (%s), is more than %s %s: requests may get the server killed",
+                "FOCAL_MEMORY_LIMIT %s, with the rest (%s), is more than %s %s: requests may"
+                " get the server killed",
                 mib(configured),
-                mib(process),
-                mib(monitor),
-                mib(connections),
+                held,
                 found[1],
                 mib(found[0]),
             )
         return DerivedBudget(configured, f"FOCAL_MEMORY_LIMIT ({mib(configured)})")
     limit, source = found if found else (physical_memory() // 2, "half of the machine's RAM")
     margin = int(limit * MARGIN)
-    budget = limit - process - monitor - connections - margin
-    origin = (
-        f"{source} {mib(limit)} - process {mib(process)} - monitor at most {mib(monitor)}"
-        f" - connections at most {mib(connections)} - margin {mib(margin)}"
-    )
+    budget = limit - process - monitor - connections - buffers - margin
+    origin = f"{source} {mib(limit)} - {held} - margin {mib(margin)}"
     if budget < SMALLEST_BUDGET:
         raise ValueError(
             f"FOCAL_MEMORY_LIMIT: {origin} leaves {mib(budget)} for requests (at least"
             f" {mib(SMALLEST_BUDGET)} needed): raise the memory limit, or lower"
-            " FOCAL_MONITOR_MAX_CLASSES, FOCAL_MAX_CONNECTIONS or FOCAL_WINDOW_BUCKETS"
+            " FOCAL_MONITOR_MAX_CLASSES, FOCAL_MAX_CONNECTIONS, FOCAL_WINDOW_BUCKETS or"
+            " FOCAL_BODY_BUFFER_BYTES"
         )
     return DerivedBudget(budget, origin)
 
@@ -137,4 +139,6 @@ def request_budget(settings: Settings, statistics_bytes: Callable[[int], int]) -
         statistics_bytes,
     )
     connections = connection_bytes(settings.max_connections, settings.max_header_bytes)
-    return derive_budget(settings.memory_limit, resident_bytes(), monitor, connections)
+    return derive_budget(
+        settings.memory_limit, resident_bytes(), monitor, connections, settings.body_buffer_bytes
+    )

@@ -73,7 +73,7 @@ def decode_json(payload: Payload, reservation: Reservation) -> ScoreRequest:
             document = orjson.loads(payload.data)
         except orjson.JSONDecodeError as error:
             raise bad_request(f"body: malformed JSON ({error})") from error
-    payload.data = b""
+    payload.close()
     if not isinstance(document, dict):
         raise invalid("body: expected a JSON object with logits and labels")
     _check_fields(document, JSON_FIELDS, "field")

@@ -22,6 +22,7 @@ import numpy.typing as npt
 from numpy.lib import format as npy_format
 
 from focal_eval.service.core.errors import RequestError, bad_request, cut, invalid, show
+from focal_eval.service.http.body import Body
 
 __all__ = ["load_npz"]
 
@@ -39,7 +40,7 @@ _REASON_CHARS = 200
 
 
 def load_npz(
-    body: bytes | bytearray,
+    body: Body,
     required: tuple[str, ...],
     optional: tuple[str, ...],
     limit: int,
@@ -78,7 +79,7 @@ def load_npz(
         >>> sorted(arrays), arrays["logits"].shape
         (['labels', 'logits'], (2, 3))
     """
-    if body.startswith(_NPY_MAGIC):
+    if bytes(body[: len(_NPY_MAGIC)]) == _NPY_MAGIC:
         raise bad_request(
             "body: got a single .npy array; send an .npz archive with arrays named "
             + " and ".join(required),
@@ -120,7 +121,7 @@ class _ViewReader(io.RawIOBase):
     ``io.BytesIO`` would copy a ``bytearray`` body (and hold the GIL for the copy).
     """
 
-    def __init__(self, data: bytes | bytearray) -> None:
+    def __init__(self, data: Body) -> None:
         super().__init__()
         self._view = memoryview(data)
         self._position = 0
@@ -150,7 +151,7 @@ class _ViewReader(io.RawIOBase):
         super().close()
 
 
-def _open_archive(body: bytes | bytearray) -> zipfile.ZipFile:
+def _open_archive(body: Body) -> zipfile.ZipFile:
     """Open ``body`` as a zip archive without copying it."""
     try:
         return zipfile.ZipFile(io.BufferedReader(_ViewReader(body)))
@@ -279,9 +280,7 @@ def _read_member(archive: zipfile.ZipFile, name: str, info: zipfile.ZipInfo) -> 
     return array
 
 
-def _stored_view(
-    body: bytes | bytearray, name: str, info: zipfile.ZipInfo, header: _Header
-) -> npt.NDArray[Any]:
+def _stored_view(body: Body, name: str, info: zipfile.ZipInfo, header: _Header) -> npt.NDArray[Any]:
     """A stored member's array as a view of ``body``, after checking its CRC-32.
 
     The member's data starts after its local file header: 30 bytes, then the file name and

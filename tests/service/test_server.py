@@ -167,9 +167,9 @@ def test_memory_limit_too_small_for_the_settings_is_status_2(
     assert len(errors) == 1
     assert re.fullmatch(
         r"FOCAL_MEMORY_LIMIT: the container's memory limit \(cgroup v2\) 40\.0 MiB - process"
-        r" [0-9.]+ MiB - monitor at most [0-9.]+ MiB - connections at most 56\.2 MiB - margin"
-        r" 4\.0 MiB leaves -[0-9.]+ MiB for requests \(at least 16\.0 MiB needed\): raise the"
-        r" memory limit, or lower FOCAL_MONITOR_MAX_CLASSES, FOCAL_MAX_CONNECTIONS or"
-        r" FOCAL_WINDOW_BUCKETS",
+        r" [0-9.]+ MiB - monitor at most [0-9.]+ MiB - connections at most 56\.2 MiB - body"
+        r" buffers at most 16\.0 MiB - margin 4\.0 MiB leaves -[0-9.]+ MiB for requests \(at"
+        r" least 16\.0 MiB needed\): raise the memory limit, or lower FOCAL_MONITOR_MAX_CLASSES,"
+        r" FOCAL_MAX_CONNECTIONS, FOCAL_WINDOW_BUCKETS or FOCAL_BODY_BUFFER_BYTES",
         errors[0].getMessage(),
     )

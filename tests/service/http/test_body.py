@@ -10,7 +10,7 @@ import os
 import tracemalloc
 import warnings
 import zlib
-from collections.abc import Callable, Iterator
+from collections.abc import Awaitable, Callable, Iterator
 
 import numpy as np
 import orjson
@@ -24,7 +24,14 @@ from starlette.routing import Route
 from starlette.types import Message, Receive
 
 from focal_eval.service.core.errors import RequestError, show
-from focal_eval.service.http.body import OVERLONG, decode_content_encoding, parse_length, read_body
+from focal_eval.service.http.body import (
+    OVERLONG,
+    count_byte,
+    decode_content_encoding,
+    parse_length,
+    read_body,
+)
+from focal_eval.service.http.buffers import BodyBuffers
 from tests.service._inputs import batch
 from tests.service._requests import JSON, NPZ, document, json_body, npz_body
 from tests.service.reference import assert_error, assert_score_response, eager
@@ -53,11 +60,18 @@ def _gzip_bomb(size: int) -> bytes:
 # --- read_body through an app ---------------------------------------------------------------
 
 
-async def _echo_length(request: Request) -> JSONResponse:
-    body = await read_body(request, LIMIT, lambda nbytes: None)
-    return JSONResponse(
-        {"length": len(body), "content_length": request.headers.get("content-length")}
-    )
+def _echo_length(buffers: BodyBuffers | None) -> Callable[[Request], Awaitable[JSONResponse]]:
+    """A route that reads the body (into ``buffers``, if given), checks it and gives its length."""
+
+    async def echo_length(request: Request) -> JSONResponse:
+        body = await read_body(request, LIMIT, lambda nbytes: None, buffers=buffers)
+        assert count_byte(body, b"x") == len(body), "the body's bytes were not all received"
+        answer = {"length": len(body), "content_length": request.headers.get("content-length")}
+        if buffers is not None:
+            buffers.give_back(body)
+        return JSONResponse(answer)
+
+    return echo_length
 
 
 async def _request_error(request: Request, exc: Exception) -> JSONResponse:
@@ -65,11 +79,19 @@ async def _request_error(request: Request, exc: Exception) -> JSONResponse:
     return JSONResponse({"error": exc.message}, status_code=exc.status_code)
 
 
-@pytest.fixture
-def reader() -> Iterator[TestClient]:
-    """A client of an app whose one route reads the body with read_body (limit: LIMIT)."""
+@pytest.fixture(
+    params=[
+        pytest.param(None, id="growing-buffer"),
+        pytest.param(BodyBuffers(capacity=4 * LIMIT, smallest=1), id="body-buffers"),
+    ]
+)
+def reader(request: pytest.FixtureRequest) -> Iterator[TestClient]:
+    """A client of an app whose one route reads the body with read_body (limit: LIMIT).
+
+    Once as a growing ``bytearray``, once into :class:`BodyBuffers` (every declared body).
+    """
     app = Starlette(
-        routes=[Route("/body", _echo_length, methods=["POST"])],
+        routes=[Route("/body", _echo_length(request.param), methods=["POST"])],
         exception_handlers={RequestError: _request_error},
     )
     with TestClient(app) as client:
@@ -221,7 +243,7 @@ def test_streamed_chunks_are_joined_in_order_and_each_charged_first() -> None:
     receive = _CountingReceive(chunks=7, size=3)
     charged: list[int] = []
     body = asyncio.run(read_body(_request(receive, []), LIMIT, charged.append))
-    assert body == b"x" * 21
+    assert bytes(body) == b"x" * 21
     assert receive.pulled == 7
     assert charged == [3] * 7
 
@@ -353,7 +375,7 @@ def test_tritonclient_request_body_decodes_to_its_uncompressed_form(algorithm: s
     assert isinstance(encoded, bytes)
     body = decode_content_encoding(encoded, headers["Content-Encoding"], LIMIT)
     json_size = int(headers["Inference-Header-Content-Length"])
-    assert body[:json_size].startswith(b'{"inputs":')
+    assert bytes(body[:json_size]).startswith(b'{"inputs":')
     np.testing.assert_array_equal(np.frombuffer(body[json_size:], np.float32), logits.ravel())
 
 

@@ -83,21 +83,23 @@ def test_configured_limit_replaces_the_calculation(
     monkeypatch: pytest.MonkeyPatch, tmp_path: Path
 ) -> None:
     _cgroup(monkeypatch, tmp_path, "1048576\n")  # far too small, but never read
-    assert derive_budget(512 * MIB, 10**12, 10**12, 10**12) == DerivedBudget(
+    assert derive_budget(512 * MIB, 10**12, 10**12, 10**12, 10**12) == DerivedBudget(
         512 * MIB, "FOCAL_MEMORY_LIMIT (512.0 MiB)"
     )
 
 
-def test_budget_is_the_limit_less_process_monitor_connections_and_ten_percent(
+def test_budget_is_the_limit_less_process_monitor_connections_buffers_and_ten_percent(
     monkeypatch: pytest.MonkeyPatch, tmp_path: Path
 ) -> None:
     _cgroup(monkeypatch, tmp_path, "1073741824\n")
-    budget = derive_budget(None, 100 * MIB, 10 * MIB, 50 * MIB)
-    # 1073741824 - 104857600 - 10485760 - 52428800 - 107374182 (10% of 1 GiB, rounded down)
-    assert budget.bytes == 798_595_482
+    budget = derive_budget(None, 100 * MIB, 10 * MIB, 50 * MIB, 16 * MIB)
+    # 1073741824 - 104857600 - 10485760 - 52428800 - 16777216 - 107374182 (10% of 1 GiB,
+    # rounded down)
+    assert budget.bytes == 781_818_266
     assert budget.origin == (
         "the container's memory limit (cgroup v2) 1024.0 MiB - process 100.0 MiB - monitor at"
-        " most 10.0 MiB - connections at most 50.0 MiB - margin 102.4 MiB"
+        " most 10.0 MiB - connections at most 50.0 MiB - body buffers at most 16.0 MiB - margin"
+        " 102.4 MiB"
     )
 
 
@@ -106,11 +108,11 @@ def test_without_a_container_limit_the_budget_starts_from_half_the_ram(
 ) -> None:
     _cgroup(monkeypatch, tmp_path, "max\n")
     monkeypatch.setattr(derive, "physical_memory", lambda: 8 * 2**30)
-    budget = derive_budget(None, 200 * MIB, 0, 0)
+    budget = derive_budget(None, 200 * MIB, 0, 0, 0)
     assert budget.bytes == 4 * 2**30 - 200 * MIB - 429_496_729
     assert budget.origin == (
         "half of the machine's RAM 4096.0 MiB - process 200.0 MiB - monitor at most 0.0 MiB"
-        " - connections at most 0.0 MiB - margin 409.6 MiB"
+        " - connections at most 0.0 MiB - body buffers at most 0.0 MiB - margin 409.6 MiB"
     )
 
 
@@ -119,13 +121,14 @@ def test_a_limit_leaving_less_than_16_mib_is_refused_with_its_arithmetic(
 ) -> None:
     _cgroup(monkeypatch, tmp_path, "67108864\n")
     with pytest.raises(ValueError, match=r"^FOCAL_MEMORY_LIMIT: ") as caught:
-        derive_budget(None, 40 * MIB, 1 * MIB, 5 * MIB)
-    # 67108864 - 41943040 - 1048576 - 5242880 - 6710886 = 12163482 bytes = 11.6 MiB
+        derive_budget(None, 40 * MIB, 1 * MIB, 4 * MIB, 1 * MIB)
+    # 67108864 - 41943040 - 1048576 - 4194304 - 1048576 - 6710886 = 12163482 bytes = 11.6 MiB
     assert str(caught.value) == (
         "FOCAL_MEMORY_LIMIT: the container's memory limit (cgroup v2) 64.0 MiB - process 40.0"
-        " MiB - monitor at most 1.0 MiB - connections at most 5.0 MiB - margin 6.4 MiB leaves"
-        " 11.6 MiB for requests (at least 16.0 MiB needed): raise the memory limit, or lower"
-        " FOCAL_MONITOR_MAX_CLASSES, FOCAL_MAX_CONNECTIONS or FOCAL_WINDOW_BUCKETS"
+        " MiB - monitor at most 1.0 MiB - connections at most 4.0 MiB - body buffers at most"
+        " 1.0 MiB - margin 6.4 MiB leaves 11.6 MiB for requests (at least 16.0 MiB needed):"
+        " raise the memory limit, or lower FOCAL_MONITOR_MAX_CLASSES, FOCAL_MAX_CONNECTIONS,"
+        " FOCAL_WINDOW_BUCKETS or FOCAL_BODY_BUFFER_BYTES"
     )
 
 
@@ -143,9 +146,9 @@ def test_16_mib_is_the_smallest_budget(
     _cgroup(monkeypatch, tmp_path, "104857600\n")
     if refused:
         with pytest.raises(ValueError, match=r"leaves 16\.0 MiB for requests \(at least 16\.0"):
-            derive_budget(None, process, 0, 0)
+            derive_budget(None, process, 0, 0, 0)
     else:
-        assert derive_budget(None, process, 0, 0).bytes == 16 * MIB
+        assert derive_budget(None, process, 0, 0, 0).bytes == 16 * MIB
 
 
 def test_request_budget_uses_the_configured_limit(make_settings: Callable[..., Settings]) -> None:
