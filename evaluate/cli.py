@@ -24,7 +24,7 @@ from focal_eval.evaluate.sources import Block, Columns, InputError, expand, tota
 from focal_eval.service.core.scoring import Outputs
 from focal_eval.service.core.settings import Settings
 from focal_eval.service.http.jsonio import iter_dumps
-from focal_eval.service.memory.allocator import STREAM_MMAP_THRESHOLD, bound_allocator
+from focal_eval.service.memory.allocator import stream_allocator
 
 DESCRIPTION = """Evaluate a dataset: logits (or probabilities) and labels from Parquet, Arrow /
 Feather, .npz or .npy files (.npy shards: logits_000.npy beside labels_000.npy), scored by the
@@ -196,15 +196,12 @@ def _done(document: dict[str, Any], files: Sequence[str], started: float, out: P
 
 
 def _bound_memory() -> None:
-    """The server's allocator settings for a stream of blocks, and pyarrow's buffers from it.
+    """One reused heap for the stream of blocks, and pyarrow's buffers from it.
 
-    glibc with two arenas and a fixed mmap threshold (:mod:`~focal_eval.service.memory.allocator`)
-    keeps resident memory to what the blocks hold; pyarrow's own pool (mimalloc) would keep
-    what it freed. Measured peak RSS, 200,000 then 1,000,000 rows x 100 classes: 575 and
-    707 MiB by default, 469 and 508 MiB so. The threshold is glibc's largest, so that each
-    block reuses the heap the one before freed instead of faulting in new pages.
+    :func:`~focal_eval.service.memory.allocator.stream_allocator`; pyarrow's own pool
+    (mimalloc) would keep what it freed in 2 MiB pages that the kernel zeroes one by one.
     """
-    bound_allocator(STREAM_MMAP_THRESHOLD)
+    stream_allocator()
     try:
         import pyarrow as pa
     except ImportError:

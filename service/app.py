@@ -14,7 +14,7 @@ from focal_eval.service.artifacts import artifact_outputs
 from focal_eval.service.compute import routes as compute
 from focal_eval.service.core import health
 from focal_eval.service.core.batches import warm_up
-from focal_eval.service.core.errors import install_error_handlers
+from focal_eval.service.core.error_handlers import install_error_handlers
 from focal_eval.service.core.runtime import Runtime
 from focal_eval.service.core.scoring import Scorers
 from focal_eval.service.core.settings import Settings, get_settings

@@ -12,7 +12,6 @@ from pydantic import ValidationError
 from pydantic_settings import SettingsError
 
 from focal_eval.service.core.settings import Settings, describe_error
-from focal_eval.service.server import serve
 
 USAGE = """usage: focal <command> [options]
 
@@ -103,4 +102,6 @@ def _serve(argv: Sequence[str]) -> int:
     except (ValidationError, SettingsError) as error:
         print(f"focal serve: {describe_error(error)}", file=sys.stderr)
         return 2
-    return serve(settings)
+    from focal_eval.service import server  # the web stack: not for the other commands
+
+    return server.serve(settings)

@@ -18,7 +18,8 @@ from fastapi import APIRouter, Depends, Request, Response
 from focal_eval.service.artifacts import WIDTHS, Output
 from focal_eval.service.compute.statistics import Summed, decode_statistics
 from focal_eval.service.core.auth import require_token
-from focal_eval.service.core.errors import ErrorResponse, RequestError, bad_request, show
+from focal_eval.service.core.error_handlers import ErrorResponse
+from focal_eval.service.core.errors import RequestError, bad_request, show
 from focal_eval.service.core.runtime import Runtime, get_runtime
 from focal_eval.service.core.tasks import BINARY, NAMES
 from focal_eval.service.http.body import refuse_long_json

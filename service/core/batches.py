@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from collections.abc import Collection
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import numpy.typing as npt
@@ -19,7 +19,6 @@ from focal_eval.service.artifacts import ArtifactError
 from focal_eval.service.core.errors import RequestError, invalid
 from focal_eval.service.core.multilabel import multilabel_batch
 from focal_eval.service.core.probabilities import check_inputs_kind, logits_of
-from focal_eval.service.core.runtime import Runtime
 from focal_eval.service.core.scoring import Outputs, Scorer, Scorers
 from focal_eval.service.core.settings import Settings
 from focal_eval.service.core.tasks import MULTICLASS, graph_task, task_of
@@ -31,10 +30,12 @@ from focal_eval.service.core.validation import (
     check_ignore_index,
     multiclass_batch,
 )
+from focal_eval.service.http.body import Body
 from focal_eval.service.memory import costs
 from focal_eval.service.memory.budget import Reservation
 
-Buffer = bytes | bytearray | memoryview
+if TYPE_CHECKING:  # the runtime brings the web stack, which focal evaluate does without
+    from focal_eval.service.core.runtime import Runtime
 
 
 @dataclass(frozen=True)
@@ -70,7 +71,7 @@ def score_decoded(
     route: str,
     decoded: Decoded,
     per_sample: Collection[str] | None,
-    body: Buffer,
+    body: Body,
     reservation: Reservation,
     task: str | None = None,
 ) -> Scored:
@@ -205,7 +206,7 @@ def _ranking(scorers: Scorers, task: str, requested: Any) -> Scorer | None:
 
 def reserve_batch(
     reservation: Reservation,
-    body: Buffer,
+    body: Body,
     arrays: tuple[npt.NDArray[Any], npt.NDArray[Any], npt.NDArray[Any] | float | None],
     task: str,
     kept_bytes_per_row: int,

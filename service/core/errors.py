@@ -3,22 +3,13 @@
 One vocabulary for every protocol: :func:`bad_request` (400, a malformed body),
 :func:`invalid` (422, a well-formed value out of its domain), :class:`RequestError` for the
 other statuses; client values appear in messages through :func:`show` (their JSON, at most
-60 characters), client names and library messages through :func:`cut`.
+60 characters), client names and library messages through :func:`cut`. How they are
+answered over HTTP: :mod:`focal_eval.service.core.error_handlers`.
 """
 
 from __future__ import annotations
 
-import logging
-
 import orjson
-from fastapi import FastAPI, Request, Response
-from fastapi.exceptions import RequestValidationError
-from fastapi.responses import JSONResponse
-from pydantic import BaseModel
-from starlette.exceptions import HTTPException as StarletteHTTPException
-from starlette.requests import ClientDisconnect
-
-logger = logging.getLogger(__name__)
 
 CLIENT_CLOSED = 499  # nginx's "client closed request": recorded, never sent, never a 5xx
 SHOWN = 60  # characters of a client value or name in a message
@@ -41,12 +32,6 @@ class RequestError(Exception):
         self.status_code = status_code
         self.message = message
         self.headers = headers
-
-
-class ErrorResponse(BaseModel):
-    """Every error: a message that names the field at fault."""
-
-    error: str
 
 
 def bad_request(message: str) -> RequestError:
@@ -76,41 +61,3 @@ def show(value: object) -> str:
 def cut(text: str, limit: int = SHOWN) -> str:
     """``text`` (a client-chosen name, a library's message) cut to ``limit`` characters."""
     return text if len(text) <= limit else text[: limit - 3] + "..."
-
-
-def install_error_handlers(app: FastAPI) -> None:
-    """Every error answered as ``{"error": message}``; unexpected ones as a plain 500.
-
-    Expected failures keep their status and message; a client that hung up mid-body is
-    recorded as 499 (there is no one left to answer) and logged without a traceback; anything
-    else is logged with its traceback and answered ``500 Internal server error``, so internals
-    never leak.
-    """
-
-    async def request_error(request: Request, error: Exception) -> Response:
-        assert isinstance(error, RequestError)
-        return JSONResponse({"error": error.message}, error.status_code, headers=error.headers)
-
-    async def http_error(request: Request, error: Exception) -> Response:
-        assert isinstance(error, StarletteHTTPException)
-        return JSONResponse({"error": str(error.detail)}, error.status_code, headers=error.headers)
-
-    async def validation_error(request: Request, error: Exception) -> Response:
-        assert isinstance(error, RequestValidationError)
-        first = error.errors()[0]
-        where = ".".join(str(part) for part in first["loc"])
-        return JSONResponse({"error": f"{where}: {first['msg']}"}, 422)
-
-    async def client_gone(request: Request, error: Exception) -> Response:
-        logger.info("client hung up during %s %s", request.method, request.url.path)
-        return Response(status_code=CLIENT_CLOSED)
-
-    async def unexpected(request: Request, error: Exception) -> Response:
-        logger.error("unexpected error on %s %s", request.method, request.url.path, exc_info=error)
-        return JSONResponse({"error": "Internal server error"}, 500)
-
-    app.add_exception_handler(RequestError, request_error)
-    app.add_exception_handler(StarletteHTTPException, http_error)
-    app.add_exception_handler(RequestValidationError, validation_error)
-    app.add_exception_handler(ClientDisconnect, client_gone)
-    app.add_exception_handler(Exception, unexpected)

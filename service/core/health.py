@@ -6,7 +6,7 @@ from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends
 
-from focal_eval.service.core.errors import ErrorResponse
+from focal_eval.service.core.error_handlers import ErrorResponse
 from focal_eval.service.core.runtime import Runtime, get_runtime
 
 router = APIRouter(tags=["health"])

@@ -15,7 +15,8 @@ from fastapi import APIRouter, Depends
 from fastapi.responses import FileResponse, HTMLResponse
 
 from focal_eval.service.core.auth import require_token_for_monitoring
-from focal_eval.service.core.errors import ErrorResponse, RequestError
+from focal_eval.service.core.error_handlers import ErrorResponse
+from focal_eval.service.core.errors import RequestError
 
 ASSETS = Path(__file__).parent / "assets"
 MEDIA_TYPES = {  # every asset the page may ask for

@@ -14,12 +14,13 @@ from typing import Any
 
 import numpy.typing as npt
 
-from focal_eval.service.core.batches import Buffer, Decoded, Scored, score_decoded
+from focal_eval.service.core.batches import Decoded, Scored, score_decoded
 from focal_eval.service.core.errors import RequestError, bad_request, show
 from focal_eval.service.core.runtime import Runtime
 from focal_eval.service.core.scoring import Scorer
 from focal_eval.service.core.tasks import MULTICLASS, MULTILABEL
 from focal_eval.service.core.validation import check_bool, check_source_type
+from focal_eval.service.http.body import Body
 from focal_eval.service.inference.datatypes import InferRequest, manifest_datatype
 from focal_eval.service.memory.budget import Reservation
 
@@ -95,7 +96,7 @@ def infer(
     route: str,
     model: Model,
     request: InferRequest,
-    body: Buffer,
+    body: Body,
     reservation: Reservation,
 ) -> Scored:
     """Score a decoded inference request: every requested output (all when none is named).

@@ -16,7 +16,7 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Depends, Request, Response
 
 from focal_eval.service.core.auth import require_token
-from focal_eval.service.core.errors import ErrorResponse
+from focal_eval.service.core.error_handlers import ErrorResponse
 from focal_eval.service.core.runtime import Runtime, get_runtime
 from focal_eval.service.http.body import parse_length, refuse_long_json
 from focal_eval.service.http.exchange import Payload, exchange

@@ -9,7 +9,7 @@ from fastapi import APIRouter, Depends, Query, Response
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
 from focal_eval.service.core.auth import require_token, require_token_for_monitoring
-from focal_eval.service.core.errors import ErrorResponse
+from focal_eval.service.core.error_handlers import ErrorResponse
 from focal_eval.service.core.runtime import Runtime, get_runtime
 from focal_eval.service.http.jsonio import dumps
 

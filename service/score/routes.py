@@ -10,7 +10,8 @@ from fastapi import APIRouter, Depends, Request, Response
 
 from focal_eval.service.core.auth import require_token
 from focal_eval.service.core.batches import score_decoded
-from focal_eval.service.core.errors import ErrorResponse, RequestError, show
+from focal_eval.service.core.error_handlers import ErrorResponse
+from focal_eval.service.core.errors import RequestError, show
 from focal_eval.service.core.runtime import Runtime, get_runtime
 from focal_eval.service.http.body import refuse_long_json
 from focal_eval.service.http.exchange import Payload, exchange

@@ -7,7 +7,7 @@ from collections.abc import Callable
 
 import pytest
 
-from focal_eval.service import cli
+from focal_eval.service import cli, server
 from focal_eval.service.core.settings import Settings
 
 pytestmark = pytest.mark.usefixtures("clean_environment")
@@ -110,7 +110,7 @@ def test_bad_setting_in_process_is_one_line_and_exit_2(
     environment: dict[str, str],
     line: str,
 ) -> None:
-    monkeypatch.setattr(cli, "serve", _must_not_serve)
+    monkeypatch.setattr(server, "serve", _must_not_serve)
     for name, value in environment.items():
         monkeypatch.setenv(name, value)
     try:
@@ -132,7 +132,7 @@ def test_flags_win_over_variables(monkeypatch: pytest.MonkeyPatch) -> None:
         served.append(settings)
         return 0
 
-    monkeypatch.setattr(cli, "serve", serve)
+    monkeypatch.setattr(server, "serve", serve)
     monkeypatch.setenv("FOCAL_PORT", "abc")
     monkeypatch.setenv("FOCAL_HOST", "0.0.0.0")
     assert cli.main(["serve", "--port", "9001", "--host", "127.0.0.2"]) == 0
