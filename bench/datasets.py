@@ -110,24 +110,26 @@ def run(quick: bool) -> Section:
         case = f"N={rows} C={CLASSES}"
         peaks: dict[str, int] = {}
 
-        def run(argv: list[str]) -> Candidate:
+        def process(name: str, argv: list[str]) -> Candidate:
             def once() -> object:
-                seconds, peaks[argv[-1]] = timed(argv)
+                seconds, peaks[name] = timed(argv)
                 return seconds
 
             return once
 
         big_runs = interleave(
             {
-                OURS: run([*command, str(big), "--out", out]),
-                SCRIPT_RUN: run([sys.executable, "-c", SCRIPT, str(big)]),
-                TORCHMETRICS_RUN: run([sys.executable, "-c", TORCHMETRICS, str(big), str(CLASSES)]),
+                OURS: process(OURS, [*command, str(big), "--out", out]),
+                SCRIPT_RUN: process(SCRIPT_RUN, [sys.executable, "-c", SCRIPT, str(big)]),
+                TORCHMETRICS_RUN: process(
+                    TORCHMETRICS_RUN, [sys.executable, "-c", TORCHMETRICS, str(big), str(CLASSES)]
+                ),
             },
             1 if quick else 3,
             min_rounds=1 if quick else 3,
             warmup=0,
         )
-        ours_rss = peaks[out]
+        ours_rss = peaks[OURS]
         local_small, small_rss = timed([*command, str(small), "--out", out])
         on_ray, _ = timed([*command, str(small), "--out", out, "--engine", "ray"])
         with focal_server() as server:

@@ -11,11 +11,13 @@ import contextlib
 import logging
 import zlib
 from collections.abc import Callable
-
-from starlette.requests import Request
+from typing import TYPE_CHECKING
 
 from focal_eval.service.core.errors import RequestError, bad_request, cut, show
 from focal_eval.service.http.buffers import BodyBuffers
+
+if TYPE_CHECKING:  # focal evaluate imports this module's helpers without the web stack
+    from starlette.requests import Request
 
 __all__ = [
     "Body",
@@ -79,7 +81,14 @@ async def read_body(
     if declared is None:
         declared = content_length(request.headers.get("content-length"), limit)
     if buffers is not None and declared is not None and buffers.wanted(declared):
-        return await _receive_into(request, buffers.take(declared), charge, buffers)
+        try:
+            body = buffers.take(declared)
+        except OSError:  # no address space for it now (strict overcommit): grow one instead
+            logger.warning(
+                "no buffer of %d bytes for a body; receiving it piece by piece", declared
+            )
+        else:
+            return await _receive_into(request, body, charge, buffers)
     allowed = limit if declared is None else declared
     buffer = bytearray()
     try:

@@ -16,9 +16,10 @@ memory 617 MiB without these settings, 383 MiB with them (threshold 128 KiB then
 threshold is 1 MiB, not 128 KiB, because uvicorn hands a body over in chunks of up to 256 KiB,
 copied three times on the way: as mappings, each copy was faulted in page by page, and a
 4 MB v2 request cost 2,400-5,300 minor faults (about 4 us each here) where it now costs 1,600,
-most of them its body's; the request took 12 ms instead of 16. What the heap keeps is bounded
-by the blocks under 1 MiB that requests hold at once, and those are counted in their
-reservations like every other block. Elsewhere (musl, macOS) nothing is changed.
+most of them its body's; the request took 12 ms instead of 16. The heap keeps its high-water
+mark of blocks under 1 MiB (freed ones are reused, not returned while a live block sits above
+them); every such block of a request is counted in its reservation, so that mark stays within
+the budget. Elsewhere (musl, macOS) nothing is changed.
 """
 
 from __future__ import annotations

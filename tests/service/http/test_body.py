@@ -615,3 +615,20 @@ def test_json_over_the_json_limit_is_413_naming_the_setting(client: TestClient) 
     assert_error(infer, 413, f"body: {len(v2)} bytes of JSON is over the limit of 4096")
     npz = client.post("/score", content=npz_body(logits=logits, labels=labels), headers=NPZ)
     assert npz.status_code == 200  # binary bodies are not JSON
+
+
+def test_a_body_without_room_for_a_buffer_is_received_piece_by_piece(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Under strict overcommit a buffer of the declared length may not be mappable: no 500."""
+    buffers = BodyBuffers(capacity=4 * LIMIT, smallest=1)
+
+    def no_room(size: int) -> memoryview:
+        raise OSError(12, "Cannot allocate memory")
+
+    monkeypatch.setattr(buffers, "take", no_room)
+    receive = _CountingReceive(chunks=3, size=100)
+    request = _request(receive, [(b"content-length", b"300")])
+    body = asyncio.run(read_body(request, LIMIT, lambda nbytes: None, buffers=buffers))
+    assert isinstance(body, bytearray)
+    assert bytes(body) == b"x" * 300

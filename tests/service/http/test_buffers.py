@@ -1,11 +1,14 @@
-"""Body buffers: exact views, reuse of the smallest that fits, never while in use, a byte cap."""
+"""Body buffers: exact views, the smallest that fits, never reused while viewed, a byte cap."""
 
 from __future__ import annotations
+
+import gc
 
 import numpy as np
 import pytest
 
 from focal_eval.service.http.buffers import BodyBuffers
+from focal_eval.service.memory.derive import resident_bytes
 
 KIB = 1024
 
@@ -107,3 +110,46 @@ def test_capacity_zero_keeps_nothing() -> None:
     buffers = BodyBuffers(capacity=0, smallest=KIB)
     assert not buffers.give_back(buffers.take(2 * KIB))
     assert buffers.kept_bytes == 0
+
+
+def test_lent_buffers_count_against_the_capacity_until_they_come_back() -> None:
+    """A borrower that stalls holds a resident buffer: none is kept in its place."""
+    buffers = BodyBuffers(capacity=16 * KIB, smallest=KIB)
+    assert buffers.give_back(buffers.take(16 * KIB))
+    stalled = buffers.take(12 * KIB)  # lent the kept 16 KiB buffer
+    assert (buffers.kept_bytes, buffers.lent_bytes) == (0, 16 * KIB)
+    assert not buffers.give_back(buffers.take(16 * KIB))  # a new one: no room beside it
+    assert buffers.kept_bytes == 0
+    assert buffers.give_back(stalled)
+    assert (buffers.kept_bytes, buffers.lent_bytes) == (16 * KIB, 0)
+
+
+def test_a_lent_buffer_never_given_back_stops_counting_when_freed() -> None:
+    buffers = BodyBuffers(capacity=16 * KIB, smallest=KIB)
+    assert buffers.give_back(buffers.take(16 * KIB))
+    lost = buffers.take(16 * KIB)
+    assert buffers.lent_bytes == 16 * KIB
+    lost.release()
+    del lost
+    gc.collect()
+    assert buffers.lent_bytes == 0
+
+
+def test_a_kept_buffer_is_not_lent_to_a_body_of_less_than_half_its_size() -> None:
+    buffers = BodyBuffers(capacity=64 * KIB, smallest=KIB)
+    body = buffers.take(16 * KIB)
+    first = id(body.obj)
+    assert buffers.give_back(body)
+    small = buffers.take(7 * KIB)
+    assert id(small.obj) != first
+    assert buffers.kept_bytes == 16 * KIB
+
+
+def test_a_new_buffer_is_resident_only_where_the_body_was_written() -> None:
+    """8 KiB sent of a declared 8 MiB: well under 1 MiB more resident (no 2 MiB huge pages)."""
+    buffers = BodyBuffers(capacity=0, smallest=KIB)
+    before = resident_bytes()
+    body = buffers.take(8 * 2**20)
+    body[: 8 * KIB] = b"x" * 8 * KIB
+    grown = resident_bytes() - before
+    assert grown < 2**19, f"{grown} bytes resident for 8 KiB written"
