@@ -55,12 +55,12 @@ def test_unexpected_error_is_a_plain_500_and_is_logged(
             raise RuntimeError("secret internals at /opt/graph")
 
         app.state.runtime.scorers.multiclass.score = broken
-        with caplog.at_level(logging.ERROR, logger="focal_eval.service.core.errors"):
+        with caplog.at_level(logging.ERROR, logger="focal_eval.service.core.error_handlers"):
             response = client.post("/score", json=document())
     assert response.status_code == 500
     assert response.json() == {"error": "Internal server error"}
     assert "secret" not in response.text
-    records = [r for r in caplog.records if r.name == "focal_eval.service.core.errors"]
+    records = [r for r in caplog.records if r.name == "focal_eval.service.core.error_handlers"]
     assert len(records) == 1
     assert records[0].levelno == logging.ERROR
     assert "POST /score" in records[0].getMessage()
