@@ -135,7 +135,7 @@ class Settings(BaseSettings):
     body_buffer_bytes: Bytes = Field(
         16 * 2**20,
         ge=0,
-        description="buffers of finished bodies (1 MiB or more) kept for the next ones, in"
+        description="buffers of finished bodies (512 KiB or more) kept for the next ones, in"
         " bytes; part of the memory model; 0: none",
     )
     max_json_bytes: Bytes = Field(

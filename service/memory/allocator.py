@@ -6,18 +6,21 @@ whichever thread's heap held them, and resident memory drifts above the memory b
 concurrent large requests. ``serve`` therefore sets, before any worker thread starts:
 
 - ``M_ARENA_MAX = 2``: every thread shares two arenas;
-- ``M_MMAP_THRESHOLD = 1 MiB``, fixed: every larger block (a large body, a large batch's
+- ``M_MMAP_THRESHOLD = 512 KiB``, fixed: every larger block (a large body, a large batch's
   arrays and C x C tables) is its own mapping, returned to the system when freed (and grown in
   place by ``mremap``); smaller blocks come back from the heap;
-- ``M_TRIM_THRESHOLD = 2 MiB``: free memory at the top of a heap is returned soon.
+- ``M_TRIM_THRESHOLD = 1 MiB``: free memory at the top of a heap is returned soon.
 
 Measured with 16 clients sending 40 MB npz bodies against a 306 MiB budget: peak resident
 memory 617 MiB without these settings, 383 MiB with them (threshold 128 KiB then). The
-threshold is 1 MiB, not 128 KiB, because uvicorn hands a body over in chunks of up to 256 KiB,
-copied three times on the way: as mappings, each copy was faulted in page by page, and a
-4 MB v2 request cost 2,400-5,300 minor faults (about 4 us each here) where it now costs 1,600,
-most of them its body's; the request took 12 ms instead of 16. The heap keeps its high-water
-mark of blocks under 1 MiB (freed ones are reused, not returned while a live block sits above
+threshold is 512 KiB, not 128 KiB, because uvicorn hands a body over in chunks of up to
+256 KiB, copied three times on the way: as mappings, each copy was faulted in page by page,
+and a 4 MB v2 request cost 2,400-5,300 minor faults (about 4 us each here) where it now costs
+about 1,200, most of them its body's (and 230 with the body's buffer kept:
+:mod:`focal_eval.service.http.buffers`). It is not 1 MiB (6 faults): then a batch's chunked
+work stays in the heap too, and peak memory over a 500,000 x 2 npz body rose from 3.7 to 4.1
+times the body (``python -m bench --only memory``). The heap keeps its high-water mark of
+blocks under 512 KiB (freed ones are reused, not returned while a live block sits above
 them); every such block of a request is counted in its reservation, so that mark stays within
 the budget. Elsewhere (musl, macOS) nothing is changed.
 """
@@ -35,12 +38,12 @@ M_TRIM_THRESHOLD = -1
 M_MMAP_MAX = -4
 M_MMAP_THRESHOLD = -3
 M_ARENA_MAX = -8
-SERVER_MMAP_THRESHOLD = 2**20  # above uvicorn's receive chunks (256 KiB, copied 3 times)
+SERVER_MMAP_THRESHOLD = 2**19  # above uvicorn's receive chunks (256 KiB, copied 3 times)
 STREAM_TRIM_THRESHOLD = 2**30
 
 
 def bound_allocator() -> bool:
-    """The server's settings: two arenas, a 1 MiB mmap threshold, prompt trimming.
+    """The server's settings: two arenas, a 512 KiB mmap threshold, prompt trimming.
 
     Returns:
         False where there is no glibc.
