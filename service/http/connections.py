@@ -14,11 +14,8 @@ Per connection, every resource has a bound and a timer:
   or is itself refused with 503 when every connection has a request in progress;
 - pipelining: at most ``MAX_PIPELINED`` requests wait behind the one in progress; a client
   that sends more is read no further and closed once the current response is sent;
-- a response sent before its request's body ended (an error) ends the connection, so a
-  client cannot keep streaming a body nobody reads: the answer is followed by end of file,
-  and what the client still sends is dropped for at most ``LINGER_S`` (2 s) before the
-  connection closes (at once, a reset could destroy the answer); chunked trailers count as
-  headers.
+- a response sent before its request's body ended (an error) closes the connection, so a
+  client cannot keep streaming a body nobody reads; chunked trailers count as headers.
 
 Reading a body is bounded elsewhere (the route's body timeout and the memory budget);
 uvicorn already stops reading a connection once 64 KiB of its body wait unconsumed.
@@ -40,7 +37,6 @@ logger = logging.getLogger(__name__)
 
 Count = Callable[[str], None]
 MAX_PIPELINED = 2  # requests queued behind one in progress; a client sending more is closed
-LINGER_S = 2.0  # after an answer sent before its body ended, what the client sends is dropped
 
 
 @dataclass(frozen=True)
@@ -134,32 +130,11 @@ class _BoundedHttpProtocol(HttpToolsProtocol):
         if self._in_body and self._body_of is not None and self._body_of.response_complete:
             # answered before its body ended (an error): the rest is unwanted
             self.count("unread_body")
-            self._linger()
+            self.transport.close()
         elif self._in_headers:  # a pipelined request's head, read before this response ended
             self._arm_header_timer()
         elif self._idle():
             self._arm_idle_timer()
-
-    def _linger(self) -> None:
-        """End an early answer's connection without losing the answer to a reset.
-
-        Closing with unread bytes makes the kernel reset the connection, and the reset can
-        destroy the answer before the client reads it (a 503 for a body that does not fit
-        now, sent while the client still uploads). So the answer is followed by end of file,
-        what the client still sends is read and dropped (never parsed, never kept) for at most
-        ``LINGER_S``, and the connection is closed when the client closes its side or then.
-        """
-        self._refused = True  # data_received drops everything from now on
-        self._cancel_header_timer()
-        self._unset_keepalive_if_required()
-        self.flow.resume_reading()
-        if self.transport.can_write_eof():
-            self.transport.write_eof()
-        self.loop.call_later(LINGER_S, self._end_linger)
-
-    def _end_linger(self) -> None:
-        if not self.transport.is_closing():
-            self.transport.abort()
 
     def _arm_idle_timer(self, since: float | None = None) -> None:
         """Close the connection ``idle_timeout_s`` after ``since`` (default: now)."""
