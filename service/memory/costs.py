@@ -68,10 +68,11 @@ def json_parse(text: Body, end: int | None = None) -> int:
     text's length bounds), and every element follows a ``[`` or a ``,``.
     """
     count = _counter(text, end)
-    elements = count(b"[") + count(b",")
+    lists = count(b"[")
+    elements = lists + count(b",")
     return (
         PARSER_POOL_BYTES * _length(text, end)
-        + LIST_BYTES * count(b"[")
+        + LIST_BYTES * lists
         + DICT_BYTES * count(b"{")
         + KEY_BYTES * count(b":")
         + QUOTE_BYTES * count(b'"')
