@@ -148,7 +148,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         if path is not None and not path.parent.is_dir():
             return _usage(f"{option}: no folder {path.parent} to write {path.name} in")
     started = time.monotonic()
-    _bound_memory()
+    stream_allocator()  # one reused heap for the stream of blocks; pyarrow keeps its own pool
     try:
         files = expand(args.paths, args.logits)
         if args.engine == "ray":
@@ -193,20 +193,6 @@ def _done(document: dict[str, Any], files: Sequence[str], started: float, out: P
             file=sys.stderr,
         )
     return 0
-
-
-def _bound_memory() -> None:
-    """One reused heap for the stream of blocks, and pyarrow's buffers from it.
-
-    :func:`~focal_eval.service.memory.allocator.stream_allocator`; pyarrow's own pool
-    (mimalloc) would keep what it freed in 2 MiB pages that the kernel zeroes one by one.
-    """
-    stream_allocator()
-    try:
-        import pyarrow as pa
-    except ImportError:
-        return
-    pa.set_memory_pool(pa.system_memory_pool())
 
 
 def _usage(message: str) -> int:

@@ -39,14 +39,16 @@ import logging
 import time
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import httpx
 import numpy as np
 import numpy.typing as npt
 import orjson
 
 from focal_eval.evaluate.statistics import Statistics, merge
+
+if TYPE_CHECKING:
+    import httpx  # imported where a client is made: `focal evaluate` runs locally without it
 
 __all__ = ["Evaluation", "Parameters", "Remote", "Scored", "ServerError", "score"]
 
@@ -190,6 +192,8 @@ class Remote:
     """
 
     def __init__(self, url: str, token: str | None, timeout_s: float, retries: int) -> None:
+        import httpx
+
         headers = {} if token is None else {"authorization": f"Bearer {token}"}
         self.client = httpx.Client(base_url=url.rstrip("/"), headers=headers, timeout=timeout_s)
         self.post = _Poster(self.client, retries, timeout_s)
@@ -360,6 +364,8 @@ class _Poster:
         content_type: str,
         query: Mapping[str, str] | None,
     ) -> httpx.Response:
+        import httpx
+
         try:
             return self.client.post(
                 path, content=body, params=query, headers={"content-type": content_type}

@@ -3,8 +3,9 @@
 Each block of rows is scored by a backend (:mod:`focal_eval.evaluate.backends`: this
 process's graphs, or a server) exactly as ``/score`` would score it; its statistics are added
 to the dataset's and to its slice's, and the metrics are computed once at the end from the
-sums. Memory is one block's (``batch_rows`` rows) plus the sums: it does not grow with the
-dataset.
+sums. Memory is three blocks' (``batch_rows`` rows each: the one scored, the next one decoded
+ahead, :mod:`~focal_eval.evaluate.read_ahead`, and one waiting between them) plus the sums: it
+does not grow with the dataset.
 
 Slices: the statistics of each combination of the ``slice_by`` columns' values are kept
 (at most ``max_slices`` combinations); each column's own values are sums of combinations. A
@@ -23,6 +24,7 @@ import numpy as np
 import numpy.typing as npt
 
 from focal_eval.evaluate.backends import Backend, Options, Part
+from focal_eval.evaluate.read_ahead import read_ahead
 from focal_eval.evaluate.sources import Block, Columns, InputError, blocks
 from focal_eval.evaluate.statistics import Statistics, merge
 from focal_eval.service.core.scoring import Outputs
@@ -87,7 +89,7 @@ def evaluate_files(
     run = Run()
     for path in files:
         rows = 0
-        for block in blocks(path, columns, options.batch_rows):
+        for block in read_ahead(blocks(path, columns, options.batch_rows)):
             _score_block(run, backend, options, block, per_sample)
             rows += block.rows
             if on_rows is not None:
