@@ -14,8 +14,12 @@ Per connection, every resource has a bound and a timer:
   or is itself refused with 503 when every connection has a request in progress;
 - pipelining: at most ``MAX_PIPELINED`` requests wait behind the one in progress; a client
   that sends more is read no further and closed once the current response is sent;
-- a response sent before its request's body ended (an error) closes the connection, so a
-  client cannot keep streaming a body nobody reads; chunked trailers count as headers.
+- a response sent before its request's body ended (an error) ends the connection, so a
+  client cannot keep streaming a body nobody reads: the answer says ``connection: close``
+  and is followed by end of file, and what the client still sends is dropped for at most
+  ``LINGER_S`` before the connection closes (closed at once, the reset that the arriving
+  bytes cause could destroy the answer before the client reads it); chunked trailers count
+  as headers.
 
 Reading a body is bounded elsewhere (the route's body timeout and the memory budget);
 uvicorn already stops reading a connection once 64 KiB of its body wait unconsumed.
@@ -25,7 +29,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -37,6 +41,7 @@ logger = logging.getLogger(__name__)
 
 Count = Callable[[str], None]
 MAX_PIPELINED = 2  # requests queued behind one in progress; a client sending more is closed
+LINGER_S = 2.0  # after an answer sent before its body ended, what the client sends is dropped
 
 
 @dataclass(frozen=True)
@@ -91,6 +96,7 @@ class _BoundedHttpProtocol(HttpToolsProtocol):
         self._header_bytes = 0  # the request line and header fields, as parsed (CRLFs too)
         self._header_count = 0
         self._refused = False
+        self._answered_early = False  # a response began before its request's body ended
         self._header_timer: asyncio.TimerHandle | None = None
 
     # --- connection lifetime -----------------------------------------------------------------
@@ -124,17 +130,39 @@ class _BoundedHttpProtocol(HttpToolsProtocol):
         The body arriving may be the next request's instead (sent once the client had the
         whole response, before the server's last, empty write of it): that one is wanted.
         """
+        if self._answered_early:
+            self.pipeline.clear()  # after `connection: close`, nothing more is answered here
         super().on_response_complete()
         if self.transport.is_closing():
             return
-        if self._in_body and self._body_of is not None and self._body_of.response_complete:
-            # answered before its body ended (an error): the rest is unwanted
+        if self._answered_early:  # the rest of the body is unwanted
             self.count("unread_body")
-            self.transport.close()
+            self._linger()
         elif self._in_headers:  # a pipelined request's head, read before this response ended
             self._arm_header_timer()
         elif self._idle():
             self._arm_idle_timer()
+
+    def _linger(self) -> None:
+        """End an early answer's connection without losing the answer to a reset.
+
+        Closing with unread bytes makes the kernel reset the connection, and the reset can
+        destroy the answer before the client reads it (a 503 for a body that does not fit
+        now, sent while the client still uploads). So the answer is followed by end of file,
+        what the client still sends is read and dropped (never parsed, never kept) for at most
+        ``LINGER_S``, and the connection closes when the client closes its side or then.
+        """
+        self._refused = True  # data_received drops everything from now on
+        self._cancel_header_timer()
+        self._unset_keepalive_if_required()
+        self.flow.resume_reading()
+        if self.transport.can_write_eof():
+            self.transport.write_eof()
+        self.loop.call_later(LINGER_S, self._end_linger)
+
+    def _end_linger(self) -> None:
+        if not self.transport.is_closing():
+            self.transport.abort()
 
     def _arm_idle_timer(self, since: float | None = None) -> None:
         """Close the connection ``idle_timeout_s`` after ``since`` (default: now)."""
@@ -242,8 +270,11 @@ class _BoundedHttpProtocol(HttpToolsProtocol):
         else:
             self._in_body = True
             self._unparsed = 0
+            before = self.cycle
             super().on_headers_complete()
-            self._body_of = self.cycle
+            if self.cycle is not None and self.cycle is not before:
+                self._body_of = self.cycle
+                self.cycle.send = self._closing_early(self.cycle)  # type: ignore[method-assign, assignment]
 
     def on_body(self, body: bytes) -> None:
         """Body bytes (ignored once the connection is refused)."""
@@ -288,6 +319,30 @@ class _BoundedHttpProtocol(HttpToolsProtocol):
         self._refuse(431, f"headers: {what}")
 
     # --- writing -----------------------------------------------------------------------------
+    def _closing_early(self, cycle: RequestResponseCycle) -> Callable[[Any], Awaitable[None]]:
+        """``cycle.send``, adding ``connection: close`` to a response begun before the body ended.
+
+        The client is told not to reuse the connection (it would send its next request into
+        one that is ending); the connection then ends by lingering
+        (:meth:`on_response_complete`), not by uvicorn's immediate close.
+        """
+        send: Callable[[Any], Awaitable[None]] = cycle.send
+
+        async def send_closing(message: Any) -> None:
+            if message["type"] != "http.response.start" or not self._receiving(cycle):
+                await send(message)
+                return
+            headers = [*message.get("headers", ()), (b"connection", b"close")]
+            await send({**message, "headers": headers})
+            self._answered_early = True
+            cycle.keep_alive = True  # uvicorn would close at the end of the response
+
+        return send_closing
+
+    def _receiving(self, cycle: RequestResponseCycle) -> bool:
+        """Whether ``cycle``'s request body is still arriving."""
+        return self._in_body and self._body_of is cycle
+
     def _write_timed_out(self) -> None:
         """Cut a client that read nothing for ``write_timeout_s``; the response stops."""
         self.count("write_timeout")

@@ -602,8 +602,65 @@ def test_an_answer_before_the_body_ends_closes_the_connection(bounded: Server) -
         sock.sendall(head + b"x" * 1000)
         reply = receive_reply(sock)
         assert reply.status == 415
+        assert reply.headers["connection"] == "close"
         assert seconds_until_closed(sock) <= 3  # the body nobody reads does not keep it open
     assert closed(scrape(bounded), "unread_body") - before == 1
+
+
+def test_an_answer_before_the_body_ends_reaches_a_client_that_keeps_sending(
+    bounded: Server,
+) -> None:
+    """The client uploads its whole 4 MiB after the 415 came: it still reads the 415.
+
+    Closed at once, the connection would be reset by the bytes arriving after the close, and
+    the reset can destroy the answer in the client's buffer before it is read.
+    """
+    size = 4 * 2**20
+    with connect(bounded) as sock:
+        sock.sendall(upload_head("/score", size, content_type="text/plain"))
+        time.sleep(0.2)  # the 415 is sent and the server has ended its side
+        sock.sendall(b"x" * size)
+        reply = receive_reply(sock)
+        assert reply.status == 415
+        assert seconds_until_closed(sock) <= 3
+
+
+def test_a_client_that_keeps_sending_after_an_early_answer_is_cut_after_the_linger(
+    bounded: Server,
+) -> None:
+    """What arrives after an early answer is dropped for at most 2 s (LINGER_S), then cut."""
+    with connect(bounded) as sock:
+        sock.sendall(upload_head("/score", 2**40, content_type="text/plain"))
+        assert receive_reply(sock).status == 415
+        assert 1.5 <= seconds_until_cut(sock) <= 5
+
+
+def seconds_until_cut(sock: socket.socket) -> float:
+    """Send until the server resets the connection; the seconds that took (bounded)."""
+    start = time.monotonic()
+    while time.monotonic() - start < SOCKET_TIMEOUT_S:
+        try:
+            sock.sendall(b"x" * 65536)
+        except (ConnectionResetError, BrokenPipeError):
+            return time.monotonic() - start
+        time.sleep(0.01)
+    raise AssertionError(f"the server took what was sent for {SOCKET_TIMEOUT_S:g} s")
+
+
+def test_an_http_client_reuses_its_pool_after_early_answers(bounded: Server) -> None:
+    """httpx uploads 4 MiB, gets the 415 sent before the body ended, and goes on.
+
+    It must read the answer (not a reset) and must not send its next request into the
+    connection that is ending: the answer says ``connection: close``.
+    """
+    with httpx.Client(base_url=bounded.url, timeout=SOCKET_TIMEOUT_S) as client:
+        for _ in range(5):
+            refused = client.post(
+                "/score", content=b"x" * (4 * 2**20), headers={"content-type": "text/plain"}
+            )
+            assert refused.status_code == 415
+            assert refused.headers["connection"] == "close"
+            assert client.get("/healthz").status_code == 200
 
 
 def test_a_next_request_whose_body_is_still_arriving_keeps_the_connection(
