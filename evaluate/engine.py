@@ -3,9 +3,9 @@
 Each block of rows is scored by a backend (:mod:`focal_eval.evaluate.backends`: this
 process's graphs, or a server) exactly as ``/score`` would score it; its statistics are added
 to the dataset's and to its slice's, and the metrics are computed once at the end from the
-sums. Memory is three blocks' (``batch_rows`` rows each: the one scored, the next one decoded
-ahead, :mod:`~focal_eval.evaluate.read_ahead`, and one waiting between them) plus the sums: it
-does not grow with the dataset.
+sums. Memory is three blocks' (``batch_rows`` rows each: the one scored, one waiting and the
+one being decoded, with its record batch: :mod:`~focal_eval.evaluate.read_ahead`) plus the
+sums: it does not grow with the dataset.
 
 Slices: the statistics of each combination of the ``slice_by`` columns' values are kept
 (at most ``max_slices`` combinations); each column's own values are sums of combinations. A

@@ -3,7 +3,8 @@
 Decoding a Parquet block (pyarrow, one thread) and scoring the one before it (onnxruntime)
 both release the GIL, so on two cores they overlap: ``focal evaluate`` over 2,000,000 x 100
 rows took 0.80-0.85x the time of reading and scoring in turn. Memory: the block being scored,
-at most one decoded and waiting, and the one being decoded; three blocks instead of two.
+at most one decoded and waiting, and the one being decoded (with the record batch it comes
+from); one block more than reading in turn.
 
 The items come in their order, and an exception from the source is raised where its item
 would have come, so the consumer sees what reading in turn would have shown it. Leaving early
@@ -43,14 +44,16 @@ class _Reader(Generic[T]):
         try:
             for item in self.source:
                 if not self._put(item):
-                    return
+                    break  # the consumer stopped
         except BaseException as error:  # handed to the consumer, raised there
             end = _End(error)
-        finally:
+        try:
             close = getattr(self.source, "close", None)
             if close is not None:
                 close()
-        self._put(end)
+        except BaseException as error:
+            end = end if end.error is not None else _End(error)
+        self._put(end)  # always: a consumer waiting for the end must not wait forever
 
     def _put(self, item: T | _End) -> bool:
         """Wait for room in the queue; False once the consumer has stopped."""
@@ -75,8 +78,9 @@ def read_ahead(source: Iterator[T]) -> Generator[T, None, None]:
         while True:
             item = reader.items.get()
             if isinstance(item, _End):
-                if item.error is not None:
-                    raise item.error
+                error, item.error = item.error, None  # the reader's frame holds `item` too
+                if error is not None:
+                    raise error
                 return
             yield item
     finally:

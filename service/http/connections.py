@@ -97,6 +97,8 @@ class _BoundedHttpProtocol(HttpToolsProtocol):
         self._header_count = 0
         self._refused = False
         self._answered_early = False  # a response began before its request's body ended
+        self._lingering = False
+        self._lost = False
         self._header_timer: asyncio.TimerHandle | None = None
 
     # --- connection lifetime -----------------------------------------------------------------
@@ -111,6 +113,7 @@ class _BoundedHttpProtocol(HttpToolsProtocol):
 
     def connection_lost(self, exc: Exception | None) -> None:
         """Forget the header timer with the connection."""
+        self._lost = True
         self._cancel_header_timer()
         super().connection_lost(exc)
 
@@ -153,15 +156,21 @@ class _BoundedHttpProtocol(HttpToolsProtocol):
         ``LINGER_S``, and the connection closes when the client closes its side or then.
         """
         self._refused = True  # data_received drops everything from now on
+        self._lingering = True  # idle: the connection cap may evict it
         self._cancel_header_timer()
         self._unset_keepalive_if_required()
         self.flow.resume_reading()
-        if self.transport.can_write_eof():
-            self.transport.write_eof()
+        try:
+            if self.transport.can_write_eof():
+                self.transport.write_eof()
+        except OSError:  # already reset
+            self.transport.abort()
+            return
         self.loop.call_later(LINGER_S, self._end_linger)
 
     def _end_linger(self) -> None:
-        if not self.transport.is_closing():
+        """Cut the connection unless it is gone (a close still flushing is cut too)."""
+        if not self._lost:
             self.transport.abort()
 
     def _arm_idle_timer(self, since: float | None = None) -> None:
@@ -176,7 +185,7 @@ class _BoundedHttpProtocol(HttpToolsProtocol):
         return self.cycle is not None and not self.cycle.response_complete
 
     def _idle(self) -> bool:
-        return not (self._in_headers or self._in_body or self._responding())
+        return self._lingering or not (self._in_headers or self._in_body or self._responding())
 
     def _make_room(self) -> None:
         """Close the oldest idle connection to admit this one, or refuse this one (503)."""

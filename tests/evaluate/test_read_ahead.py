@@ -85,3 +85,27 @@ def test_stopping_early_closes_the_source_and_ends_the_thread() -> None:
     items.close()  # what a caller's error or Ctrl-C does to the generator
     assert source.closed.is_set()
     assert reader_threads() == []
+
+
+class FailingToClose:
+    """Two items, then a close that raises (a file that cannot be closed)."""
+
+    def __init__(self) -> None:
+        self.items = iter([0, 1])
+
+    def __iter__(self) -> FailingToClose:
+        return self
+
+    def __next__(self) -> int:
+        return next(self.items)
+
+    def close(self) -> None:
+        raise OSError("Expected the file to close, but it did not")
+
+
+def test_a_source_that_fails_to_close_raises_after_its_items() -> None:
+    items = read_ahead(FailingToClose())
+    assert [next(items), next(items)] == [0, 1]
+    with pytest.raises(OSError, match=r"^Expected the file to close, but it did not$"):
+        next(items)
+    assert reader_threads() == []

@@ -448,6 +448,22 @@ def test_a_connection_past_the_cap_is_refused_503_when_every_connection_is_busy(
     assert closed(scrape(capped), "connection_cap") == 1
 
 
+def test_connections_lingering_after_early_answers_make_room_for_new_ones(
+    capped: Server,
+) -> None:
+    """A connection dropping the rest of an answered body is idle: the cap may evict it."""
+    with ExitStack() as stack:
+        lingering = [stack.enter_context(connect(capped)) for _ in range(MAX_CONNECTIONS)]
+        for sock in lingering:
+            sock.sendall(upload_head("/score", 2**20, content_type="text/plain") + b"x" * 10)
+            assert receive_reply(sock).status == 415
+        with connect(capped) as admitted:
+            admitted.sendall(request_head([("Host", HOST)]))
+            assert receive_reply(admitted).status == 200
+    samples = scrape(capped)
+    assert (closed(samples, "evicted"), closed(samples, "connection_cap")) == (1, 0)
+
+
 def test_a_low_open_files_limit_lowers_the_cap_so_200_idle_sockets_leave_health_answering() -> None:
     env = {"FOCAL_MAX_CONNECTIONS": "1000", "FOCAL_IDLE_TIMEOUT_S": "30"}
     with running(env, open_files=128) as server, ExitStack() as stack:
@@ -630,9 +646,23 @@ def test_a_client_that_keeps_sending_after_an_early_answer_is_cut_after_the_ling
 ) -> None:
     """What arrives after an early answer is dropped for at most 2 s (LINGER_S), then cut."""
     with connect(bounded) as sock:
+        start = time.monotonic()  # before the server's 2 s begin
         sock.sendall(upload_head("/score", 2**40, content_type="text/plain"))
         assert receive_reply(sock).status == 415
-        assert 1.5 <= seconds_until_cut(sock) <= 5
+        seconds_until_cut(sock)
+        assert 2.0 <= time.monotonic() - start <= 5
+
+
+def test_a_client_silent_after_an_early_answer_is_closed_after_the_linger(
+    bounded: Server,
+) -> None:
+    """End of file comes first; the server's side goes too, 2 s on, though the client waits."""
+    with connect(bounded) as sock:
+        sock.sendall(upload_head("/score", 2**20, content_type="text/plain") + b"x" * 1000)
+        assert receive_reply(sock).status == 415
+        assert sock.recv(1) == b""  # end of file: the answer is whole
+        time.sleep(2.5)
+        assert seconds_until_cut(sock) < 1  # closed already: the first sends bring the reset
 
 
 def seconds_until_cut(sock: socket.socket) -> float:
