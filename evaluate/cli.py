@@ -14,13 +14,14 @@ import time
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any, NoReturn
+from typing import Any
 
 from focal_eval.evaluate.backends import Backend, Local, Options, Server
 from focal_eval.evaluate.client import Remote, ServerError
 from focal_eval.evaluate.engine import evaluate_files
 from focal_eval.evaluate.on_ray import UsageError
 from focal_eval.evaluate.sources import Block, Columns, InputError, expand, total_rows
+from focal_eval.service.arguments import OneLineErrors
 from focal_eval.service.core.scoring import Outputs
 from focal_eval.service.core.settings import Settings
 from focal_eval.service.http.jsonio import iter_dumps
@@ -34,14 +35,9 @@ the model id) is JSON; its statistics merge with other results and /score respon
 (POST /compute)."""
 
 
-class _Parser(argparse.ArgumentParser):
-    def error(self, message: str) -> NoReturn:
-        self.exit(2, f"{self.prog}: {message}\n")
-
-
 def parser() -> argparse.ArgumentParser:
     """The command's options, each documented in ``--help``."""
-    p = _Parser(prog="focal evaluate", description=DESCRIPTION)
+    p = OneLineErrors(prog="focal evaluate", description=DESCRIPTION)
     p.add_argument("paths", nargs="+", metavar="PATH", help="files, folders or globs")
     p.add_argument("--out", required=True, help="the result, JSON (written when complete)")
     where = p.add_mutually_exclusive_group()

@@ -16,11 +16,11 @@ import time
 from collections.abc import Callable, Sequence
 from functools import partial
 from pathlib import Path
-from typing import NoReturn
 
 from focal_eval.report.embed import FORMATS, save
 from focal_eval.report.inputs import InputError, load
 from focal_eval.report.page import build
+from focal_eval.service.arguments import OneLineErrors
 
 DESCRIPTION = """Write one self-contained HTML page (no script, nothing fetched: it opens
 offline) of a /score response, a /summary response or a focal evaluate result (JSON): the
@@ -31,14 +31,9 @@ histograms, and slices (or the monitoring window) against the whole. Every metri
 computed from the statistics drawn, by the same graphs as POST /compute."""
 
 
-class _Parser(argparse.ArgumentParser):
-    def error(self, message: str) -> NoReturn:
-        self.exit(2, f"{self.prog}: {message}\n")
-
-
 def parser() -> argparse.ArgumentParser:
     """The command's options, each documented in ``--help``."""
-    p = _Parser(prog="focal report", description=DESCRIPTION)
+    p = OneLineErrors(prog="focal report", description=DESCRIPTION)
     p.add_argument("input", metavar="INPUT", help="the result, JSON")
     p.add_argument("--out", required=True, help="the page, HTML (written when complete)")
     p.add_argument(

@@ -2,15 +2,14 @@
 
 from __future__ import annotations
 
-import argparse
 import importlib.util
 import sys
 from collections.abc import Sequence
-from typing import NoReturn
 
 from pydantic import ValidationError
 from pydantic_settings import SettingsError
 
+from focal_eval.service.arguments import OneLineErrors
 from focal_eval.service.core.settings import Settings, describe_error
 
 USAGE = """usage: focal <command> [options]
@@ -80,14 +79,9 @@ def _report(argv: Sequence[str]) -> int:
     return report_main(argv)
 
 
-class _OneLineErrors(argparse.ArgumentParser):
-    def error(self, message: str) -> NoReturn:
-        self.exit(2, f"{self.prog}: {message}\n")
-
-
 def _serve(argv: Sequence[str]) -> int:
     """``focal serve``: 0 after a graceful stop, 1 if start-up fails, 2 for a bad setting."""
-    parser = _OneLineErrors(
+    parser = OneLineErrors(
         prog="focal serve",
         description="Serve the evaluation graph (POST /score, the v2 protocol, health). Every"
         " setting is also read from FOCAL_<NAME> environment variables; flags win.",
