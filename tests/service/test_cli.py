@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import subprocess
+import sys
 from collections.abc import Callable
 
 import pytest
@@ -137,3 +138,32 @@ def test_flags_win_over_variables(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("FOCAL_HOST", "0.0.0.0")
     assert cli.main(["serve", "--port", "9001", "--host", "127.0.0.2"]) == 0
     assert [(s.port, s.host) for s in served] == [(9001, "127.0.0.2")]
+
+
+# --- numpy's BLAS: one thread for serve and evaluate, unless the environment says otherwise ---
+BLAS_THREADS = """
+import sys
+from focal_eval.service import cli
+cli._one_blas_thread()
+import numpy, threadpoolctl
+print(*{p["num_threads"] for p in threadpoolctl.threadpool_info() if p["user_api"] == "blas"})
+"""
+
+
+@pytest.mark.parametrize(
+    ("environment", "threads"),
+    [
+        pytest.param({}, "1", id="default"),
+        pytest.param({"OPENBLAS_NUM_THREADS": "2"}, "2", id="the-environment-wins"),
+    ],
+)
+def test_the_commands_keep_numpys_blas_to_one_thread(
+    environment: dict[str, str], threads: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.delenv("OPENBLAS_NUM_THREADS", raising=False)
+    for name, value in environment.items():
+        monkeypatch.setenv(name, value)
+    done = subprocess.run(
+        [sys.executable, "-c", BLAS_THREADS], capture_output=True, text=True, check=True, timeout=60
+    )
+    assert done.stdout.split() == [threads]
