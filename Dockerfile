@@ -3,6 +3,8 @@
 
 # --- build: install the service package and trim what it never loads --------------------
 FROM python:3.11-slim AS build
+# names this stage's image, so that tests/container can remove the ones a new build supersedes
+LABEL org.focal-eval.stage="build"
 ENV PIP_NO_CACHE_DIR=1 PIP_DISABLE_PIP_VERSION_CHECK=1
 # a C++ compiler for the fused kernel (setup.py), here only: the runtime stage has none
 RUN apt-get update -qq \
