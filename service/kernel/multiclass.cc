@@ -142,7 +142,7 @@ FOCAL_CPU_DISPATCH void score_rows(const Rows& rows, int64_t begin, int64_t end,
     const float* __restrict x = row.data();
     float m = x[0];
 #pragma omp simd reduction(max : m)
-    for (int32_t k = 1; k < width; ++k) m = x[k] > m ? x[k] : m;
+    for (int32_t k = 0; k < width; ++k) m = x[k] > m ? x[k] : m;
     const int64_t label = rows.labels[i];
     const bool valid = label != rows.ignore_index;
     const int32_t t = valid ? static_cast<int32_t>(label) : 0;
