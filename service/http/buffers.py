@@ -47,8 +47,8 @@ class BodyBuffers:
         self.smallest = smallest
         self._kept: list[mmap.mmap] = []
         self._lent: dict[int, int] = {}  # id of a lent buffer -> its size
-        # taken on the event loop and in workers; re-entered when dropping a buffer frees one
-        # that was lent (its finalizer forgets it)
+        # taken on the event loop and in workers; re-entered by _make_room (the byte counts)
+        # and when dropping a buffer frees one that was lent (its finalizer forgets it)
         self._lock = threading.RLock()
 
     @property
@@ -119,9 +119,9 @@ class BodyBuffers:
 
         The oldest kept buffers go first.
         """
-        lent = sum(self._lent.values())
+        lent = self.lent_bytes
         if lent + size > self.capacity:
             return False
-        while sum(len(kept) for kept in self._kept) + lent + size > self.capacity:
+        while self.kept_bytes + lent + size > self.capacity:
             self._kept.pop(0)
         return True

@@ -97,7 +97,6 @@ class _BoundedHttpProtocol(HttpToolsProtocol):
         self._header_count = 0
         self._refused = False
         self._answered_early = False  # a response began before its request's body ended
-        self._lingering = False
         self._lost = False
         self._header_timer: asyncio.TimerHandle | None = None
 
@@ -155,10 +154,7 @@ class _BoundedHttpProtocol(HttpToolsProtocol):
         what the client still sends is read and dropped (never parsed, never kept) for at most
         ``LINGER_S``, and the connection closes when the client closes its side or then.
         """
-        self._refused = True  # data_received drops everything from now on
-        self._lingering = True  # idle: the connection cap may evict it
-        self._cancel_header_timer()
-        self._unset_keepalive_if_required()
+        self._read_no_more()
         self.flow.resume_reading()
         try:
             if self.transport.can_write_eof():
@@ -167,6 +163,12 @@ class _BoundedHttpProtocol(HttpToolsProtocol):
             self.transport.abort()
             return
         self.loop.call_later(LINGER_S, self._end_linger)
+
+    def _read_no_more(self) -> None:
+        """Drop what the client sends from now on (``data_received``), with no timer to wait for."""
+        self._refused = True
+        self._cancel_header_timer()
+        self._unset_keepalive_if_required()
 
     def _end_linger(self) -> None:
         """Cut the connection unless it is gone (a close still flushing is cut too)."""
@@ -185,7 +187,10 @@ class _BoundedHttpProtocol(HttpToolsProtocol):
         return self.cycle is not None and not self.cycle.response_complete
 
     def _idle(self) -> bool:
-        return self._lingering or not (self._in_headers or self._in_body or self._responding())
+        """No request in progress; a connection lingering after an early answer counts too."""
+        if self._answered_early:  # once its answer is sent it only drops bytes: evictable
+            return not self._responding()
+        return not (self._in_headers or self._in_body or self._responding())
 
     def _make_room(self) -> None:
         """Close the oldest idle connection to admit this one, or refuse this one (503)."""
@@ -366,9 +371,7 @@ class _BoundedHttpProtocol(HttpToolsProtocol):
 
     def _refuse(self, status: int, message: str) -> None:
         """Answer ``{"error": message}`` with ``status`` outside the app, and close."""
-        self._refused = True
-        self._cancel_header_timer()
-        self._unset_keepalive_if_required()
+        self._read_no_more()
         if self.transport.is_closing():
             return
         body = orjson.dumps({"error": message})
