@@ -7,7 +7,7 @@ computation. :mod:`focal_eval.focal.losses` wraps the same pieces in modules and
 is written once.
 
 Numerics: the softmax path is built on the row maximum :math:`m` and :math:`e = \exp(x - m)`
-(:func:`shifted_exponentials`; ``log_softmax`` only with label smoothing), the sigmoid path on
+(:func:`softmax_parts`; ``log_softmax`` only with label smoothing), the sigmoid path on
 ``softplus``; the modulating factor
 :math:`(1 - p_t)^\gamma` is formed as :math:`\exp(\gamma \log(1 - p_t))` with
 :math:`1 - p_t` summed over the other classes (never subtracted from 1), so it stays finite,
@@ -219,9 +219,8 @@ def _softmax_focal_loss(
         weights = alpha.to(logits.dtype).expand(num_classes)
     if label_smoothing == 0.0:
         gamma_tensor = torch.tensor(gamma, dtype=torch.float64)
-        exps, total, top, _ = shifted_exponentials(logits)
-        rest = other_classes(exps, safe_labels).sum(1) / total
-        _, loss = softmax_focal_terms(logits, top, total, rest, safe_labels, gamma_tensor)
+        _, rest, total, shifted_true, _ = softmax_parts(logits, safe_labels)
+        _, loss = softmax_focal_terms(shifted_true, total, rest, gamma_tensor)
         if weights is not None:
             loss = loss * weights.gather(0, safe_labels)
     else:
@@ -286,25 +285,43 @@ def flatten_classes(input: Tensor) -> Tensor:
     return input.movedim(1, -1).reshape(-1, input.shape[1])
 
 
-def shifted_exponentials(logits: Tensor) -> Tuple[Tensor, Tensor, Tensor, Tensor]:
-    r"""One softmax's parts, each formed once: :math:`m`, :math:`e = \exp(x - m)`, :math:`s`.
+def softmax_parts(logits: Tensor, labels: Tensor) -> Tuple[Tensor, Tensor, Tensor, Tensor, Tensor]:
+    r"""One softmax's parts at hard labels, each formed once, with one ``(M, C)`` tensor.
 
-    With :math:`m_i = \max_k x_{ik}` and :math:`s_i = \sum_k e_{ik} \ge 1`, the probabilities
-    are :math:`e / s`, :math:`\log p_{ik} = (x_{ik} - m_i) - \log s_i`, and the largest
-    probability is exactly :math:`1 / s_i` (:math:`e = 1` at the maximum). One ``(M, C)``
-    tensor is made (the exponentials, in place of the shifted logits).
+    With :math:`m_i = \max_k x_{ik}`, the other classes' exponentials
+    :math:`o_{ik} = \exp(x_{ik} - m_i)` for :math:`k \ne y_i` (and 0 at :math:`k = y_i`) are the
+    shifted logits with each row's label set to :math:`-\infty`, exponentiated in place. Then
+
+    .. math::
+
+        r_i = \sum_k o_{ik}, \qquad s_i = r_i + \exp(x_{i,y_i} - m_i), \qquad
+        1 - p_{i,y_i} = r_i / s_i
+
+    so :math:`1 - p_{i,y_i}` is a sum, never a difference that cancels where :math:`p_{i,y_i}`
+    nears 1, and the largest probability is exactly :math:`1 / s_i` (:math:`\exp(0) = 1`). In
+    an exported graph the label's entry is set by one scatter into the shifted logits, which
+    onnxruntime does in place, and the exponentials are summed once.
+
+    Args:
+        logits: ``(M, C)`` :math:`x`.
+        labels: ``(M,)`` class indices, all in ``[0, C)`` (ignored rows replaced beforehand).
 
     Returns:
-        ``(exps, total, top, first)``: ``(M, C)`` :math:`e`, and ``(M,)`` :math:`s`,
-        :math:`m` and the first index of each row's maximum (ties: the lowest).
+        ``(others, rest, total, shifted_true, first)``: ``(M, C)`` :math:`o`, and ``(M,)``
+        :math:`1 - p_{i,y_i}`, :math:`s_i`, :math:`x_{i,y_i} - m_i` and the first index of each
+        row's maximum (ties: the lowest).
     """
     top, first = logits.max(dim=1)
-    exps = (logits - top.unsqueeze(1)).exp_()
-    return exps, exps.sum(1), top, first
+    label = labels.unsqueeze(1)
+    shifted_true = logits.gather(1, label).squeeze(1) - top
+    others = (logits - top.unsqueeze(1)).scatter_(1, label, float("-inf")).exp_()
+    others_sum = others.sum(1)
+    total = others_sum + torch.exp(shifted_true)
+    return others, others_sum / total, total, shifted_true, first
 
 
 def softmax_focal_terms(
-    logits: Tensor, top: Tensor, total: Tensor, rest: Tensor, labels: Tensor, gamma: Tensor
+    shifted_true: Tensor, total: Tensor, rest: Tensor, gamma: Tensor
 ) -> Tuple[Tensor, Tensor]:
     r"""Per-row cross entropy and unweighted focal loss at hard labels.
 
@@ -314,31 +331,17 @@ def softmax_focal_terms(
         \text{FL}_i = \exp(\gamma \log(1 - p_{i,y_i}))\, \text{CE}_i
 
     Args:
-        logits: ``(M, C)`` :math:`x`.
-        top: ``(M,)`` the row maxima :math:`m_i` (:func:`shifted_exponentials`).
+        shifted_true: ``(M,)`` :math:`x_{i,y_i} - m_i` (:func:`softmax_parts`).
         total: ``(M,)`` :math:`s_i = \sum_k \exp(x_{ik} - m_i)`.
-        rest: ``(M,)`` :math:`1 - p_{i,y_i}`, the other classes' sum over :math:`s_i`
-            (:func:`other_classes`), never subtracted from 1.
-        labels: ``(M,)`` class indices, all in ``[0, C)`` (ignored rows replaced beforehand).
+        rest: ``(M,)`` :math:`1 - p_{i,y_i}`, the other classes' sum over :math:`s_i`.
         gamma: 0-d focusing parameter (a tensor, so that it can be a graph input).
 
     Returns:
         ``(cross_entropy, focal_loss)``, each ``(M,)``.
     """
-    shifted_true = logits.gather(1, labels.unsqueeze(1)).squeeze(1) - top
     cross_entropy = torch.log(total) - shifted_true
     modulating = torch.exp(gamma * log_of_rest(rest))
     return cross_entropy, modulating * cross_entropy
-
-
-def other_classes(values: Tensor, labels: Tensor) -> Tensor:
-    r"""``values`` with each row's label zeroed: the other classes, :math:`v_{ik}, k \ne y_i`.
-
-    Of the exponentials :math:`e`, their sum over :math:`s` is :math:`1 - p_{i,y_i}` with no
-    cancellation where :math:`p_{i,y_i}` nears 1 (the sum of the others, not a subtraction from
-    1); their squares give the Brier score's other-class part.
-    """
-    return values.scatter(1, labels.unsqueeze(1), 0.0)
 
 
 def log_of_rest(rest: Tensor) -> Tensor:

@@ -27,9 +27,8 @@ from focal_eval.focal._validation import (
     check_target_values,
 )
 from focal_eval.focal.functional import (
-    other_classes,
-    shifted_exponentials,
     softmax_focal_terms,
+    softmax_parts,
     upcast_half,
 )
 
@@ -212,13 +211,12 @@ def _update(
     num_classes = x.shape[1]
     valid = labels != ignore_index
     safe_labels = torch.where(valid, labels, torch.zeros_like(labels))
-    zero = torch.zeros_like(x[:, 0])
+    zero = torch.zeros_like(labels, dtype=x.dtype)
 
-    # one max (and its first index), one exp, then sums: no log-softmax, no (N, C) probabilities
-    exps, total, top, prediction = shifted_exponentials(x)
-    others = other_classes(exps, safe_labels)
-    rest = others.sum(1) / total  # 1 - p_y, summed: no cancellation where p_y nears 1
-    cross_entropy, focal = softmax_focal_terms(x, top, total, rest, safe_labels, gamma)
+    # one max (and its first index), one exp of the other classes, then sums: no log-softmax,
+    # no (N, C) probabilities; 1 - p_y is summed (no cancellation where p_y nears 1)
+    others, rest, total, shifted_true, prediction = softmax_parts(x, safe_labels)
+    cross_entropy, focal = softmax_focal_terms(shifted_true, total, rest, gamma)
     alpha_true = alpha.to(x.dtype).gather(0, safe_labels)
     focal = torch.where(valid, alpha_true * focal, zero)
     cross_entropy = torch.where(valid, cross_entropy, zero)
