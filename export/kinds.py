@@ -1,16 +1,22 @@
 """The graph kinds ``focal export`` writes, one row each: how to build, describe and check them.
 
-======================== ======================================= ===============================
-kind (file stem)         module                                  checked on
-======================== ======================================= ===============================
-evaluation               ``EvaluationStep``                      the multi-class sweep
-metrics                  ``MetricsFromStatistics``               merged halves of that sweep
-sigmoid_focal_loss       sigmoid focal loss, alpha 0.25          binary batches to abs(x) = 1e4
-multilabel_evaluation    ``MultilabelEvaluationStep``            the multi-label sweep
-multilabel_metrics       ``MultilabelMetricsFromStatistics``     merged halves of that sweep
-ranking                  ``RankingStep`` (one-vs-rest, opt-in)   the multi-class sweep
-ranking_metrics          ``RankingFromStatistics``               merged halves of that sweep
-======================== ======================================= ===============================
+================================ ====================================== =========================
+kind (file stem)                 module                                 checked on
+================================ ====================================== =========================
+evaluation                       ``EvaluationStep``                     the multi-class sweep
+evaluation_statistics            ``EvaluationStatisticsStep``           the multi-class sweep
+metrics                          ``MetricsFromStatistics``              merged halves of it
+sigmoid_focal_loss               sigmoid focal loss, alpha 0.25         binary, to abs(x) = 1e4
+multilabel_evaluation            ``MultilabelEvaluationStep``           the multi-label sweep
+multilabel_evaluation_statistics ``MultilabelEvaluationStatisticsStep`` the multi-label sweep
+multilabel_metrics               ``MultilabelMetricsFromStatistics``    merged halves of it
+ranking                          ``RankingStep`` (one-vs-rest, opt-in)  the multi-class sweep
+ranking_statistics               ``RankingStatisticsStep``              the multi-class sweep
+ranking_metrics                  ``RankingFromStatistics``              merged halves of it
+================================ ====================================== =========================
+
+A ``*_statistics`` graph is its step without the metrics: a server runs it on the chunks of a
+large batch and the metrics graph once on their summed statistics.
 
 A step is checked against its eager module on the same inputs; a metrics graph on the merged
 statistics of a batch's two halves, against eager metrics of the whole batch's statistics.
@@ -19,7 +25,7 @@ statistics of a batch's two halves, against eager metrics of the whole batch's s
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 import torch
@@ -66,6 +72,11 @@ from focal_eval.focal import (
     merge,
     merge_multilabel,
     merge_ranking,
+)
+from focal_eval.focal.graphs import (
+    EvaluationStatisticsStep,
+    MultilabelEvaluationStatisticsStep,
+    RankingStatisticsStep,
 )
 from focal_eval.focal.multilabel import DEFAULT_ALPHA, DEFAULT_THRESHOLD
 from focal_eval.focal.ranking import DEFAULT_SCORE_BINS
@@ -201,6 +212,21 @@ def metrics_of(
     )
 
 
+def statistics_of(step: GraphKind, module: Callable[[Options], nn.Module]) -> GraphKind:
+    """``step`` without its metrics (``module``): the graph a server runs on chunks of a batch.
+
+    Its kind is ``<step>_statistics``; its outputs are the step's per-sample values and
+    statistics, in the step's order, checked on the step's cases.
+    """
+    return replace(
+        step,
+        name=f"{step.name}_statistics",
+        module=module,
+        outputs=tuple((name, group) for name, group in step.outputs if group != "metrics"),
+        formats=("onnx",),
+    )
+
+
 def multiclass_defaults(options: Options) -> dict[str, Any]:
     """gamma, ignore_index, num_bins and alpha (None: ones)."""
     return {
@@ -250,6 +276,9 @@ METRICS = metrics_of(
     (Statistics._fields, Metrics._fields),
     merge,
 )
+EVALUATION_STATISTICS = statistics_of(
+    EVALUATION, lambda options: EvaluationStatisticsStep(options.num_bins)
+)
 SIGMOID_FOCAL_LOSS = GraphKind(
     name="sigmoid_focal_loss",
     module=lambda options: SigmoidFocalLossGraph(SIGMOID_ALPHA, options.gamma),
@@ -285,6 +314,10 @@ MULTILABEL_METRICS = metrics_of(
     (MultilabelStatistics._fields, MultilabelMetrics._fields),
     merge_multilabel,
 )
+MULTILABEL_EVALUATION_STATISTICS = statistics_of(
+    MULTILABEL_EVALUATION,
+    lambda options: MultilabelEvaluationStatisticsStep(options.num_bins, options.score_bins),
+)
 RANKING = GraphKind(
     name="ranking",
     module=lambda options: RankingStep(options.score_bins),
@@ -304,13 +337,19 @@ RANKING_METRICS = metrics_of(
     (RankingStatistics._fields, Ranking._fields),
     merge_ranking,
 )
+RANKING_STATISTICS = statistics_of(
+    RANKING, lambda options: RankingStatisticsStep(options.score_bins)
+)
 
 KINDS = (
     EVALUATION,
+    EVALUATION_STATISTICS,
     METRICS,
     SIGMOID_FOCAL_LOSS,
     MULTILABEL_EVALUATION,
+    MULTILABEL_EVALUATION_STATISTICS,
     MULTILABEL_METRICS,
     RANKING,
+    RANKING_STATISTICS,
     RANKING_METRICS,
 )

@@ -60,6 +60,30 @@ class EvaluationStep(nn.Module):
         return EvaluationOutputs(per_sample, statistics, _compute(statistics))
 
 
+class EvaluationStatistics(NamedTuple):
+    """One batch's per-sample values and statistics: the evaluation step without its metrics."""
+
+    per_sample: PerSample
+    statistics: Statistics
+
+
+class EvaluationStatisticsStep(EvaluationStep):
+    """:class:`EvaluationStep` without the metrics: the graph for the chunks of a large batch.
+
+    The chunks' statistics are summed and give the metrics once
+    (:class:`MetricsFromStatistics`), where the whole step would compute its ``C x C`` metrics
+    in every chunk. The multi-label and ranking steps have theirs alike.
+    """
+
+    def forward(  # type: ignore[override]  # the same inputs, fewer outputs
+        self, logits: Tensor, labels: Tensor, alpha: Tensor, gamma: Tensor, ignore_index: Tensor
+    ) -> EvaluationStatistics:
+        """One batch to per-sample values and its statistics."""
+        return EvaluationStatistics(
+            *_update(logits, labels, alpha, gamma, ignore_index, self.num_bins)
+        )
+
+
 class MetricsFromStatistics(nn.Module):
     """Metrics of statistics given as tensors, one per field of :class:`~.statistics.Statistics`.
 
@@ -124,6 +148,40 @@ class MultilabelEvaluationStep(nn.Module):
         return MultilabelEvaluationOutputs(per_sample, statistics, _compute_multilabel(statistics))
 
 
+class MultilabelEvaluationStatistics(NamedTuple):
+    """One multi-label batch's per-sample values and statistics, without its metrics."""
+
+    per_sample: MultilabelPerSample
+    statistics: MultilabelStatistics
+
+
+class MultilabelEvaluationStatisticsStep(MultilabelEvaluationStep):
+    """:class:`MultilabelEvaluationStep` without the metrics: the graph for chunks of a batch."""
+
+    def forward(  # type: ignore[override]  # the same inputs, fewer outputs
+        self,
+        logits: Tensor,
+        targets: Tensor,
+        alpha: Tensor,
+        gamma: Tensor,
+        threshold: Tensor,
+        ignore_index: Tensor,
+    ) -> MultilabelEvaluationStatistics:
+        """One batch to per-sample values and its statistics."""
+        return MultilabelEvaluationStatistics(
+            *_update_multilabel(
+                logits,
+                targets,
+                alpha,
+                gamma,
+                threshold,
+                ignore_index,
+                self.num_bins,
+                self.score_bins,
+            )
+        )
+
+
 class MultilabelMetricsFromStatistics(nn.Module):
     """Multi-label metrics of statistics given as tensors, one per statistics field."""
 
@@ -164,6 +222,16 @@ class RankingStep(nn.Module):
         """One batch to its histograms and their metrics."""
         statistics = _update_ranking(logits, labels, ignore_index, self.score_bins)
         return RankingOutputs(statistics, ranking(*statistics))
+
+
+class RankingStatisticsStep(RankingStep):
+    """:class:`RankingStep` without the metrics: the histograms of a chunk of a batch."""
+
+    def forward(  # type: ignore[override]  # the same inputs, fewer outputs
+        self, logits: Tensor, labels: Tensor, ignore_index: Tensor
+    ) -> RankingStatistics:
+        """One batch to its histograms."""
+        return _update_ranking(logits, labels, ignore_index, self.score_bins)
 
 
 class RankingFromStatistics(nn.Module):

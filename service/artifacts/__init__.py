@@ -219,15 +219,26 @@ def load_artifact(path: Path) -> Artifact:
     return Artifact(path, manifest, content)
 
 
+RELEASE_ARENA = onnxruntime.RunOptions()
+"""Run options that free, when the run ends, every arena region no tensor is using."""
+RELEASE_ARENA.add_run_config_entry("memory.enable_memory_arena_shrinkage", "cpu:0")
+
+
 def open_session(
-    artifact: Artifact, intra_op_threads: int, libraries: Sequence[Path] = ()
+    artifact: Artifact,
+    intra_op_threads: int,
+    libraries: Sequence[Path] = (),
+    *,
+    arena: bool = False,
 ) -> onnxruntime.InferenceSession:
     """An onnxruntime CPU session over the verified bytes, checked against the manifest.
 
-    The CPU memory arena is off (with it, memory grows with every new input shape), and so is
-    intra-op spinning: idle pool threads would otherwise busy-wait and take a core from the
-    event loop and from other requests (bench/: the graph ran 0.58-0.71x as long without it).
-    ``libraries`` are custom-op libraries the graph's nodes need (the fused kernel's).
+    The CPU memory arena is off unless ``arena`` (it keeps what it once held, so memory would
+    grow with every new input shape; a caller that turns it on must release it with
+    :data:`RELEASE_ARENA` runs), and so is intra-op spinning: idle pool threads would
+    otherwise busy-wait and take a core from the event loop and from other requests (bench/:
+    the graph ran 0.58-0.71x as long without it). ``libraries`` are custom-op libraries the
+    graph's nodes need (the fused kernel's).
 
     Raises:
         ArtifactError: onnxruntime cannot load the bytes, or the graph's inputs / outputs are
@@ -236,7 +247,7 @@ def open_session(
     options = onnxruntime.SessionOptions()
     options.intra_op_num_threads = intra_op_threads
     options.inter_op_num_threads = 1
-    options.enable_cpu_mem_arena = False
+    options.enable_cpu_mem_arena = arena
     options.add_session_config_entry("session.intra_op.allow_spinning", "0")
     try:
         for library in libraries:

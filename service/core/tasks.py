@@ -1,7 +1,8 @@
 """The tasks a request can be: which graphs score it, and the rule that reads it from shapes.
 
-A task is data: the artifact kinds of its evaluation and metrics graphs and the graph input
-that holds its labels. ``binary`` is the multi-label task with one label, reported as scalars.
+A task is data: the artifact kinds of its evaluation, statistics-only and metrics graphs and
+the graph input that holds its labels. ``binary`` is the multi-label task with one label,
+reported as scalars.
 
 The shape rule, for logits of shape ``(N, W, d1, ...)`` (or ``(N,)``) and labels as sent:
 
@@ -34,6 +35,7 @@ class Task:
     name: str
     evaluation: str  # the evaluation graph's kind
     metrics: str  # the metrics graph's kind (metrics of merged statistics)
+    statistics: str  # the statistics-only graph's kind: the chunks of a large batch
     labels: str  # the evaluation graph's input for the labels
     defaults: tuple[str, ...]  # what its manifest must record: what requests may omit
     width: str  # what dimension 1 counts: "classes" or "labels"
@@ -47,6 +49,7 @@ TASKS = {
         MULTICLASS,
         "evaluation",
         "metrics",
+        "evaluation_statistics",
         "labels",
         ("gamma", "ignore_index", "num_bins"),
         "classes",
@@ -57,6 +60,7 @@ TASKS = {
         MULTILABEL,
         "multilabel_evaluation",
         "multilabel_metrics",
+        "multilabel_evaluation_statistics",
         "targets",
         ("gamma", "alpha", "threshold", "ignore_index", "num_bins", "score_bins"),
         "labels",
@@ -67,6 +71,7 @@ TASKS = {
         RANKING,
         "ranking",
         "ranking_metrics",
+        "ranking_statistics",
         "labels",
         ("score_bins",),
         "classes",

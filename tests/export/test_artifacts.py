@@ -140,11 +140,14 @@ MULTILABEL_DEFAULTS = {
 RANKING_DEFAULTS = {"ignore_index": -100, "score_bins": 100}
 DEFAULTS = {
     "evaluation": MULTICLASS_DEFAULTS,
+    "evaluation_statistics": MULTICLASS_DEFAULTS,
     "metrics": MULTICLASS_DEFAULTS,
     "sigmoid_focal_loss": MULTICLASS_DEFAULTS,
     "multilabel_evaluation": MULTILABEL_DEFAULTS,
+    "multilabel_evaluation_statistics": MULTILABEL_DEFAULTS,
     "multilabel_metrics": MULTILABEL_DEFAULTS,
     "ranking": RANKING_DEFAULTS,
+    "ranking_statistics": RANKING_DEFAULTS,
     "ranking_metrics": RANKING_DEFAULTS,
     "fused_evaluation": MULTICLASS_DEFAULTS,
     "fused_multilabel_evaluation": MULTILABEL_DEFAULTS,

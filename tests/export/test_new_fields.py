@@ -176,11 +176,14 @@ def test_a_new_field_reaches_every_artifact_from_focal_alone(
         fused |= {"fused_evaluation.onnx": [], "fused_evaluation_ranking.onnx": []}
     assert report["failures"] == fused | {
         "evaluation.onnx": [],
+        "evaluation_statistics.onnx": [],
         "metrics.onnx": [],
         "sigmoid_focal_loss.onnx": [],
         "multilabel_evaluation.onnx": [],
+        "multilabel_evaluation_statistics.onnx": [],
         "multilabel_metrics.onnx": [],
         "ranking.onnx": [],
+        "ranking_statistics.onnx": [],
         "ranking_metrics.onnx": [],
         "evaluation.torchscript.pt": [],
         "multilabel_evaluation.torchscript.pt": [],
@@ -209,6 +212,9 @@ def test_a_new_field_reaches_every_artifact_from_focal_alone(
         if addition.statistic:
             assert by_name[addition.statistic]["shape"] == ["C"]
             assert by_name[addition.statistic]["group"] == "statistics"
+    # the statistics-only graph (a server's chunks) gives the new statistic, and no metrics
+    chunks = manifest(out, "evaluation_statistics.onnx")["outputs"]
+    assert names(chunks) == [*PerSample._fields, *statistics]
     metrics_manifest = manifest(out, "metrics.onnx")
     assert names(metrics_manifest["inputs"]) == statistics
     assert names(metrics_manifest["outputs"]) == metrics

@@ -162,11 +162,14 @@ def test_every_kind_a_manifest_declares_is_loaded() -> None:
     artifacts = load_artifacts(default_artifact_dir())
     assert set(artifacts) == {
         "evaluation",
+        "evaluation_statistics",
         "metrics",
         "sigmoid_focal_loss",
         "multilabel_evaluation",
+        "multilabel_evaluation_statistics",
         "multilabel_metrics",
         "ranking",
+        "ranking_statistics",
         "ranking_metrics",
         "fused_evaluation",
         "fused_evaluation_ranking",
@@ -180,7 +183,8 @@ def test_a_kind_that_is_not_there_is_refused_naming_the_kinds_that_are(artifacts
         find_artifact(artifacts, "calibration")
     assert str(caught.value) == (
         f"expected one onnx artifact of kind 'calibration' in {artifacts}, found none"
-        " (onnx kinds there: evaluation, fused_evaluation, fused_evaluation_ranking,"
-        " fused_multilabel_evaluation, metrics, multilabel_evaluation, multilabel_metrics,"
-        " ranking, ranking_metrics, sigmoid_focal_loss)"
+        " (onnx kinds there: evaluation, evaluation_statistics, fused_evaluation,"
+        " fused_evaluation_ranking, fused_multilabel_evaluation, metrics, multilabel_evaluation,"
+        " multilabel_evaluation_statistics, multilabel_metrics, ranking, ranking_metrics,"
+        " ranking_statistics, sigmoid_focal_loss)"
     )

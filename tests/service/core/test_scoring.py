@@ -2,7 +2,11 @@
 
 from __future__ import annotations
 
+import json
+import shutil
 from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -13,8 +17,9 @@ from fastapi.testclient import TestClient
 import focal_eval.service.core.scoring
 from focal_eval.focal import Metrics, PerSample, Statistics, compute, update
 from focal_eval.service.app import create_app
+from focal_eval.service.artifacts import ArtifactError, default_artifact_dir
 from focal_eval.service.core.errors import RequestError
-from focal_eval.service.core.scoring import Scorers, chunk_rows
+from focal_eval.service.core.scoring import Scorer, Scorers, chunk_rows
 from focal_eval.service.core.settings import Settings
 from focal_eval.service.core.validation import multiclass_batch
 from tests.service._inputs import IGNORE_INDEX, batch, class_weights
@@ -44,12 +49,17 @@ def test_chunked_scoring_equals_eager_on_the_whole_batch(
     fast_path: bool,
 ) -> None:
     monkeypatch.setattr(focal_eval.service.core.scoring, "chunk_rows", lambda num_classes: rows)
-    rng = np.random.default_rng(rows)
+    scorer = Scorers.load(make_settings(fast_path=fast_path)).multiclass
+    assert scorer.fast_path.live is fast_path
+    assert_scores_as_eager(scorer, seed=rows)
+
+
+def assert_scores_as_eager(scorer: Scorer, seed: int) -> None:
+    """``scorer`` gives eager focal/'s numbers on a seeded 500 x 6 batch."""
+    rng = np.random.default_rng(seed)
     logits, labels = batch(500, 6, rng, scale=3.0)
     labels[::9] = IGNORE_INDEX
     alpha = class_weights(rng, 6)
-    scorer = Scorers.load(make_settings(fast_path=fast_path)).multiclass
-    assert scorer.fast_path.live is fast_path
     outputs = scorer.score(multiclass_batch(logits, labels, alpha, 1.5, IGNORE_INDEX))
     assert list(outputs) == list(NAMES)
     per_sample, statistics = update(
@@ -65,15 +75,75 @@ def test_chunked_scoring_equals_eager_on_the_whole_batch(
             np.testing.assert_allclose(got, want, rtol=1e-4, atol=1e-5, err_msg=name)
 
 
-def test_an_overflow_in_a_later_chunk_names_its_row_in_the_batch(
+def test_concurrent_chunked_batches_on_the_portable_path_each_score_as_eager(
     monkeypatch: pytest.MonkeyPatch, make_settings: Callable[..., Settings]
+) -> None:
+    # the statistics-only graph's session (its arena) is shared, and each batch releases it
+    monkeypatch.setattr(focal_eval.service.core.scoring, "chunk_rows", lambda num_classes: 64)
+    scorer = Scorers.load(make_settings(fast_path=False)).multiclass
+    with ThreadPoolExecutor(4) as pool:
+        list(pool.map(lambda seed: assert_scores_as_eager(scorer, seed), range(12)))
+
+
+def artifacts_copy(tmp_path: Path) -> Path:
+    """A copy of the shipped artifacts to change."""
+    return Path(shutil.copytree(default_artifact_dir(), tmp_path / "artifacts"))
+
+
+def test_without_a_statistics_graph_the_evaluation_graph_scores_the_chunks(
+    monkeypatch: pytest.MonkeyPatch, make_settings: Callable[..., Settings], tmp_path: Path
+) -> None:
+    # an export from before the statistics-only graphs
+    directory = artifacts_copy(tmp_path)
+    for path in directory.glob("*_statistics.onnx*"):
+        path.unlink()
+    monkeypatch.setattr(focal_eval.service.core.scoring, "chunk_rows", lambda num_classes: 64)
+    settings = make_settings(fast_path=False, artifact_dir=directory)
+    assert_scores_as_eager(Scorers.load(settings).multiclass, seed=3)
+
+
+@pytest.mark.parametrize(
+    ("change", "message"),
+    [
+        pytest.param(
+            lambda manifest: manifest["defaults"].update(num_bins=10),
+            "its num_bins 10 is not the evaluation graph's 15: export them together",
+            id="other-bins",
+        ),
+        pytest.param(
+            lambda manifest: manifest["outputs"].pop(),
+            "its inputs and outputs are not those of evaluation.onnx without the metrics:"
+            " export them together",
+            id="other-outputs",
+        ),
+    ],
+)
+def test_a_statistics_graph_from_another_export_is_refused(
+    make_settings: Callable[..., Settings],
+    tmp_path: Path,
+    change: Callable[[dict[str, Any]], object],
+    message: str,
+) -> None:
+    directory = artifacts_copy(tmp_path)
+    path = directory / "evaluation_statistics.onnx.manifest.json"
+    manifest = json.loads(path.read_text())
+    change(manifest)
+    path.write_text(json.dumps(manifest))
+    with pytest.raises(ArtifactError) as error:
+        Scorers.load(make_settings(artifact_dir=directory))
+    assert str(error.value) == f"{directory / 'evaluation_statistics.onnx'}: {message}"
+
+
+@pytest.mark.parametrize("fast_path", [True, False], ids=["fused", "portable"])
+def test_an_overflow_in_a_later_chunk_names_its_row_in_the_batch(
+    monkeypatch: pytest.MonkeyPatch, make_settings: Callable[..., Settings], fast_path: bool
 ) -> None:
     monkeypatch.setattr(focal_eval.service.core.scoring, "chunk_rows", lambda num_classes: 10)
     logits = np.zeros((30, 2), dtype=np.float32)
     logits[23] = [3e38, -3e38]  # finite, but the cross entropy of label 1 overflows
     labels = np.zeros(30, dtype=np.int64)
     labels[23] = 1
-    scorer = Scorers.load(make_settings()).multiclass
+    scorer = Scorers.load(make_settings(fast_path=fast_path)).multiclass
     with pytest.raises(RequestError) as error:
         scorer.score(multiclass_batch(logits, labels, None, 2.0, IGNORE_INDEX))
     assert error.value.status_code == 422
