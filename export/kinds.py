@@ -55,9 +55,11 @@ from focal_eval.export.sweeps import (
     sigmoid_inputs,
 )
 from focal_eval.focal import (
+    EvaluationStatisticsStep,
     EvaluationStep,
     Metrics,
     MetricsFromStatistics,
+    MultilabelEvaluationStatisticsStep,
     MultilabelEvaluationStep,
     MultilabelMetrics,
     MultilabelMetricsFromStatistics,
@@ -67,16 +69,12 @@ from focal_eval.focal import (
     Ranking,
     RankingFromStatistics,
     RankingStatistics,
+    RankingStatisticsStep,
     RankingStep,
     Statistics,
     merge,
     merge_multilabel,
     merge_ranking,
-)
-from focal_eval.focal.graphs import (
-    EvaluationStatisticsStep,
-    MultilabelEvaluationStatisticsStep,
-    RankingStatisticsStep,
 )
 from focal_eval.focal.multilabel import DEFAULT_ALPHA, DEFAULT_THRESHOLD
 from focal_eval.focal.ranking import DEFAULT_SCORE_BINS

@@ -19,13 +19,18 @@ from focal_eval.focal.evaluator import Evaluator
 from focal_eval.focal.functional import sigmoid_focal_loss, softmax_focal_loss
 from focal_eval.focal.graphs import (
     EvaluationOutputs,
+    EvaluationStatistics,
+    EvaluationStatisticsStep,
     EvaluationStep,
     MetricsFromStatistics,
     MultilabelEvaluationOutputs,
+    MultilabelEvaluationStatistics,
+    MultilabelEvaluationStatisticsStep,
     MultilabelEvaluationStep,
     MultilabelMetricsFromStatistics,
     RankingFromStatistics,
     RankingOutputs,
+    RankingStatisticsStep,
     RankingStep,
 )
 from focal_eval.focal.losses import FocalLoss, SigmoidFocalLoss
@@ -51,12 +56,16 @@ from focal_eval.focal.weights import class_balanced_weights, inverse_frequency_w
 
 __all__ = [
     "EvaluationOutputs",
+    "EvaluationStatistics",
+    "EvaluationStatisticsStep",
     "EvaluationStep",
     "Evaluator",
     "FocalLoss",
     "Metrics",
     "MetricsFromStatistics",
     "MultilabelEvaluationOutputs",
+    "MultilabelEvaluationStatistics",
+    "MultilabelEvaluationStatisticsStep",
     "MultilabelEvaluationStep",
     "MultilabelMetrics",
     "MultilabelMetricsFromStatistics",
@@ -67,6 +76,7 @@ __all__ = [
     "RankingFromStatistics",
     "RankingOutputs",
     "RankingStatistics",
+    "RankingStatisticsStep",
     "RankingStep",
     "SigmoidFocalLoss",
     "Statistics",

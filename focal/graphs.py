@@ -75,7 +75,8 @@ class EvaluationStatisticsStep(EvaluationStep):
     in every chunk. The multi-label and ranking steps have theirs alike.
     """
 
-    def forward(  # type: ignore[override]  # the same inputs, fewer outputs
+    # the same inputs, fewer outputs (TorchScript reads a type comment only at a line's end)
+    def forward(  # type: ignore[override]
         self, logits: Tensor, labels: Tensor, alpha: Tensor, gamma: Tensor, ignore_index: Tensor
     ) -> EvaluationStatistics:
         """One batch to per-sample values and its statistics."""
@@ -158,7 +159,8 @@ class MultilabelEvaluationStatistics(NamedTuple):
 class MultilabelEvaluationStatisticsStep(MultilabelEvaluationStep):
     """:class:`MultilabelEvaluationStep` without the metrics: the graph for chunks of a batch."""
 
-    def forward(  # type: ignore[override]  # the same inputs, fewer outputs
+    # the same inputs, fewer outputs (TorchScript reads a type comment only at a line's end)
+    def forward(  # type: ignore[override]
         self,
         logits: Tensor,
         targets: Tensor,
@@ -227,7 +229,8 @@ class RankingStep(nn.Module):
 class RankingStatisticsStep(RankingStep):
     """:class:`RankingStep` without the metrics: the histograms of a chunk of a batch."""
 
-    def forward(  # type: ignore[override]  # the same inputs, fewer outputs
+    # the same inputs, fewer outputs (TorchScript reads a type comment only at a line's end)
+    def forward(  # type: ignore[override]
         self, logits: Tensor, labels: Tensor, ignore_index: Tensor
     ) -> RankingStatistics:
         """One batch to its histograms."""

@@ -220,7 +220,7 @@ def load_artifact(path: Path) -> Artifact:
 
 
 RELEASE_ARENA = onnxruntime.RunOptions()
-"""Run options that free, when the run ends, every arena region no tensor is using."""
+"""Run options that free, as the run ends, the arena regions no tensor uses (all but the first)."""
 RELEASE_ARENA.add_run_config_entry("memory.enable_memory_arena_shrinkage", "cpu:0")
 
 

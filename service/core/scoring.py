@@ -56,8 +56,8 @@ class Scorer:
     the fast path is not live (without it, the evaluation graph does, computing metrics per
     chunk that are thrown away). Its session keeps onnxruntime's memory arena on, so that a
     batch's chunks reuse the first chunk's memory instead of mapping and faulting in fresh
-    pages for every intermediate (bench/: 0.41x the time at 100,000 x 100 under the server's
-    allocator settings); the arena is released when the batch is scored, so it holds at most
+    pages for every intermediate (0.48x the time at 100,000 x 100 under the server's allocator
+    settings, docs/numerics.md); the arena is released when the batch is scored, so it holds at most
     the chunks of the batches being scored, which their reservations price.
     """
 
@@ -78,18 +78,20 @@ class Scorer:
         _check_exported_together(metrics, evaluation)
         self._statistics: onnxruntime.InferenceSession | None = None
         self._statistics_outputs: list[str] = []
+        self._release_feeds: dict[str, npt.NDArray[Any]] = {}
         if statistics is not None:
             _check_exported_together(statistics, evaluation)
-            _check_statistics_outputs(statistics, evaluation)
+            _check_statistics_signature(statistics, evaluation)
             self._statistics = open_session(statistics, threads, arena=True)
             self._statistics_outputs = statistics.output_names
-        self._release_feeds = {
-            entry["name"]: np.zeros(
-                [1 if isinstance(size, str) else size for size in entry["shape"]],
-                dtype=entry["dtype"],
-            )
-            for entry in evaluation.manifest["inputs"]
-        }
+            # one row of zeros, width one, every label ignored (ignore_index 0)
+            self._release_feeds = {
+                entry["name"]: np.zeros(
+                    [1 if isinstance(size, str) else size for size in entry["shape"]],
+                    dtype=entry["dtype"],
+                )
+                for entry in statistics.manifest["inputs"]
+            }
         ungrouped = [e["name"] for e in evaluation.manifest["outputs"] if "group" not in e]
         if ungrouped:
             raise ArtifactError(f"{evaluation.path}: outputs {ungrouped} have no group")
@@ -198,22 +200,13 @@ class Scorer:
         try:
             for start in range(0, n, rows):
                 part = self._run(batch, slice(start, start + rows), path)
-                overflow = self._overflow(part, start)
-                if overflow is not None:
-                    del part  # before raising: the traceback would keep it (in the arena)
-                    raise overflow
-                for name in names:
-                    group = groups[name]
-                    if group == "per_sample":
-                        if name not in per_sample:
-                            per_sample[name] = np.empty(n, dtype=part[name].dtype)
-                        per_sample[name][start : start + rows] = part[name]
-                    elif group == "statistics":
-                        if name in statistics:
-                            np.add(statistics[name], part[name], out=statistics[name])
-                        else:  # a copy, not the run's output (the arena's, for chunks)
-                            statistics[name] = part[name].copy()
-                del part
+                try:  # part is dropped however this ends: a traceback would keep it alive
+                    overflow = self._overflow(part, start)
+                    if overflow is not None:
+                        raise overflow
+                    _gather(part, start, n, names, groups, per_sample, statistics)
+                finally:
+                    del part
         finally:
             if self._statistics is not None and not path.live:
                 self._release_arena()
@@ -222,11 +215,15 @@ class Scorer:
     def _release_arena(self) -> None:
         """Free the statistics session's arena: a run on one row that releases it at its end.
 
-        onnxruntime frees arena regions only at the end of a run (those no tensor holds then);
-        this run's row is zeros, its label ignored (``ignore_index`` 0), and its width one.
+        onnxruntime frees arena regions only at the end of a run, those no tensor holds then
+        (all but the first, small one). A failure is logged, not raised: it must not hide the
+        batch's own error, and the next batch's release frees what this one kept.
         """
         assert self._statistics is not None
-        self._statistics.run(None, self._release_feeds, RELEASE_ARENA)
+        try:
+            self._statistics.run(None, self._release_feeds, RELEASE_ARENA)
+        except Exception:  # onnxruntime raises its own unexported exception types
+            logger.exception("%s: releasing the statistics graph's arena failed", self.task.name)
 
     @property
     def output_names(self) -> list[str]:
@@ -307,6 +304,29 @@ class Scorer:
         return dict(zip(self.metrics_artifact.output_names, values, strict=True))
 
 
+def _gather(
+    part: Outputs,
+    start: int,
+    n: int,
+    names: list[str],
+    groups: Mapping[str, str],
+    per_sample: Outputs,
+    statistics: Outputs,
+) -> None:
+    """A chunk's per-sample values copied into place (of ``n``), its statistics summed."""
+    for name in names:
+        group = groups[name]
+        if group == "per_sample":
+            if name not in per_sample:
+                per_sample[name] = np.empty(n, dtype=part[name].dtype)
+            per_sample[name][start : start + len(part[name])] = part[name]
+        elif group == "statistics":
+            if name in statistics:
+                np.add(statistics[name], part[name], out=statistics[name])
+            else:  # a copy, not the run's output (the arena's, for chunks)
+                statistics[name] = part[name].copy()
+
+
 def _check_exported_together(other: Artifact, evaluation: Artifact) -> None:
     """``other`` (a metrics or statistics-only graph) has ``evaluation``'s bins."""
     for shared in ("num_bins", "score_bins"):
@@ -318,13 +338,11 @@ def _check_exported_together(other: Artifact, evaluation: Artifact) -> None:
             )
 
 
-def _check_statistics_outputs(statistics: Artifact, evaluation: Artifact) -> None:
-    """A statistics-only graph gives the evaluation graph's outputs but the metrics, in order."""
-    expected = [e for e in evaluation.manifest["outputs"] if e.get("group") != "metrics"]
-    if (
-        statistics.input_names != evaluation.input_names
-        or statistics.manifest["outputs"] != expected
-    ):
+def _check_statistics_signature(statistics: Artifact, evaluation: Artifact) -> None:
+    """A statistics-only graph has the evaluation graph's inputs and outputs but the metrics."""
+    inputs = evaluation.manifest["inputs"]
+    outputs = [e for e in evaluation.manifest["outputs"] if e.get("group") != "metrics"]
+    if statistics.manifest["inputs"] != inputs or statistics.manifest["outputs"] != outputs:
         raise ArtifactError(
             f"{statistics.path}: its inputs and outputs are not those of {evaluation.path.name}"
             " without the metrics: export them together"

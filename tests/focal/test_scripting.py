@@ -10,12 +10,15 @@ import torch
 
 from focal_eval import focal
 from focal_eval.focal import (
+    EvaluationStatisticsStep,
     EvaluationStep,
     FocalLoss,
     MetricsFromStatistics,
+    MultilabelEvaluationStatisticsStep,
     MultilabelEvaluationStep,
     MultilabelMetricsFromStatistics,
     RankingFromStatistics,
+    RankingStatisticsStep,
     RankingStep,
     SigmoidFocalLoss,
     class_balanced_weights,
@@ -99,12 +102,14 @@ def test_scripted_evaluation_step_matches_eager() -> None:
     scripted_compute = torch.jit.script(compute)
     scripted_merge = torch.jit.script(merge)
     scripted_metrics = torch.jit.script(MetricsFromStatistics())
+    scripted_chunk = torch.jit.script(EvaluationStatisticsStep())
     for logits, labels in cases():
         c = logits.shape[1]
         alpha = torch.rand(c)
         inputs = (logits, labels, alpha, torch.tensor(2.0), torch.tensor(IGNORE))
         eager = step(*inputs)
         assert_same(scripted_step(*inputs), eager)
+        assert_same(scripted_chunk(*inputs), (eager.per_sample, eager.statistics))
         per_sample, stats = update(logits, labels, alpha, 2.0, IGNORE)
         assert_same(scripted_update(logits, labels, alpha, 2.0, IGNORE), (per_sample, stats))
         assert_same(scripted_compute(stats), compute(stats))
@@ -165,11 +170,14 @@ def test_scripted_multilabel_step_matches_eager() -> None:
     scripted_merge = torch.jit.script(merge_multilabel)
     scripted_empty = torch.jit.script(empty_multilabel_statistics)
     scripted_metrics = torch.jit.script(MultilabelMetricsFromStatistics())
+    scripted_chunk = torch.jit.script(MultilabelEvaluationStatisticsStep(10, 50))
     arguments = (0.25, 2.0, 0.5, IGNORE, 10, 50)
     graph_inputs = [torch.tensor(value, dtype=torch.float64) for value in arguments[:3]]
     for logits, targets in multilabel_cases():
         eager = step(logits, targets, *graph_inputs, torch.tensor(IGNORE))
         assert_same(scripted_step(logits, targets, *graph_inputs, torch.tensor(IGNORE)), eager)
+        chunk = scripted_chunk(logits, targets, *graph_inputs, torch.tensor(IGNORE))
+        assert_same(chunk, (eager.per_sample, eager.statistics))
         per_sample, stats = update_multilabel(logits, targets, *arguments)
         assert_same((per_sample, stats, compute_multilabel(stats)), eager)
         assert_same(scripted_update(logits, targets, *arguments), (per_sample, stats))
@@ -188,9 +196,11 @@ def test_scripted_ranking_matches_eager() -> None:
     scripted_merge = torch.jit.script(merge_ranking)
     scripted_empty = torch.jit.script(empty_ranking_statistics)
     scripted_metrics = torch.jit.script(RankingFromStatistics())
+    scripted_chunk = torch.jit.script(RankingStatisticsStep(score_bins=50))
     for logits, labels in cases():
         eager = step(logits, labels, torch.tensor(IGNORE))
         assert_same(scripted_step(logits, labels, torch.tensor(IGNORE)), eager)
+        assert_same(scripted_chunk(logits, labels, torch.tensor(IGNORE)), eager.statistics)
         stats = update_ranking(logits, labels, IGNORE, 50)
         assert_same((stats, ranking(*stats)), eager)
         assert_same(scripted_update(logits, labels, IGNORE, 50), stats)
@@ -229,7 +239,9 @@ def test_every_public_function_is_covered() -> None:
         "PerSample",
         "Statistics",
         "EvaluationOutputs",
+        "EvaluationStatistics",
         "MultilabelEvaluationOutputs",
+        "MultilabelEvaluationStatistics",
         "MultilabelMetrics",
         "MultilabelPerSample",
         "MultilabelStatistics",
@@ -238,6 +250,7 @@ def test_every_public_function_is_covered() -> None:
         "RankingStatistics",
     }
     covered = {
+        "EvaluationStatisticsStep",
         "EvaluationStep",
         "FocalLoss",
         "MetricsFromStatistics",
@@ -251,6 +264,7 @@ def test_every_public_function_is_covered() -> None:
         "update",
         "empty_statistics",
         # test_scripted_multilabel_step_matches_eager
+        "MultilabelEvaluationStatisticsStep",
         "MultilabelEvaluationStep",
         "MultilabelMetricsFromStatistics",
         "compute_multilabel",
@@ -259,6 +273,7 @@ def test_every_public_function_is_covered() -> None:
         "update_multilabel",
         # test_scripted_ranking_matches_eager
         "RankingFromStatistics",
+        "RankingStatisticsStep",
         "RankingStep",
         "empty_ranking_statistics",
         "merge_ranking",
