@@ -208,9 +208,16 @@ class Scorer:
                 finally:
                     del part
         finally:
-            if self._statistics is not None and not path.live:
+            if self._statistics_serves(path):
                 self._release_arena()
         return per_sample, statistics
+
+    def _statistics_serves(self, path: FastPath | None) -> bool:
+        """Whether the statistics-only graph runs a chunk: there is one, and ``path`` is not live.
+
+        ``path`` is given for a chunk (None for a whole batch in one run).
+        """
+        return path is not None and not path.live and self._statistics is not None
 
     def _release_arena(self) -> None:
         """Free the statistics session's arena: a run on one row that releases it at its end.
@@ -247,7 +254,8 @@ class Scorer:
         if fused.session is not None and fused.artifact is not None:
             values = fused.session.run(None, feeds)
             return dict(zip(fused.artifact.output_names, values, strict=True))
-        if path is not None and self._statistics is not None:
+        if self._statistics_serves(path):
+            assert self._statistics is not None
             values = self._statistics.run(None, feeds)
             return dict(zip(self._statistics_outputs, values, strict=True))
         return self._run_portable(feeds)
