@@ -1,4 +1,8 @@
-"""Optional bearer-token auth (``FOCAL_AUTH_TOKEN``): a dependency for protected routes."""
+"""Optional bearer-token auth (``FOCAL_AUTH_TOKEN``): a dependency for protected routes.
+
+The dependencies are coroutines although they never wait: FastAPI runs a plain function
+dependency in a worker thread, a hop that cost more than the check itself.
+"""
 
 from __future__ import annotations
 
@@ -11,7 +15,9 @@ from focal_eval.service.core.errors import RequestError
 from focal_eval.service.core.runtime import Runtime, get_runtime
 
 
-def require_token(request: Request, runtime: Annotated[Runtime, Depends(get_runtime)]) -> None:
+async def require_token(
+    request: Request, runtime: Annotated[Runtime, Depends(get_runtime)]
+) -> None:
     """401 unless the request carries ``Authorization: Bearer <FOCAL_AUTH_TOKEN>``.
 
     No token configured: every request passes. Compared in constant time.
@@ -31,9 +37,9 @@ def require_token(request: Request, runtime: Annotated[Runtime, Depends(get_runt
         )
 
 
-def require_token_for_monitoring(
+async def require_token_for_monitoring(
     request: Request, runtime: Annotated[Runtime, Depends(get_runtime)]
 ) -> None:
     """:func:`require_token` for /metrics and /summary when ``FOCAL_METRICS_AUTH`` is set."""
     if runtime.settings.metrics_auth:
-        require_token(request, runtime)
+        await require_token(request, runtime)

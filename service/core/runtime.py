@@ -114,7 +114,7 @@ class Runtime:
         return self.ready_monitor().observe(choice.source, task, outputs)
 
 
-def get_runtime(request: Request) -> Runtime:
-    """FastAPI dependency: the app's :class:`Runtime`."""
+async def get_runtime(request: Request) -> Runtime:
+    """FastAPI dependency: the app's :class:`Runtime` (a coroutine: no worker thread for it)."""
     runtime: Runtime = request.app.state.runtime
     return runtime

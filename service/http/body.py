@@ -15,6 +15,7 @@ from typing import TYPE_CHECKING
 
 from focal_eval.service.core.errors import RequestError, bad_request, cut, show
 from focal_eval.service.http.buffers import BodyBuffers
+from focal_eval.service.http.sink import longer_than_declared, receive_into, short_of_declared
 
 if TYPE_CHECKING:  # focal evaluate imports this module's helpers without the web stack
     from starlette.requests import Request
@@ -99,7 +100,7 @@ async def read_body(
                 if len(buffer) + len(chunk) > allowed:
                     received = len(buffer) + len(chunk)
                     if declared is not None:
-                        raise _longer(declared)
+                        raise longer_than_declared(declared)
                     raise RequestError(
                         413, f"body: exceeds the limit of {limit} bytes (stopped after {received})"
                     )
@@ -111,38 +112,19 @@ async def read_body(
         buffer.clear()
         raise
     if declared is not None and len(buffer) != declared:
-        raise _short(len(buffer), declared)
+        raise short_of_declared(len(buffer), declared)
     return buffer
 
 
 async def _receive_into(
     request: Request, body: memoryview, charge: Charge, buffers: BodyBuffers
 ) -> memoryview:
-    """Fill ``body`` (of the declared length) with the request's body; refuse one that differs."""
-    received = 0
+    """:func:`receive_into` ``body``, which goes back to ``buffers`` if the body fails."""
     try:
-        async with contextlib.aclosing(request.stream()) as stream:
-            async for chunk in stream:
-                end = received + len(chunk)
-                if end > len(body):
-                    raise _longer(len(body))
-                charge(len(chunk))
-                body[received:end] = chunk
-                received = end
-        if received != len(body):
-            raise _short(received, len(body))
+        return await receive_into(request, body, charge)
     except BaseException:
         buffers.give_back(body)
         raise
-    return body
-
-
-def _longer(declared: int) -> RequestError:
-    return bad_request(f"body: longer than its Content-Length ({declared})")
-
-
-def _short(received: int, declared: int) -> RequestError:
-    return bad_request(f"body: {received} bytes, short of its Content-Length ({declared})")
 
 
 def count_byte(body: Body, byte: bytes, end: int | None = None) -> int:

@@ -2,14 +2,25 @@
 
 A response of at most ``SMALL`` bytes is sent whole and its request's reservation released at once
 (what one connection may buffer is part of the connection headroom). A larger one is streamed in
-chunks of about ``costs.RESPONSE_CHUNK`` bytes, each encoded only when the client has taken the one
-before, and it holds the reservation until its last byte is written or the connection is cut (by the
-client, or by the write timeout of :mod:`focal_eval.service.http.connections`).
+chunks of about ``costs.RESPONSE_CHUNK`` bytes, and it holds the reservation until its last byte is
+written or the connection is cut (by the client, or by the write timeout of
+:mod:`focal_eval.service.http.connections`). Pieces still to encode (a generator, such as JSON
+written a block at a time) are encoded in worker threads, each only when the client has taken the
+chunk before; pieces already encoded (a sequence: a binary reply's header and array views) are
+sent from the event loop, as there is nothing left to compute.
 """
 
 from __future__ import annotations
 
-from collections.abc import AsyncGenerator, Generator, Iterable, Iterator, Mapping
+from collections.abc import (
+    AsyncGenerator,
+    AsyncIterator,
+    Generator,
+    Iterable,
+    Iterator,
+    Mapping,
+    Sequence,
+)
 from itertools import chain
 
 from starlette.responses import Response, StreamingResponse
@@ -24,7 +35,11 @@ Piece = bytes | memoryview
 
 
 class StreamedResponse(StreamingResponse):
-    """A streaming response that releases ``reservation`` once it has ended, however it ends."""
+    """A streaming response that releases ``reservation`` once it has ended, however it ends.
+
+    ``encoded``: the chunks cost no computation (views and joins of encoded pieces), so they
+    are taken on the event loop, not each in a worker thread.
+    """
 
     def __init__(
         self,
@@ -32,20 +47,30 @@ class StreamedResponse(StreamingResponse):
         reservation: Reservation,
         media_type: str,
         headers: Mapping[str, str] | None = None,
+        *,
+        encoded: bool = False,
     ) -> None:
-        super().__init__(chunks, media_type=media_type, headers=headers)
+        super().__init__(
+            _on_loop(chunks) if encoded else chunks, media_type=media_type, headers=headers
+        )
         self._chunks = chunks
         self._reservation = reservation
+        self._encoded = encoded
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        """Stream the chunks (from worker threads), then free them and the reservation.
+        """Stream the chunks, then free them and the reservation.
 
-        The generators are closed explicitly: after a cut connection, a cancellation's
-        traceback could otherwise keep them, and the arrays they hold, alive for a while
-        after the reservation says they are gone.
+        Encoded chunks are sent without starlette's disconnect listener (a task group per
+        response): uvicorn drops what is sent once the client is gone, and nothing is left to
+        compute. The generators are closed explicitly: after a cut connection, a
+        cancellation's traceback could otherwise keep them, and the arrays they hold, alive
+        for a while after the reservation says they are gone.
         """
         try:
-            await super().__call__(scope, receive, send)
+            if self._encoded:
+                await self.stream_response(send)
+            else:
+                await super().__call__(scope, receive, send)
         finally:
             self._chunks.close()
             if isinstance(self.body_iterator, AsyncGenerator):
@@ -54,7 +79,7 @@ class StreamedResponse(StreamingResponse):
 
 
 def respond(
-    pieces: Iterable[Piece],
+    pieces: Sequence[Piece] | Iterable[Piece],
     reservation: Reservation,
     retained: int,
     media_type: str,
@@ -64,7 +89,8 @@ def respond(
 
     Call it from the worker thread that encoded the reply: it encodes up to ``SMALL`` bytes
     to decide. ``retained`` is what the pieces still to come keep alive (their arrays); the
-    reservation shrinks to that plus one chunk while the response streams.
+    reservation shrinks to that plus one chunk while the response streams. A ``Sequence`` of
+    pieces is taken as encoded (see :class:`StreamedResponse`).
     """
     iterator = iter(pieces)
     head: list[Piece] = []
@@ -79,8 +105,17 @@ def respond(
         return Response(b"".join(head), media_type=media_type, headers=headers)
     reservation.resize(costs.response(retained), "response")
     return StreamedResponse(
-        _chunked(chain(head, iterator)), reservation, media_type, headers=headers
+        _chunked(chain(head, iterator)),
+        reservation,
+        media_type,
+        headers=headers,
+        encoded=isinstance(pieces, Sequence),
     )
+
+
+async def _on_loop(chunks: Iterator[Piece]) -> AsyncIterator[Piece]:
+    for chunk in chunks:
+        yield chunk
 
 
 def _chunked(pieces: Iterator[Piece]) -> Generator[Piece]:

@@ -17,6 +17,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from focal_eval.service.core.errors import CLIENT_CLOSED
 from focal_eval.service.core.fast_path import STATES as FAST_PATH_STATES
+from focal_eval.service.http.sink import watch_sinks
 from focal_eval.service.monitoring import PREFIX
 
 DURATION_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30)
@@ -124,6 +125,7 @@ class TelemetryMiddleware:
         status = 500
         received = 0
         start = time.perf_counter()
+        sinks = watch_sinks(scope)
 
         async def counting_receive() -> Message:
             nonlocal received
@@ -142,6 +144,8 @@ class TelemetryMiddleware:
             await self.app(scope, counting_receive, status_send)
         finally:
             self.telemetry.in_flight.dec()
+            if sinks:
+                received = sum(sink.received for sink in sinks)
             self._record(scope, status, received, time.perf_counter() - start)
 
     def _record(self, scope: Scope, status: int, received: int, seconds: float) -> None:

@@ -84,7 +84,7 @@ def test_score_answers_the_new_metric(
     metrics_runs: list[int] = []
     if chunk is not None:  # every batch over 16 rows is scored in chunks
         monkeypatch.setattr(
-            focal_eval.service.core.scoring, "chunk_rows", lambda num_classes: chunk
+            focal_eval.service.core.scoring, "chunk_rows", lambda width, fused=False: chunk
         )
     logits, labels = batch(100, 4, seed=41, ignore=10)
     app = create_app(make_settings(artifact_dir=artifact_dir, fast_path=fast_path))

@@ -21,7 +21,9 @@ from focal_eval.service.artifacts import ArtifactError, default_artifact_dir
 from focal_eval.service.core.errors import RequestError
 from focal_eval.service.core.scoring import Scorer, Scorers, chunk_rows
 from focal_eval.service.core.settings import Settings
+from focal_eval.service.core.tasks import MULTICLASS, MULTILABEL
 from focal_eval.service.core.validation import multiclass_batch
+from focal_eval.service.memory import costs
 from tests.service._inputs import IGNORE_INDEX, batch, class_weights
 from tests.service._requests import LOGITS, document, json_body
 from tests.service.reference import (
@@ -38,6 +40,31 @@ def test_chunk_rows_bounds_the_work_per_run() -> None:
     assert chunk_rows(2) == 2**16  # the per-row intermediates bound it from above
     assert chunk_rows(10) == 2**19 // 10
     assert chunk_rows(1000) == 1000  # the C x C confusion matrix bounds it from below
+    assert chunk_rows(2, fused=True) == 2**16
+    assert chunk_rows(100, fused=True) == 2**21 // 100  # four times the logits
+    assert chunk_rows(1000, fused=True) == 2**21 // 1000
+    assert chunk_rows(5000, fused=True) == 5000
+
+
+@pytest.mark.parametrize("task", [MULTICLASS, MULTILABEL])
+@pytest.mark.parametrize("width", [2, 3, 10, 100, 150, 1000, 4096, 5000])
+def test_a_fused_chunk_fits_in_what_a_portable_chunk_reserves(
+    make_settings: Callable[..., Settings], task: str, width: int
+) -> None:
+    """Requests reserve a portable chunk's work; the fused kernel's larger chunk fits in it.
+
+    The kernel keeps, per chunk, its per-sample outputs and a float32 copy of the logits (plus
+    an int64 copy of multi-label targets); the reservation prices the portable graph's.
+    """
+    scorers = Scorers.load(make_settings())
+    scorer = scorers.multiclass if task == MULTICLASS else scorers.multilabel
+    assert scorer is not None
+    assert scorer.fast_path.live
+    rows = chunk_rows(width, fused=True)
+    per_logit = 4 if task == MULTICLASS else 4 + 8
+    fused = rows * (scorer.row_bytes(scorer.per_sample_names) + per_logit * width)
+    reserved = costs.scoring(task, rows, width, 0) - costs.RESPONSE_CHUNK - costs.FIXED
+    assert fused <= reserved
 
 
 @pytest.mark.parametrize("fast_path", [True, False], ids=["fused", "portable"])
@@ -48,7 +75,9 @@ def test_chunked_scoring_equals_eager_on_the_whole_batch(
     rows: int,
     fast_path: bool,
 ) -> None:
-    monkeypatch.setattr(focal_eval.service.core.scoring, "chunk_rows", lambda num_classes: rows)
+    monkeypatch.setattr(
+        focal_eval.service.core.scoring, "chunk_rows", lambda width, fused=False: rows
+    )
     scorer = Scorers.load(make_settings(fast_path=fast_path)).multiclass
     assert scorer.fast_path.live is fast_path
     assert_scores_as_eager(scorer, seed=rows)
@@ -79,7 +108,9 @@ def test_concurrent_chunked_batches_on_the_portable_path_each_score_as_eager(
     monkeypatch: pytest.MonkeyPatch, make_settings: Callable[..., Settings]
 ) -> None:
     # the statistics-only graph's session (its arena) is shared, and each batch releases it
-    monkeypatch.setattr(focal_eval.service.core.scoring, "chunk_rows", lambda num_classes: 64)
+    monkeypatch.setattr(
+        focal_eval.service.core.scoring, "chunk_rows", lambda width, fused=False: 64
+    )
     scorer = Scorers.load(make_settings(fast_path=False)).multiclass
     with ThreadPoolExecutor(4) as pool:
         list(pool.map(lambda seed: assert_scores_as_eager(scorer, seed), range(12)))
@@ -97,7 +128,9 @@ def test_without_a_statistics_graph_the_evaluation_graph_scores_the_chunks(
     directory = artifacts_copy(tmp_path)
     for path in directory.glob("*_statistics.onnx*"):
         path.unlink()
-    monkeypatch.setattr(focal_eval.service.core.scoring, "chunk_rows", lambda num_classes: 64)
+    monkeypatch.setattr(
+        focal_eval.service.core.scoring, "chunk_rows", lambda width, fused=False: 64
+    )
     settings = make_settings(fast_path=False, artifact_dir=directory)
     assert_scores_as_eager(Scorers.load(settings).multiclass, seed=3)
 
@@ -138,7 +171,9 @@ def test_a_statistics_graph_from_another_export_is_refused(
 def test_an_overflow_in_a_later_chunk_names_its_row_in_the_batch(
     monkeypatch: pytest.MonkeyPatch, make_settings: Callable[..., Settings], fast_path: bool
 ) -> None:
-    monkeypatch.setattr(focal_eval.service.core.scoring, "chunk_rows", lambda num_classes: 10)
+    monkeypatch.setattr(
+        focal_eval.service.core.scoring, "chunk_rows", lambda width, fused=False: 10
+    )
     logits = np.zeros((30, 2), dtype=np.float32)
     logits[23] = [3e38, -3e38]  # finite, but the cross entropy of label 1 overflows
     labels = np.zeros(30, dtype=np.int64)

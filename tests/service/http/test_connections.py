@@ -21,6 +21,7 @@ import httpx
 import numpy as np
 import orjson
 import pytest
+import tritonclient.http as triton
 from prometheus_client.parser import text_string_to_metric_families
 
 from focal_eval.service.testing import HOST, Server, focal_spec, serve
@@ -489,7 +490,36 @@ def npz_body(n: int, seed: int = 1) -> bytes:
     return buffer.getvalue()
 
 
-def test_clients_that_read_nothing_of_a_large_response_are_cut_after_the_write_timeout() -> None:
+def v2_binary_upload(n: int, seed: int = 1) -> bytes:
+    """A v2 request of binary tensors (head and body), all outputs asked for as binary."""
+    logits, labels = batch(n, 2, seed, scale=1.0)
+    inputs = []
+    for name, array, datatype in (("logits", logits, "FP32"), ("labels", labels, "INT64")):
+        tensor = triton.InferInput(name, list(array.shape), datatype)
+        inputs.append(tensor.set_data_from_numpy(array, binary_data=True))
+    body, header_length = triton.InferenceServerClient.generate_request_body(inputs)
+    head = upload_head("/v2/models/focal-eval/infer", len(body), "application/octet-stream")
+    length = f"Inference-Header-Content-Length: {header_length}\r\n\r\n".encode()
+    return head[:-2] + length + bytes(body)
+
+
+def npz_upload(n: int) -> bytes:
+    body = npz_body(n)
+    return upload_head("/score?per_sample=true", len(body), "application/x-npz") + body
+
+
+@pytest.mark.parametrize(
+    "upload",
+    [
+        # per-sample JSON for it, about 22 MB, encoded in worker threads as the client reads
+        pytest.param(npz_upload, id="json-encoded-as-sent"),
+        # binary per-sample arrays, about 12 MB, already encoded: sent from the event loop
+        pytest.param(v2_binary_upload, id="binary-encoded"),
+    ],
+)
+def test_clients_that_read_nothing_of_a_large_response_are_cut_after_the_write_timeout(
+    upload: Callable[[int], bytes],
+) -> None:
     clients = 8
     env = {
         "FOCAL_WRITE_TIMEOUT_S": "1",
@@ -497,13 +527,12 @@ def test_clients_that_read_nothing_of_a_large_response_are_cut_after_the_write_t
         "FOCAL_MEMORY_LIMIT": "2Gi",
         "FOCAL_LOG_LEVEL": "info",
     }
-    body = npz_body(500_000)  # per-sample JSON for it: about 22 MB
-    head = upload_head("/score?per_sample=true", len(body), "application/x-npz")
+    request = upload(500_000)
     with running(env) as server, ExitStack() as stack:
         before = scrape(server)
         for _ in range(clients):
             sock = stack.enter_context(connect(server, receive_buffer=4096))
-            sock.sendall(head + body)  # and never read
+            sock.sendall(request)  # and never read
         after = scrape_until(
             server,
             lambda s: (

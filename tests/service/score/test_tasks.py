@@ -92,7 +92,9 @@ def test_segmentation_shaped_multilabel_is_flattened_with_labels_last(client: Te
 def test_chunked_multilabel_scoring_equals_one_run(
     monkeypatch: pytest.MonkeyPatch, client: TestClient, rows: int
 ) -> None:
-    monkeypatch.setattr(focal_eval.service.core.scoring, "chunk_rows", lambda width: rows)
+    monkeypatch.setattr(
+        focal_eval.service.core.scoring, "chunk_rows", lambda width, fused=False: rows
+    )
     logits, targets = label_batch(300, 4, seed=4, ignore_fraction=0.2)
     got = client.post("/score", json=json_body(logits, targets)).json()
     assert_multilabel_response(got, eager_multilabel(logits, targets))
