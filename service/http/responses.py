@@ -119,7 +119,12 @@ async def _on_loop(chunks: Iterator[Piece]) -> AsyncIterator[Piece]:
 
 
 def _chunked(pieces: Iterator[Piece]) -> Generator[Piece]:
-    """Pieces gathered into chunks of about ``RESPONSE_CHUNK`` bytes; large ones sliced."""
+    """Pieces gathered into chunks of about ``RESPONSE_CHUNK`` bytes, large ones copied in chunks.
+
+    Never a view of a piece: the transport keeps what it has not sent yet, even after the
+    response's last write releases the reservation (uvloop keeps the view itself), and a view
+    would keep its whole array alive until a slow client took the rest.
+    """
     pending: list[Piece] = []
     size = 0
     for piece in pieces:
@@ -129,7 +134,7 @@ def _chunked(pieces: Iterator[Piece]) -> Generator[Piece]:
                 pending, size = [], 0
             view = memoryview(piece).cast("B")
             for start in range(0, len(view), costs.RESPONSE_CHUNK):
-                yield view[start : start + costs.RESPONSE_CHUNK]
+                yield bytes(view[start : start + costs.RESPONSE_CHUNK])
             continue
         pending.append(piece)
         size += len(piece)

@@ -16,6 +16,7 @@ kept at once.
 
 from __future__ import annotations
 
+import contextlib
 from collections.abc import Callable, MutableMapping
 from typing import TYPE_CHECKING, Any
 
@@ -42,6 +43,9 @@ Charge = Callable[[int], None]
 class BodySink:
     """The buffer a body is written into, ``received`` bytes so far; ``error`` once refused.
 
+    ``arrived`` counts what was offered until then, the refused piece too (what telemetry
+    reports as the body's size).
+
     Example:
         >>> sink = BodySink(memoryview(bytearray(5)), charge=lambda nbytes: None)
         >>> sink.write(b"foc"), sink.write(b"al"), bytes(sink.buffer)
@@ -53,6 +57,7 @@ class BodySink:
     def __init__(self, buffer: memoryview, charge: Charge) -> None:
         self.buffer = buffer
         self.received = 0
+        self.arrived = 0
         self.error: RequestError | None = None
         self._charge = charge
 
@@ -60,6 +65,7 @@ class BodySink:
         """Charge and keep ``data``; False (with ``error`` set) once the body is refused."""
         if self.error is not None:
             return False
+        self.arrived += len(data)
         end = self.received + len(data)
         try:
             if end > len(self.buffer):
@@ -81,7 +87,7 @@ def watch_sinks(scope: MutableMapping[str, Any]) -> list[BodySink]:
     """The sinks the request's route will attach, as it attaches them (none without the offer).
 
     Their bytes never pass through ``receive()``: whoever counts a body by its messages
-    (telemetry) counts ``received`` of these instead, once one is attached (a route attaches
+    (telemetry) counts ``arrived`` of these instead, once one is attached (a route attaches
     before it receives, and everything it then receives goes into the sink too).
     """
     sinks: list[BodySink] = []
@@ -134,11 +140,12 @@ def short_of_declared(received: int, declared: int) -> RequestError:
 
 async def _pull(request: Request, sink: BodySink) -> None:
     """Receive the body piece by piece through ASGI into ``sink``."""
-    async for chunk in request.stream():
-        if chunk:
-            sink.write(chunk)
-        if sink.error is not None:
-            raise sink.error
+    async with contextlib.aclosing(request.stream()) as stream:
+        async for chunk in stream:
+            if chunk:
+                sink.write(chunk)
+            if sink.error is not None:
+                raise sink.error
 
 
 async def _wait(request: Request, sink: BodySink) -> None:

@@ -39,9 +39,10 @@ UNLIMITED = 2**60  # cgroup v1 writes "no limit" as a number near 2**63
 MARGIN = 0.10
 SMALLEST_BUDGET = 16 * 2**20
 # What one connection may hold outside any request's reservation: body bytes no route reads
-# yet (uvicorn pauses reading past 64 KiB, plus one 256 KiB read of uvloop's), the transport's
-# write buffer (64 KiB high-water mark) with one small response sent whole (64 KiB), and the
-# protocol's own objects; plus the heads of its requests (FOCAL_MAX_HEADER_BYTES each).
+# yet (uvicorn pauses reading past 64 KiB, plus the parser's copy of one 256 KiB read), the
+# transport's write buffer (64 KiB high-water mark) with one small response sent whole
+# (64 KiB), and the protocol's own objects; plus the heads of its requests
+# (FOCAL_MAX_HEADER_BYTES each).
 CONNECTION_BUFFERS = (64 + 256 + 64 + 64 + 32) * 1024
 
 

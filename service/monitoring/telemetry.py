@@ -145,7 +145,7 @@ class TelemetryMiddleware:
         finally:
             self.telemetry.in_flight.dec()
             if sinks:
-                received = sum(sink.received for sink in sinks)
+                received = sum(sink.arrived for sink in sinks)
             self._record(scope, status, received, time.perf_counter() - start)
 
     def _record(self, scope: Scope, status: int, received: int, seconds: float) -> None:

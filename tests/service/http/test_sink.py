@@ -33,6 +33,7 @@ class FakeConnection:
     def __init__(self, steps: list[list[Piece] | None]) -> None:
         self.steps = steps
         self.sink: BodySink | None = None
+        self.sinks: list[BodySink] = []  # every sink ever attached
         self.attached = 0
         self.detached = 0
         self.receives = 0
@@ -40,6 +41,7 @@ class FakeConnection:
 
     def attach(self, sink: BodySink) -> Callable[[], None]:
         self.sink = sink
+        self.sinks.append(sink)
         self.attached += 1
 
         def detach() -> None:
@@ -107,6 +109,8 @@ def test_a_refused_charge_stops_the_sink_and_wakes_the_route_with_its_error() ->
     assert bytes(buffer[:40]) == b"a" * 30 + bytes(10)  # the refused piece was not kept
     assert connection.detached == 1
     assert connection.written == [b"a" * 10] * 4  # the connection stopped at the refusal
+    sink = connection.sinks[0]
+    assert (sink.received, sink.arrived) == (30, 40)  # the refused piece arrived, was not kept
 
 
 def test_the_sink_is_detached_when_the_route_stops_waiting() -> None:
