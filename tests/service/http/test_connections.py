@@ -15,7 +15,6 @@ import struct
 import time
 from collections.abc import Callable, Iterator, Mapping
 from contextlib import ExitStack, contextmanager
-from dataclasses import dataclass
 
 import httpx
 import numpy as np
@@ -26,8 +25,14 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from focal_eval.service.testing import HOST, Server, focal_spec, serve
 from tests.service._inputs import batch
+from tests.service.http._raw import (
+    SOCKET_TIMEOUT_S,
+    Reply,
+    connect,
+    focal_loss64,
+    receive_reply,
+)
 
-SOCKET_TIMEOUT_S = 10.0  # no socket operation in this file may block longer
 GAMMA = 2.0
 
 MAX_HEADER_BYTES = 8192
@@ -87,57 +92,6 @@ def capped() -> Iterator[Server]:
 
 
 # --- raw HTTP ----------------------------------------------------------------------------------
-@dataclass(frozen=True)
-class Reply:
-    """A response read off a raw socket (Content-Length framed)."""
-
-    status: int
-    headers: dict[str, str]
-    body: bytes
-
-    @property
-    def error(self) -> str:
-        """The ``{"error": ...}`` message of a JSON error body, else the body as text."""
-        try:
-            document = orjson.loads(self.body)
-        except orjson.JSONDecodeError:
-            document = None
-        if isinstance(document, dict) and isinstance(document.get("error"), str):
-            return str(document["error"])
-        return self.body.decode(errors="replace")
-
-
-def connect(server: Server, receive_buffer: int | None = None) -> socket.socket:
-    """A TCP connection to ``server``; every operation on it times out."""
-    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-    if receive_buffer is not None:  # before connect, so the advertised window stays small
-        sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, receive_buffer)
-    sock.settimeout(SOCKET_TIMEOUT_S)
-    sock.connect((HOST, server.port))
-    return sock
-
-
-def receive_reply(sock: socket.socket) -> Reply:
-    """Read one response: status line, headers, then Content-Length bytes of body."""
-    data = b""
-    while b"\r\n\r\n" not in data:
-        chunk = sock.recv(65536)
-        assert chunk, f"connection closed before a complete response head: {data!r}"
-        data += chunk
-    head, _, body = data.partition(b"\r\n\r\n")
-    status_line, *lines = head.decode("latin-1").split("\r\n")
-    headers: dict[str, str] = {}
-    for line in lines:
-        name, _, value = line.partition(":")
-        headers[name.strip().lower()] = value.strip()
-    length = int(headers["content-length"])
-    while len(body) < length:
-        chunk = sock.recv(65536)
-        assert chunk, f"connection closed {length - len(body)} bytes short of the body"
-        body += chunk
-    return Reply(int(status_line.split()[1]), headers, body[:length])
-
-
 def seconds_until_closed(sock: socket.socket, within: float = SOCKET_TIMEOUT_S) -> float:
     """Read (and drop) until the server closes; the seconds that took. Fails after ``within``."""
     start = time.monotonic()
@@ -192,11 +146,7 @@ def score_body(logits: np.ndarray, labels: np.ndarray) -> bytes:
 
 def mean_focal_loss(logits: np.ndarray, labels: np.ndarray, gamma: float = GAMMA) -> float:
     """Float64 hand formula: mean of -(1 - p_t)^gamma log p_t."""
-    z = logits.astype(np.float64)
-    log_p = z - z.max(axis=1, keepdims=True)
-    log_p -= np.log(np.exp(log_p).sum(axis=1, keepdims=True))
-    log_pt = log_p[np.arange(len(labels)), labels]
-    return float(np.mean(-((1 - np.exp(log_pt)) ** gamma) * log_pt))
+    return float(np.mean(focal_loss64(logits, labels, gamma)))
 
 
 def assert_scores(server: Server, seed: int = 0) -> None:

@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import io
 import itertools
-import socket
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -26,6 +25,7 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from focal_eval.service.testing import HOST, Server, focal_spec, serve
 from tests.service._inputs import batch
+from tests.service.http._raw import Reply, connect, focal_loss64, receive_reply
 
 TIMEOUT_S = 20.0
 GAMMA = 2.0
@@ -109,52 +109,7 @@ def json_exchange(n: int, c: int, seed: int) -> Exchange:
     return Exchange("/score", head("/score", len(body), "application/json"), body, logits, labels)
 
 
-def focal_loss64(logits: np.ndarray, labels: np.ndarray, gamma: float = GAMMA) -> np.ndarray:
-    """Float64 hand formula: -(1 - p_t)^gamma log p_t, per sample."""
-    z = logits.astype(np.float64)
-    log_p = z - z.max(axis=1, keepdims=True)
-    log_p -= np.log(np.exp(log_p).sum(axis=1, keepdims=True))
-    log_pt = log_p[np.arange(len(labels)), labels]
-    loss: np.ndarray = -((1 - np.exp(log_pt)) ** gamma) * log_pt
-    return loss
-
-
 # --- raw HTTP --------------------------------------------------------------------------------
-@dataclass(frozen=True)
-class Reply:
-    status: int
-    headers: dict[str, str]
-    body: bytes
-
-
-def connect(server: Server) -> socket.socket:
-    sock = socket.create_connection((HOST, server.port), timeout=TIMEOUT_S)
-    sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-    return sock
-
-
-def receive_reply(sock: socket.socket) -> Reply:
-    """One response, framed by Content-Length or chunked."""
-    reader = sock.makefile("rb")
-    status_line = reader.readline().decode("latin-1")
-    headers = {}
-    while (line := reader.readline()) not in (b"\r\n", b""):
-        name, _, value = line.decode("latin-1").partition(":")
-        headers[name.strip().lower()] = value.strip()
-    if "content-length" in headers:
-        body = reader.read(int(headers["content-length"]))
-    else:
-        assert headers.get("transfer-encoding") == "chunked", headers
-        parts = []
-        while size := int(reader.readline().split(b";")[0], 16):
-            parts.append(reader.read(size))
-            reader.readline()  # the CRLF after each chunk
-        reader.readline()  # the CRLF after the last, empty chunk
-        body = b"".join(parts)
-    reader.close()  # the socket stays open
-    return Reply(int(status_line.split()[1]), headers, body)
-
-
 def pieces(data: bytes, rng: np.random.Generator, largest: int) -> list[bytes]:
     """``data`` cut at random: a first piece of 7 bytes (mid request line), then 1..largest."""
     cuts = [0, 7]
@@ -182,7 +137,7 @@ def body_bytes(server: Server) -> dict[str, tuple[float, float]]:
 def assert_answered(exchanges: list[Exchange], replies: list[Reply]) -> None:
     for exchange, reply in zip(exchanges, replies, strict=True):
         got = exchange.per_sample_loss(reply)
-        want = focal_loss64(exchange.logits, exchange.labels)
+        want = focal_loss64(exchange.logits, exchange.labels, GAMMA)
         np.testing.assert_allclose(got, want, rtol=1e-4, atol=1e-5)
 
 
