@@ -1,4 +1,5 @@
-"""Raw HTTP for the real-server tests: a timed socket, one reply read off it, a float64 loss.
+"""Raw HTTP for the real-server tests: request heads and v2 bodies, a timed socket, one reply
+read off it, a float64 loss.
 
 Raw sockets give byte-level control of what arrives when; the reply reader takes exactly one
 response, framed by Content-Length or chunked.
@@ -7,14 +8,17 @@ response, framed by Content-Length or chunked.
 from __future__ import annotations
 
 import socket
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
 import numpy as np
 import orjson
+import tritonclient.http as triton
 
 from focal_eval.service.testing import HOST, Server
 
 SOCKET_TIMEOUT_S = 10.0  # no socket operation of these tests may block longer
+V2_INFER = "/v2/models/focal-eval/infer"
 
 
 @dataclass(frozen=True)
@@ -35,6 +39,38 @@ class Reply:
         if isinstance(document, dict) and isinstance(document.get("error"), str):
             return str(document["error"])
         return self.body.decode(errors="replace")
+
+
+def upload_head(
+    path: str,
+    length: int,
+    content_type: str = "application/json",
+    fields: Mapping[str, str] | None = None,
+) -> bytes:
+    """A POST head for a body of ``length`` bytes, with extra header ``fields``."""
+    extra = "".join(f"{name}: {value}\r\n" for name, value in (fields or {}).items())
+    return (
+        f"POST {path} HTTP/1.1\r\nHost: {HOST}\r\nContent-Type: {content_type}\r\n"
+        f"Content-Length: {length}\r\n{extra}\r\n"
+    ).encode()
+
+
+def v2_binary_body(
+    logits: np.ndarray, labels: np.ndarray, outputs: Sequence[str] | None = None
+) -> tuple[bytes, dict[str, str]]:
+    """A v2 body of binary tensors as tritonclient builds it, and the header field it needs.
+
+    ``outputs`` are asked for as binary (all of them, binary, when None).
+    """
+    inputs = []
+    for name, array, datatype in (("logits", logits, "FP32"), ("labels", labels, "INT64")):
+        tensor = triton.InferInput(name, list(array.shape), datatype)
+        inputs.append(tensor.set_data_from_numpy(array, binary_data=True))
+    requested = None
+    if outputs is not None:
+        requested = [triton.InferRequestedOutput(name, binary_data=True) for name in outputs]
+    body, header_length = triton.InferenceServerClient.generate_request_body(inputs, requested)
+    return bytes(body), {"Inference-Header-Content-Length": str(header_length)}
 
 
 def connect(server: Server, receive_buffer: int | None = None) -> socket.socket:

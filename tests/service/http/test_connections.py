@@ -20,17 +20,19 @@ import httpx
 import numpy as np
 import orjson
 import pytest
-import tritonclient.http as triton
 from prometheus_client.parser import text_string_to_metric_families
 
 from focal_eval.service.testing import HOST, Server, focal_spec, serve
 from tests.service._inputs import batch
 from tests.service.http._raw import (
     SOCKET_TIMEOUT_S,
+    V2_INFER,
     Reply,
     connect,
     focal_loss64,
     receive_reply,
+    upload_head,
+    v2_binary_body,
 )
 
 GAMMA = 2.0
@@ -129,13 +131,6 @@ def head_of(size: int, count: int) -> bytes:
     unpadded = request_head([*fields, ("X-Pad", "")])
     assert len(unpadded) <= size
     return request_head([*fields, ("X-Pad", "p" * (size - len(unpadded)))])
-
-
-def upload_head(path: str, length: int, content_type: str = "application/json") -> bytes:
-    return (
-        f"POST {path} HTTP/1.1\r\nHost: {HOST}\r\nContent-Type: {content_type}\r\n"
-        f"Content-Length: {length}\r\n\r\n"
-    ).encode()
 
 
 # --- scoring and metrics -----------------------------------------------------------------------
@@ -443,14 +438,8 @@ def npz_body(n: int, seed: int = 1) -> bytes:
 def v2_binary_upload(n: int, seed: int = 1) -> bytes:
     """A v2 request of binary tensors (head and body), all outputs asked for as binary."""
     logits, labels = batch(n, 2, seed, scale=1.0)
-    inputs = []
-    for name, array, datatype in (("logits", logits, "FP32"), ("labels", labels, "INT64")):
-        tensor = triton.InferInput(name, list(array.shape), datatype)
-        inputs.append(tensor.set_data_from_numpy(array, binary_data=True))
-    body, header_length = triton.InferenceServerClient.generate_request_body(inputs)
-    head = upload_head("/v2/models/focal-eval/infer", len(body), "application/octet-stream")
-    length = f"Inference-Header-Content-Length: {header_length}\r\n\r\n".encode()
-    return head[:-2] + length + bytes(body)
+    body, fields = v2_binary_body(logits, labels)
+    return upload_head(V2_INFER, len(body), "application/octet-stream", fields) + body
 
 
 def npz_upload(n: int) -> bytes:

@@ -23,13 +23,20 @@ import pytest
 import tritonclient.http as triton
 from prometheus_client.parser import text_string_to_metric_families
 
-from focal_eval.service.testing import HOST, Server, focal_spec, serve
+from focal_eval.service.testing import Server, focal_spec, serve
 from tests.service._inputs import batch
-from tests.service.http._raw import Reply, connect, focal_loss64, receive_reply
+from tests.service.http._raw import (
+    V2_INFER,
+    Reply,
+    connect,
+    focal_loss64,
+    receive_reply,
+    upload_head,
+    v2_binary_body,
+)
 
 TIMEOUT_S = 20.0
 GAMMA = 2.0
-V2 = "/v2/models/focal-eval/infer"
 V2_ROUTE = "/v2/models/{name}/infer"
 
 
@@ -67,26 +74,12 @@ class Exchange:
         return np.asarray(orjson.loads(reply.body)["per_sample"]["focal_loss"])
 
 
-def head(path: str, length: int, content_type: str, extra: str = "") -> bytes:
-    return (
-        f"POST {path} HTTP/1.1\r\nHost: {HOST}\r\nContent-Type: {content_type}\r\n"
-        f"Content-Length: {length}\r\n{extra}\r\n"
-    ).encode()
-
-
 def v2_exchange(n: int, c: int, seed: int) -> Exchange:
     """A v2 request with binary tensors (as tritonclient builds it), binary outputs asked."""
     logits, labels = batch(n, c, seed)
-    inputs = []
-    for name, array, datatype in (("logits", logits, "FP32"), ("labels", labels, "INT64")):
-        tensor = triton.InferInput(name, list(array.shape), datatype)
-        inputs.append(tensor.set_data_from_numpy(array, binary_data=True))
-    outputs = [triton.InferRequestedOutput("focal_loss", binary_data=True)]
-    body, header_length = triton.InferenceServerClient.generate_request_body(inputs, outputs)
-    extra = f"Inference-Header-Content-Length: {header_length}\r\n"
-    return Exchange(
-        V2_ROUTE, head(V2, len(body), "application/octet-stream", extra), body, logits, labels
-    )
+    body, fields = v2_binary_body(logits, labels, ["focal_loss"])
+    head = upload_head(V2_INFER, len(body), "application/octet-stream", fields)
+    return Exchange(V2_ROUTE, head, body, logits, labels)
 
 
 def npz_exchange(n: int, c: int, seed: int) -> Exchange:
@@ -96,7 +89,7 @@ def npz_exchange(n: int, c: int, seed: int) -> Exchange:
     body = buffer.getvalue()
     return Exchange(
         "/score",
-        head("/score?per_sample=true", len(body), "application/x-npz"),
+        upload_head("/score?per_sample=true", len(body), "application/x-npz"),
         body,
         logits,
         labels,
@@ -106,7 +99,8 @@ def npz_exchange(n: int, c: int, seed: int) -> Exchange:
 def json_exchange(n: int, c: int, seed: int) -> Exchange:
     logits, labels = batch(n, c, seed)
     body = orjson.dumps({"logits": logits.tolist(), "labels": labels.tolist(), "per_sample": True})
-    return Exchange("/score", head("/score", len(body), "application/json"), body, logits, labels)
+    head = upload_head("/score", len(body), "application/json")
+    return Exchange("/score", head, body, logits, labels)
 
 
 # --- raw HTTP --------------------------------------------------------------------------------
