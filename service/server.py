@@ -10,12 +10,14 @@ stock uvicorn re-raises the signal after its graceful shutdown, so the process w
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import math
 import resource
 import signal
 from collections.abc import Iterator
 from contextlib import contextmanager
+from typing import cast
 
 import uvicorn
 
@@ -93,12 +95,13 @@ def serve(settings: Settings) -> int:
         return 2
     app = create_app(settings, scorers, budget)
     limits = connection_limits(settings)
-    runtime = app.state.runtime
+    count_closed = app.state.runtime.telemetry.connection_closed
     config = uvicorn.Config(
         app,
         host=settings.host,
         port=settings.port,
-        http=bounded_protocol(limits, runtime.telemetry.connection_closed),
+        # a buffered protocol, which uvicorn creates and hands to the loop like its own
+        http=cast("type[asyncio.Protocol]", bounded_protocol(limits, count_closed)),
         ws="none",
         log_level=settings.log_level,
         access_log=settings.access_log,

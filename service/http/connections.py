@@ -16,7 +16,10 @@ Per connection, every resource has a bound and a timer:
   that sends more is read no further and closed once the current response is sent;
 - reading: every socket is read into one buffer of ``READ_BYTES`` that the server's
   connections share (its event loop reads one socket at a time, and each read is parsed, what
-  is kept copied, before the next), not into a fresh allocation per read (docs/numerics.md);
+  is kept copied, before the next), not into a fresh allocation per read; once a route has
+  attached a sink to a body of declared length (:mod:`focal_eval.service.http.sink`), the
+  rest of that body is read straight into the sink's buffer, ``READ_BYTES`` at most per read,
+  each charged before the read (docs/numerics.md);
 - a response sent before its request's body ended (an error) ends the connection, so a
   client cannot keep streaming a body nobody reads: the answer says ``connection: close``
   and is followed by end of file, and what the client still sends is dropped for at most
@@ -36,6 +39,7 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any
 
+import httptools
 import orjson
 from uvicorn.protocols.http.flow_control import FlowControl
 from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol, RequestResponseCycle
@@ -80,8 +84,12 @@ class TimedFlowControl(FlowControl):
             self._on_timeout()
 
 
-def bounded_protocol(limits: ConnectionLimits, count: Count) -> type[HttpToolsProtocol]:
-    """An httptools protocol class enforcing ``limits``; ``count(reason)`` on each cut."""
+def bounded_protocol(limits: ConnectionLimits, count: Count) -> type[BufferedSide]:
+    """A protocol class for uvicorn enforcing ``limits``; ``count(reason)`` on each cut.
+
+    Each instance is the buffered side of an httptools connection
+    (:class:`_BoundedHttpProtocol`), which is what uvicorn hands to the event loop.
+    """
     attributes = {
         "limits": limits,
         "count": count,
@@ -89,10 +97,53 @@ def bounded_protocol(limits: ConnectionLimits, count: Count) -> type[HttpToolsPr
         # thread of the process gets its own)
         "_read_buffer": memoryview(bytearray(READ_BYTES)),
     }
-    return type("BoundedHttpProtocol", (_BoundedHttpProtocol,), attributes)
+    connection = type("BoundedHttpProtocol", (_BoundedHttpProtocol,), attributes)
+    return type("BoundedBufferedSide", (BufferedSide,), {"connection_class": connection})
 
 
-class _BoundedHttpProtocol(HttpToolsProtocol, asyncio.BufferedProtocol):
+class BufferedSide(asyncio.BufferedProtocol):
+    """What the event loop sees of a connection: a buffered protocol, handing on every event.
+
+    uvloop reads into ``get_buffer`` only for a protocol that is not an ``asyncio.Protocol``;
+    uvicorn's protocol is one, so uvloop would hand it a fresh ``bytes`` per read (asyncio's
+    own loop reads into the buffers either way).
+    """
+
+    connection_class: type[_BoundedHttpProtocol]
+
+    def __init__(self, **kwargs: Any) -> None:
+        self.connection = self.connection_class(**kwargs)
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        """The connection's :meth:`~_BoundedHttpProtocol.connection_made`."""
+        self.connection.connection_made(transport)  # type: ignore[arg-type]
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        """The connection's :meth:`~_BoundedHttpProtocol.connection_lost`."""
+        self.connection.connection_lost(exc)
+
+    def eof_received(self) -> None:
+        """The connection's ``eof_received`` (the transport then closes)."""
+        self.connection.eof_received()
+
+    def pause_writing(self) -> None:
+        """The connection's ``pause_writing``."""
+        self.connection.pause_writing()
+
+    def resume_writing(self) -> None:
+        """The connection's ``resume_writing``."""
+        self.connection.resume_writing()
+
+    def get_buffer(self, sizehint: int) -> memoryview:
+        """The connection's :meth:`~_BoundedHttpProtocol.get_buffer`."""
+        return self.connection.get_buffer(sizehint)
+
+    def buffer_updated(self, nbytes: int) -> None:
+        """The connection's :meth:`~_BoundedHttpProtocol.buffer_updated`."""
+        self.connection.buffer_updated(nbytes)
+
+
+class _BoundedHttpProtocol(HttpToolsProtocol):
     limits: ConnectionLimits
     count: Count
     _read_buffer: memoryview  # shared by the server's connections (bounded_protocol)
@@ -106,6 +157,8 @@ class _BoundedHttpProtocol(HttpToolsProtocol, asyncio.BufferedProtocol):
         self._in_body = False
         self._body_of: RequestResponseCycle | None = None  # the request whose body is arriving
         self._sink: BodySink | None = None  # where _body_of's body goes, if its route attached one
+        self._direct = False  # whether the rest of _sink's body is read straight into it
+        self._landing = False  # whether the read under way goes into the sink's room
         self._received = 0  # bytes outside bodies since the last request ended
         self._unparsed = 0  # bytes in a body's phase since its last body bytes (trailers)
         self._header_bytes = 0  # the request line and header fields, as parsed (CRLFs too)
@@ -230,12 +283,46 @@ class _BoundedHttpProtocol(HttpToolsProtocol, asyncio.BufferedProtocol):
 
     # --- reading -----------------------------------------------------------------------------
     def get_buffer(self, sizehint: int) -> memoryview:
-        """Where asyncio reads a socket into: the shared buffer (nothing holds it past a read)."""
+        """Where asyncio reads a socket into: a sunk body's room, else the shared buffer.
+
+        Nothing holds either past the read.
+        """
+        sink = self._sink
+        if self._direct and sink is not None and self._in_body and not self._refused:
+            room = sink.room(READ_BYTES)
+            if room is not None:
+                self._landing = True
+                return room
+            self._direct = False
+            if self.cycle is not None:
+                self.cycle.message_event.set()  # the route raises the sink's error
+        self._landing = False
         return self._read_buffer
 
     def buffer_updated(self, nbytes: int) -> None:
-        """The bytes just read, parsed at once (:meth:`data_received`)."""
-        self.data_received(self._read_buffer[:nbytes])  # type: ignore[arg-type]
+        """The bytes just read: kept by the sink they landed in, else parsed at once."""
+        if not self._landing:
+            self.data_received(self._read_buffer[:nbytes])  # type: ignore[arg-type]
+            return
+        self._landing = False
+        sink = self._sink
+        assert sink is not None
+        sink.landed(nbytes)
+        if sink.received == len(sink.buffer):
+            self._end_read_body()
+        elif len(self.connections) > 1:
+            self._pace(sink)
+
+    def _end_read_body(self) -> None:
+        """A body read past the parser is complete: a fresh parser for the next request.
+
+        The parser still expects the bytes it never saw; it holds nothing else between
+        requests.
+        """
+        self._direct = False
+        self.parser = httptools.HttpRequestParser(self)
+        self.parser.set_dangerous_leniencies(lenient_data_after_close=True)
+        self.on_message_complete()
 
     def data_received(self, data: bytes) -> None:
         """Feed the parser, refusing a head (or trailers) that grows past the limit.
@@ -358,10 +445,15 @@ class _BoundedHttpProtocol(HttpToolsProtocol, asyncio.BufferedProtocol):
                 if pending and not sink.write(pending):
                     cycle.message_event.set()
                 self._sink = sink
+                # a declared length: the parser expects exactly the rest of the buffer
+                self._direct = not any(
+                    name == b"transfer-encoding" for name, _ in cycle.scope["headers"]
+                )
 
             def detach() -> None:
                 if self._sink is sink:
                     self._sink = None
+                    self._direct = False
 
             return detach
 

@@ -5,10 +5,11 @@ request's ``bytearray``, copies it again for ``receive()``, and wakes the route 
 event loop, which copies it a third time into the buffer; a 4 MB body takes dozens of such
 trips. The bounded connection (:mod:`focal_eval.service.http.connections`) offers a shortcut in
 the request's scope, ``scope["extensions"][BODY_SINK]["attach"]``: the route attaches a
-:class:`BodySink` over its buffer, the connection writes each piece straight into it as the
-parser yields it (charging it first, as the route would), and the route wakes once, when the
-body is complete, refused, or the client is gone. Elsewhere (another server, the test client)
-the body comes through ``receive()`` into the same buffer.
+:class:`BodySink` over its buffer, the connection writes what the parser already holds into
+it, then reads the rest of the body from the socket straight into the buffer's
+:meth:`~BodySink.room` (charging it first, as the route would), and the route wakes once,
+when the body is complete, refused, or the client is gone. Elsewhere (another server, the
+test client) the body comes through ``receive()`` into the same buffer.
 
 Either way memory follows what the client has sent, and a body that is refused stops being
 kept at once.
@@ -60,6 +61,7 @@ class BodySink:
         self.arrived = 0
         self.error: RequestError | None = None
         self._charge = charge
+        self._charged = 0  # bytes of the buffer charged: received, and room given since
 
     def write(self, data: bytes | bytearray) -> bool:
         """Charge and keep ``data``; False (with ``error`` set) once the body is refused."""
@@ -67,15 +69,43 @@ class BodySink:
             return False
         self.arrived += len(data)
         end = self.received + len(data)
-        try:
-            if end > len(self.buffer):
-                raise longer_than_declared(len(self.buffer))
-            self._charge(len(data))
-        except RequestError as error:
-            self.error = error
+        if end > len(self.buffer):
+            self.error = longer_than_declared(len(self.buffer))
+            return False
+        if not self._charge_to(end):
             return False
         self.buffer[self.received : end] = data
         self.received = end
+        return True
+
+    def room(self, most: int) -> memoryview | None:
+        """The buffer's next ``most`` bytes at most, charged, for a socket to be read into.
+
+        None once the body is refused (the charge may refuse it: ``error`` is then set). What
+        the read puts there is kept by :meth:`landed`; a shorter read leaves the rest of the
+        room charged for the next one, so at most ``most`` bytes are charged ahead.
+        """
+        if self.error is not None:
+            return None
+        end = min(len(self.buffer), self.received + most)
+        if not self._charge_to(end):
+            return None
+        return self.buffer[self.received : end]
+
+    def landed(self, nbytes: int) -> None:
+        """Keep the ``nbytes`` a socket read put at the start of the last :meth:`room`."""
+        self.received += nbytes
+        self.arrived += nbytes
+
+    def _charge_to(self, end: int) -> bool:
+        """Charge the buffer up to ``end`` (what is not yet); False when the charge refuses."""
+        if end > self._charged:
+            try:
+                self._charge(end - self._charged)
+            except RequestError as error:
+                self.error = error
+                return False
+            self._charged = end
         return True
 
 

@@ -84,8 +84,26 @@ def connect(server: Server, receive_buffer: int | None = None) -> socket.socket:
 
 
 def receive_reply(sock: socket.socket) -> Reply:
-    """Read one response: status line, headers, then its body (Content-Length or chunked)."""
+    """Read one response: status line, headers, then its body (Content-Length or chunked).
+
+    What the socket gave past that response is dropped: for responses to pipelined
+    requests, use :func:`receive_replies`.
+    """
+    return _reply(sock, b"")[0]
+
+
+def receive_replies(sock: socket.socket, count: int) -> list[Reply]:
+    """Read ``count`` responses in a row (to pipelined requests), keeping each one's bytes."""
+    replies: list[Reply] = []
     data = b""
+    for _ in range(count):
+        reply, data = _reply(sock, data)
+        replies.append(reply)
+    return replies
+
+
+def _reply(sock: socket.socket, data: bytes) -> tuple[Reply, bytes]:
+    """One response whose first bytes are ``data``, and the bytes read past its end."""
     while b"\r\n\r\n" not in data:
         data += _more(sock, f"connection closed before a complete response head: {data!r}")
     head, _, rest = data.partition(b"\r\n\r\n")
@@ -98,11 +116,11 @@ def receive_reply(sock: socket.socket) -> Reply:
         length = int(headers["content-length"])
         while len(rest) < length:
             rest += _more(sock, f"connection closed {length - len(rest)} bytes short of the body")
-        body = rest[:length]
+        body, rest = rest[:length], rest[length:]
     else:
         assert headers.get("transfer-encoding") == "chunked", headers
-        body = _dechunk(sock, rest)
-    return Reply(int(status_line.split()[1]), headers, body)
+        body, rest = _dechunk(sock, rest)
+    return Reply(int(status_line.split()[1]), headers, body), rest
 
 
 def focal_loss64(logits: np.ndarray, labels: np.ndarray, gamma: float) -> np.ndarray:
@@ -121,8 +139,8 @@ def _more(sock: socket.socket, closed: str) -> bytes:
     return chunk
 
 
-def _dechunk(sock: socket.socket, data: bytes) -> bytes:
-    """A chunked body, ``data`` being what was read past the head."""
+def _dechunk(sock: socket.socket, data: bytes) -> tuple[bytes, bytes]:
+    """A chunked body, ``data`` being what was read past the head; and what follows it."""
     parts: list[bytes] = []
     while True:
         while b"\r\n" not in data:
@@ -132,6 +150,6 @@ def _dechunk(sock: socket.socket, data: bytes) -> bytes:
         while len(data) < size + 2:  # the chunk and its CRLF
             data += _more(sock, "connection closed inside a chunked body")
         if size == 0:
-            return b"".join(parts)
+            return b"".join(parts), data[2:]  # past the last chunk's CRLF
         parts.append(data[:size])
         data = data[size + 2 :]

@@ -1,7 +1,7 @@
 """Bodies as a real ``focal serve`` receives them: in uneven pieces, over interleaved connections.
 
 Every socket is read into one buffer that all connections share, and a large body (512 KiB or
-more) is written by the connection straight into its own buffer (the sink of
+more) is read by the connection straight into its own buffer (the sink of
 :mod:`focal_eval.service.http.sink`). These tests send requests in pieces of every size, the
 heads split mid-line, several requests interleaved piece by piece over several connections,
 and check that each answer is its own batch's (float64 hand formulas and numpy counts) and

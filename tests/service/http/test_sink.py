@@ -178,3 +178,40 @@ def test_watch_sinks_sees_the_sinks_a_route_attaches() -> None:
     assert [sink.received for sink in sinks] == [5]
     assert connection.attached == 1  # the watched offer still attaches to the connection
     assert watch_sinks({"type": "http"}) == []  # no offer: nothing to watch
+
+
+def test_room_for_a_read_is_charged_first_and_at_most_one_read_ahead() -> None:
+    charged: list[int] = []
+    sink = BodySink(memoryview(bytearray(10)), charged.append)
+    room = sink.room(4)
+    assert room is not None
+    assert len(room) == 4
+    assert sum(charged) == 4
+    room[:3] = b"abc"
+    sink.landed(3)  # a short read: one charged byte is left over
+    room = sink.room(4)
+    assert room is not None
+    assert len(room) == 4
+    assert sum(charged) == 7
+    room[:] = b"defg"
+    sink.landed(4)
+    assert sink.write(b"hi")  # pieces the parser held are charged once too
+    room = sink.room(4)
+    assert room is not None
+    assert len(room) == 1
+    room[:] = b"j"
+    sink.landed(1)
+    assert bytes(sink.buffer) == b"abcdefghij"
+    assert (sink.received, sink.arrived, sum(charged)) == (10, 10, 10)
+
+
+def test_a_refused_charge_gives_no_room_and_keeps_nothing() -> None:
+    def budget(nbytes: int) -> None:
+        raise RequestError(503, "server: busy")
+
+    sink = BodySink(memoryview(bytearray(10)), budget)
+    assert sink.room(4) is None
+    assert sink.error is not None
+    assert sink.error.status_code == 503
+    assert not sink.write(b"a")  # and the sink stays refused
+    assert sink.received == 0
