@@ -38,8 +38,8 @@ def multilabel_batch(
     """Check and convert decoded multi-label (or binary) arrays into a :class:`Batch`.
 
     Raises:
-        RequestError: 422 naming the field: dtype, shape, label values, non-finite values,
-            alpha, threshold.
+        RequestError: 422 naming the field: dtype, shape, label values, alpha, threshold
+            (non-finite logits are the scorer's to refuse).
     """
     sent = tuple(labels.shape)
     if task == BINARY:  # one logit a sample: the multi-label graph with one label

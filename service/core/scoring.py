@@ -31,7 +31,14 @@ from focal_eval.service.core.fast_path import FastPath, open_fast_path
 from focal_eval.service.core.multilabel import check_sigmoid_alpha, check_threshold
 from focal_eval.service.core.settings import Settings
 from focal_eval.service.core.tasks import MULTICLASS, MULTILABEL, RANKING, TASKS, Task
-from focal_eval.service.core.validation import Batch, check_count, check_gamma, check_ignore_index
+from focal_eval.service.core.validation import (
+    Batch,
+    check_count,
+    check_finite,
+    check_gamma,
+    check_ignore_index,
+)
+from focal_eval.service.kernel import NON_FINITE
 
 logger = logging.getLogger(__name__)
 
@@ -39,6 +46,10 @@ Outputs = dict[str, npt.NDArray[Any]]
 CHUNK_ELEMENTS = 2**19
 FUSED_CHUNK_ELEMENTS = 4 * CHUNK_ELEMENTS
 MAX_CHUNK_ROWS = 2**16
+QUIET = onnxruntime.RunOptions()
+"""Run options for the fused graphs: a kernel's refusal (non-finite logits, which any client
+can send) is the scorer's to answer, not a line in onnxruntime's error log."""
+QUIET.log_severity_level = 4  # fatal only
 
 
 def chunk_rows(width: int, fused: bool = False) -> int:
@@ -165,9 +176,12 @@ class Scorer:
         from the same pass over the logits when the ranked fast path is live, else from its
         own graph.
 
+        Non-finite logits are refused: by the fused kernel as it reads each row, else by
+        :func:`~focal_eval.service.core.validation.check_finite` before the portable graph runs.
+
         Raises:
-            RequestError: 422 when finite logits still give an infinite loss (a float32
-                overflow: logits more than the float32 range apart).
+            RequestError: 422 for a NaN or infinite logit, and when finite logits still give
+                an infinite loss (a float32 overflow: logits more than the float32 range apart).
         """
         wanted = [
             name
@@ -175,6 +189,8 @@ class Scorer:
             if self.groups[name] != "per_sample" or keep is None or name in keep
         ]
         ranked = ranking is not None and self.ranking_path.live
+        if not (self.fast_path.live or ranked):  # else a fused kernel reads every logit
+            check_finite(batch.logits)
         n, rows = batch.rows, chunk_rows(batch.width)
         if n <= rows and not self.fast_path.live and not ranked:  # the graph's own metrics
             outputs = self._run(batch, slice(None))
@@ -255,16 +271,25 @@ class Scorer:
         (``path`` given), the statistics-only graph if there is one, else the portable
         evaluation graph.
         """
-        feeds = {
-            name: np.ascontiguousarray(batch.inputs[name][rows], dtype=dtype)
-            if name in batch.inputs
-            else np.asarray(batch.parameters[name], dtype=dtype)
-            for name, dtype in self._input_dtypes.items()
-        }
+        with np.errstate(over="ignore"):  # a float64 logit past float32's range: inf, refused
+            feeds = {
+                name: np.ascontiguousarray(batch.inputs[name][rows], dtype=dtype)
+                if name in batch.inputs
+                else np.asarray(batch.parameters[name], dtype=dtype)
+                for name, dtype in self._input_dtypes.items()
+            }
         fused = self.fast_path if path is None else path
         if fused.session is not None and fused.artifact is not None:
-            values = fused.session.run(None, feeds)
-            return dict(zip(fused.artifact.output_names, values, strict=True))
+            try:
+                values = fused.session.run(None, feeds, QUIET)
+            except Exception as error:  # onnxruntime raises its own unexported exception types
+                if NON_FINITE not in str(error):
+                    raise
+                refused = error
+            else:
+                return dict(zip(fused.artifact.output_names, values, strict=True))
+            check_finite(batch.logits)  # the 422 that names the first row (outside the except)
+            raise refused  # the kernel saw what the check did not: a defect, answered 500
         if self._statistics_serves(path):
             assert self._statistics is not None
             values = self._statistics.run(None, feeds)

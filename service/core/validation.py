@@ -74,7 +74,8 @@ def multiclass_batch(
     float32; any integer label dtype becomes int64.
 
     Raises:
-        RequestError: 422 naming the field: dtype, shape, label range, non-finite values.
+        RequestError: 422 naming the field: dtype, shape, label range (non-finite logits are
+            the scorer's to refuse: :func:`check_finite`).
     """
     batch_size(logits)
     logits, flat_labels, shape = flat_rows(logits, labels, expected_labels="classes")
@@ -106,7 +107,7 @@ def flat_rows(
     become float32.
 
     Raises:
-        RequestError: 422 for a dtype, a shape that does not match, or non-finite logits.
+        RequestError: 422 for a dtype or a shape that does not match.
     """
     if logits.dtype.kind != "f" or logits.dtype.itemsize not in (2, 4, 8):
         logits = _float_array("logits", logits)
@@ -124,7 +125,6 @@ def flat_rows(
         if expected_labels == "labels":
             labels = np.moveaxis(labels, 1, -1).reshape(-1, width)
     flat_labels = labels.reshape(-1) if expected_labels == "classes" else labels
-    _check_finite(logits)
     return np.ascontiguousarray(logits), np.ascontiguousarray(flat_labels), shape
 
 
@@ -247,8 +247,16 @@ def _label_array(labels: npt.NDArray[Any]) -> IntArray:
     return labels.astype(np.int64, copy=False)
 
 
-def _check_finite(logits: npt.NDArray[np.floating[Any]]) -> None:
-    """Refuse logits NaN or infinite in float32, looking at ``CHECK_ELEMENTS`` at a time."""
+def check_finite(logits: npt.NDArray[np.floating[Any]]) -> None:
+    """Refuse logits NaN or infinite in float32, looking at ``CHECK_ELEMENTS`` at a time.
+
+    The scorer calls it (:meth:`~focal_eval.service.core.scoring.Scorer.score`): before the
+    portable graph runs, or once the fused kernel, which finds them as it reads each row, has
+    refused a batch.
+
+    Raises:
+        RequestError: 422 with how many values are, and the first row.
+    """
     rows = max(1, CHECK_ELEMENTS // logits.shape[1])
     first = None
     bad = 0

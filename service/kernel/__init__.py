@@ -15,6 +15,7 @@ from pathlib import Path
 DOMAIN = "ai.focal_eval"
 OP = "FocalEvaluation"
 MODULE = "focal_eval.service.kernel._focal_kernel"
+NON_FINITE = "logits must be finite"  # how a kernel's error begins when it meets one (op.h)
 
 
 def library_path() -> Path | None:

@@ -21,11 +21,14 @@
 //   FL = alpha_t exp(gamma log max(r, FLT_MIN)) CE
 //   Brier = sum_{k != t} e_k^2 / s^2 + r^2   (no cancellation near p_t = 1)
 //   confidence = 1 / s, p_true = e_t / s
+// A logit that is NaN or infinite fails the run (kNonFinite), found as each row is read, so
+// that the service need not read every logit once more beforehand.
 // Rows are spread over onnxruntime's intra-op pool in blocks (with the histograms: in at most
 // kParts fixed parts, each with its own, added in order); the statistics are then summed in
 // one pass over N, in row order, so that nothing depends on the thread count.
 
 #include <algorithm>
+#include <atomic>
 #include <cfloat>
 #include <cmath>
 
@@ -58,6 +61,7 @@ struct Rows {
   int64_t* prediction;
   float* confidence;
   float* brier;  // per row, summed into brier_sum afterwards
+  std::atomic<bool>* nonfinite;  // set by any block that meets a NaN or infinite logit
 };
 
 // Over one row: sum_k e_k, sum_{k != t} e_k and e_k^2 (the other classes, masked, not
@@ -139,6 +143,10 @@ FOCAL_CPU_DISPATCH void score_rows(const Rows& rows, int64_t begin, int64_t end,
   for (int64_t j = 0; j < count; ++j) {  // phase 1: one row at a time, over its classes
     const int64_t i = begin + j;
     std::memcpy(row.data(), rows.logits + i * rows.c, sizeof(float) * rows.c);
+    if (!all_finite(row.data(), classes)) {  // the run fails; the row is scored as zeros
+      rows.nonfinite->store(true, std::memory_order_relaxed);  // meanwhile: no bin is NaN
+      std::fill(row.begin(), row.begin() + classes, 0.0f);
+    }
     const float* __restrict x = row.data();
     float m = x[0];
 #pragma omp simd reduction(max : m)
@@ -303,6 +311,8 @@ OrtStatus* compute(const Kernel& kernel, OrtKernelContext* context) {
   FOCAL_TRY(output(context, 12, per_bin, &out.bin_correct));
   std::vector<float> brier(static_cast<size_t>(rows.n));
   rows.brier = brier.data();
+  std::atomic<bool> nonfinite{false};
+  rows.nonfinite = &nonfinite;
   if (rows.n > 0 && kernel.score_bins == 0) {
     const int64_t blocks = (rows.n + kBlockRows - 1) / kBlockRows;
     auto block = [](void* data, size_t index) {
@@ -314,6 +324,7 @@ OrtStatus* compute(const Kernel& kernel, OrtKernelContext* context) {
                                              &rows));
   }
   if (kernel.score_bins > 0) FOCAL_TRY(rank(kernel, context, rows));
+  if (nonfinite.load()) return error(kNonFinite);
   add_statistics(rows, kernel.num_bins, out);
   return nullptr;
 }

@@ -19,6 +19,7 @@
 //   p = sigmoid(x) = 1 / (1 + e) for x >= 0, e / (1 + e) below; positive when p >= threshold
 // and the statistics of focal/multilabel.py: counts at the threshold, sums, calibration bins
 // (b / B, (b + 1) / B] over p, score bins floor(p H) (p = 1 in the last), per-sample F1.
+// A logit that is NaN or infinite fails the run (kNonFinite), found as each row is read.
 // Rows are split into at most kParts fixed parts (by N alone), each with its own sums, spread
 // over onnxruntime's intra-op pool and added in order: the same result for any thread count.
 
@@ -72,6 +73,7 @@ struct Sums {
   int64_t samples = 0, exact_matches = 0;
   double sample_f1 = 0.0;
   bool bad_target = false;
+  bool nonfinite = false;  // a NaN or infinite logit
 
   // per-label sums over padded(L) labels: the padding's stay 0
   Sums(int64_t labels, int64_t bins, int64_t score_bins)
@@ -223,6 +225,10 @@ void score_part(void* data, size_t index) {
   for (int64_t i = begin; i < end; ++i) {
     std::memcpy(row.logits.data(), b.logits + i * b.l, sizeof(float) * b.l);
     std::memcpy(row.targets.data(), b.targets + i * b.l, sizeof(int64_t) * b.l);
+    if (!all_finite(row.logits.data(), b.l)) {  // the run fails; the row is scored as
+      sums.nonfinite = true;                     // zeros meanwhile, so that no bin is NaN
+      std::fill(row.logits.begin(), row.logits.begin() + b.l, 0.0f);
+    }
     score_elements(b, labels, row);
     add_row(b, i, labels, row, sums);
     bin_row(b, row, sums);
@@ -289,6 +295,7 @@ OrtStatus* compute(const Kernel& kernel, OrtKernelContext* context) {
     if (sums.bad_target)
       return error("targets must be 0, 1 or equal to ignore_index (" +
                    std::to_string(b.ignore_index) + ")");
+    if (sums.nonfinite) return error(kNonFinite);
     add(tp, sums.true_positive, b.l);
     add(fp, sums.false_positive, b.l);
     add(fn, sums.false_negative, b.l);

@@ -146,4 +146,16 @@ FOCAL_INLINE float log_positive(float x) {
   return exponent * 0.693147180559945309f + log1p_unit(mantissa - 1.0f);
 }
 
+// Whether x[0..count) are all finite: x - x is 0 for a finite x, NaN for an infinite or NaN
+// one, and NaN survives the sum (no -ffast-math here). Found in a pass the kernels make anyway.
+FOCAL_INLINE bool all_finite(const float* __restrict x, int64_t count) {
+  float sum = 0.0f;
+#pragma omp simd reduction(+ : sum)
+  for (int64_t k = 0; k < count; ++k) sum += x[k] - x[k];
+  return sum == 0.0f;
+}
+
+// The error of a run that met one.
+constexpr const char* kNonFinite = "logits must be finite (NaN or infinite values)";
+
 }  // namespace focal

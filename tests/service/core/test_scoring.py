@@ -19,6 +19,7 @@ from focal_eval.focal import Metrics, PerSample, Statistics, compute, update
 from focal_eval.service.app import create_app
 from focal_eval.service.artifacts import ArtifactError, default_artifact_dir
 from focal_eval.service.core.errors import RequestError
+from focal_eval.service.core.multilabel import multilabel_batch
 from focal_eval.service.core.scoring import Scorer, Scorers, chunk_rows
 from focal_eval.service.core.settings import Settings
 from focal_eval.service.core.tasks import MULTICLASS, MULTILABEL
@@ -183,6 +184,47 @@ def test_an_overflow_in_a_later_chunk_names_its_row_in_the_batch(
         scorer.score(multiclass_batch(logits, labels, None, 2.0, IGNORE_INDEX))
     assert error.value.status_code == 422
     assert error.value.message.startswith("logits: the focal loss of row 23 overflows float32")
+
+
+@pytest.mark.parametrize("value", [np.nan, np.inf, -np.inf], ids=["nan", "inf", "minus_inf"])
+@pytest.mark.parametrize("task", [MULTICLASS, MULTILABEL])
+@pytest.mark.parametrize("fast_path", [True, False], ids=["fused", "portable"])
+def test_a_non_finite_logit_in_a_later_chunk_is_422_naming_its_row(
+    monkeypatch: pytest.MonkeyPatch,
+    capfd: pytest.CaptureFixture[str],
+    make_settings: Callable[..., Settings],
+    fast_path: bool,
+    task: str,
+    value: float,
+) -> None:
+    """The fused kernel refuses it as it reads the row, the portable path checks first."""
+    monkeypatch.setattr(
+        focal_eval.service.core.scoring, "chunk_rows", lambda width, fused=False: 10
+    )
+    logits = np.zeros((30, 3), dtype=np.float32)
+    logits[23, 2] = value
+    logits[27, 0] = value
+    scorers = Scorers.load(make_settings(fast_path=fast_path))
+    if task == MULTICLASS:
+        scorer, batch = (
+            scorers.multiclass,
+            multiclass_batch(logits, np.zeros(30, np.int64), None, 2.0, -1),
+        )
+    else:
+        assert scorers.multilabel is not None
+        scorer = scorers.multilabel
+        batch = multilabel_batch(
+            MULTILABEL, logits, np.zeros((30, 3), np.int64), 0.25, 2.0, 0.5, -1
+        )
+    assert scorer.fast_path.live is fast_path
+    with pytest.raises(RequestError) as error:
+        scorer.score(batch)
+    assert error.value.status_code == 422
+    assert error.value.message == (
+        "logits: 2 values are NaN or infinite (first in row 23); a float64 value beyond the"
+        " float32 range counts as infinite"
+    )
+    assert "logits must be finite" not in capfd.readouterr().err  # not onnxruntime's to log
 
 
 def test_loss_overflowing_float32_is_422_not_a_null_that_reads_undefined(

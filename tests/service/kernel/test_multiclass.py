@@ -16,6 +16,7 @@ import numpy as np
 import numpy.typing as npt
 import pytest
 
+from focal_eval.service.kernel import NON_FINITE as NON_FINITE_ERROR
 from focal_eval.service.kernel import library_path
 from tests.service.kernel._fused import IGNORE, run_fused, scalar
 
@@ -176,6 +177,37 @@ def test_a_label_out_of_range_is_an_error_not_a_read_past_the_row() -> None:
         Exception, match=r"FocalEvaluation: labels must be in \[0, C\).*row 1 has 4"
     ):
         run(logits, np.array([0, 4, 1]))
+
+
+NON_FINITE = [
+    pytest.param(np.nan, id="nan"),
+    pytest.param(np.inf, id="inf"),
+    pytest.param(-np.inf, id="minus_inf"),
+]
+
+
+@pytest.mark.parametrize("value", NON_FINITE)
+@pytest.mark.parametrize("kind", ["fused_evaluation", "fused_evaluation_ranking"])
+@pytest.mark.parametrize("column", [0, 36], ids=["first_class", "last_class"])
+def test_a_non_finite_logit_fails_the_run(kind: str, value: float, column: int) -> None:
+    """Anywhere in a row of 37 classes (a padded vector's tail beside it is -inf)."""
+    logits = np.random.default_rng(3).standard_normal((300, 37)).astype(np.float32)
+    logits[201, column] = value
+    feeds: dict[str, npt.NDArray[Any]] = {
+        "logits": logits,
+        "labels": np.zeros(300, np.int64),
+        "alpha": np.ones(37, np.float32),
+        "gamma": scalar(2.0),
+        "ignore_index": scalar(IGNORE, np.int64),
+    }
+    with pytest.raises(Exception, match=f"FocalEvaluation[A-Za-z]*: {NON_FINITE_ERROR}"):
+        run_fused(kind, feeds)
+
+
+def test_the_largest_finite_logits_are_finite() -> None:
+    logits = np.array([[3e38, -3e38, 0.0], [-3.4e38, 1.0, 3.4e38]], np.float32)
+    outputs = run(logits, np.array([0, 2]))
+    np.testing.assert_array_equal(outputs["prediction"], [0, 2])
 
 
 @pytest.mark.skipif(platform.machine() != "x86_64", reason="CPU dispatch is built on x86-64")

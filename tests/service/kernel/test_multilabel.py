@@ -13,6 +13,7 @@ import numpy as np
 import numpy.typing as npt
 import pytest
 
+from focal_eval.service.kernel import NON_FINITE
 from tests.service.kernel._fused import IGNORE, assert_counts, near_edges, run_fused, scalar
 
 BINS, SCORE_BINS = 15, 100
@@ -183,3 +184,11 @@ def test_a_target_that_is_not_0_1_or_ignored_is_an_error() -> None:
     targets[2, 1] = 2
     with pytest.raises(Exception, match=r"FocalMultilabelEvaluation: targets must be 0, 1 or"):
         run(np.zeros((4, 3), np.float32), targets)
+
+
+@pytest.mark.parametrize("value", [np.nan, np.inf, -np.inf], ids=["nan", "inf", "minus_inf"])
+def test_a_non_finite_logit_fails_the_run(value: float) -> None:
+    logits = np.random.default_rng(4).standard_normal((3000, 21)).astype(np.float32)
+    logits[2999, 20] = value  # the last part's last row, the last label
+    with pytest.raises(Exception, match=f"FocalMultilabelEvaluation: {NON_FINITE}"):
+        run(logits, np.zeros((3000, 21), np.int64))
