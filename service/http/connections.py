@@ -317,12 +317,16 @@ class _BoundedHttpProtocol(HttpToolsProtocol):
         """A body read past the parser is complete: a fresh parser for the next request.
 
         The parser still expects the bytes it never saw; it holds nothing else between
-        requests.
+        requests. After a request that closes the connection (``Connection: close``, HTTP/1.0)
+        what the client still sends is dropped, as the old parser would have dropped it.
         """
         self._direct = False
+        keep_alive = self.parser.should_keep_alive()
         self.parser = httptools.HttpRequestParser(self)
         self.parser.set_dangerous_leniencies(lenient_data_after_close=True)
         self.on_message_complete()
+        if not keep_alive:
+            self._read_no_more()
 
     def data_received(self, data: bytes) -> None:
         """Feed the parser, refusing a head (or trailers) that grows past the limit.
@@ -445,8 +449,9 @@ class _BoundedHttpProtocol(HttpToolsProtocol):
                 if pending and not sink.write(pending):
                     cycle.message_event.set()
                 self._sink = sink
-                # a declared length: the parser expects exactly the rest of the buffer
-                self._direct = not any(
+                # a declared length: the parser expects exactly the rest of the buffer (an
+                # upgrade request's body stays the parser's: it stops at the upgrade)
+                self._direct = not self.parser.should_upgrade() and not any(
                     name == b"transfer-encoding" for name, _ in cycle.scope["headers"]
                 )
 
