@@ -161,7 +161,12 @@ class Scorer:
         return self.evaluation.defaults
 
     def score(
-        self, batch: Batch, keep: Collection[str] | None = None, ranking: Scorer | None = None
+        self,
+        batch: Batch,
+        keep: Collection[str] | None = None,
+        ranking: Scorer | None = None,
+        *,
+        checked: bool = False,
     ) -> Outputs:
         """The evaluation graph's outputs for a validated batch, by name, in graph order.
 
@@ -177,7 +182,8 @@ class Scorer:
         own graph.
 
         Non-finite logits are refused: by the fused kernel as it reads each row, else by
-        :func:`~focal_eval.service.core.validation.check_finite` before the portable graph runs.
+        :func:`~focal_eval.service.core.validation.check_finite` before the portable graph runs
+        (not when ``checked``: a run over the same logits has refused them already).
 
         Raises:
             RequestError: 422 for a NaN or infinite logit, and when finite logits still give
@@ -189,7 +195,7 @@ class Scorer:
             if self.groups[name] != "per_sample" or keep is None or name in keep
         ]
         ranked = ranking is not None and self.ranking_path.live
-        if not (self.fast_path.live or ranked):  # else a fused kernel reads every logit
+        if not (checked or self.fast_path.live or ranked):  # else a kernel reads every logit
             check_finite(batch.logits)
         n, rows = batch.rows, chunk_rows(batch.width)
         if n <= rows and not self.fast_path.live and not ranked:  # the graph's own metrics
@@ -209,7 +215,7 @@ class Scorer:
                 return {name: scored[name] for name in (*wanted, *ranking.output_names)}
             scored = {name: scored[name] for name in wanted}
         if ranking is not None:
-            scored.update(ranking.score(batch))
+            scored.update(ranking.score(batch, checked=True))
         return scored
 
     def _summed(

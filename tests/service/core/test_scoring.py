@@ -23,7 +23,7 @@ from focal_eval.service.core.multilabel import multilabel_batch
 from focal_eval.service.core.scoring import Scorer, Scorers, chunk_rows
 from focal_eval.service.core.settings import Settings
 from focal_eval.service.core.tasks import MULTICLASS, MULTILABEL
-from focal_eval.service.core.validation import multiclass_batch
+from focal_eval.service.core.validation import check_finite, multiclass_batch
 from focal_eval.service.memory import costs
 from tests.service._inputs import IGNORE_INDEX, batch, class_weights
 from tests.service._requests import LOGITS, document, json_body
@@ -225,6 +225,27 @@ def test_a_non_finite_logit_in_a_later_chunk_is_422_naming_its_row(
         " float32 range counts as infinite"
     )
     assert "logits must be finite" not in capfd.readouterr().err  # not onnxruntime's to log
+
+
+def test_the_portable_path_with_ranking_checks_the_logits_once(
+    monkeypatch: pytest.MonkeyPatch, make_settings: Callable[..., Settings]
+) -> None:
+    """The ranking graph runs after the evaluation graph, on logits already checked."""
+    checked: list[int] = []
+
+    def counting(logits: np.ndarray) -> None:
+        checked.append(len(logits))
+        check_finite(logits)
+
+    monkeypatch.setattr(focal_eval.service.core.scoring, "check_finite", counting)
+    scorers = Scorers.load(make_settings(fast_path=False))
+    assert scorers.ranking is not None
+    logits, labels = batch(200, 4, seed=11)
+    outputs = scorers.multiclass.score(
+        multiclass_batch(logits, labels, None, 2.0, IGNORE_INDEX), ranking=scorers.ranking
+    )
+    assert set(scorers.ranking.output_names) <= set(outputs)
+    assert checked == [200]
 
 
 def test_loss_overflowing_float32_is_422_not_a_null_that_reads_undefined(
