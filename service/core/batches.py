@@ -88,7 +88,7 @@ def score_decoded(
     """
     scorers, settings = runtime.ready_scorers(), runtime.settings
     name = task or task_of(decoded.logits.shape, decoded.labels.shape, decoded.task)
-    batch_size(decoded.logits, name, settings.max_classes)  # an empty batch: 422 first
+    rows, width = batch_size(decoded.logits, name, settings.max_classes)  # none: 422 first
     scorer = scorer_for(scorers, name)
     ranking = _ranking(scorers, name, decoded.ranking)
     kind = check_inputs_kind(decoded.inputs)
@@ -104,8 +104,8 @@ def score_decoded(
         settings.max_classes,
         kind,
         _histogram_bins(scorer if ranking is None else ranking),
+        scorer.chunks_at_once(rows, width, ranking),
     )
-    width = batch_size(decoded.logits, name)[1]
     runtime.check_monitorable(choice, graph_task(name), width)
     logits = decoded.logits if kind == "logits" else logits_of(name, decoded.logits)
     batch = validated(scorer, settings, name, logits, decoded)
@@ -213,12 +213,14 @@ def reserve_batch(
     max_width: int,
     inputs: str = "logits",
     histogram_bins: int = 0,
+    chunks_at_once: int = 1,
 ) -> None:
     """Admit validating and scoring a decoded batch: resize the reservation to its cost.
 
     Of ``arrays`` (logits, labels, alpha: an array, one number or None), views of ``body``
     cost nothing more; arrays of their own count by size. ``histogram_bins``: score bins
-    per class (ranking) or label.
+    per class (ranking) or label; ``chunks_at_once``: how many chunks the scorer runs
+    side by side (:meth:`~focal_eval.service.core.scoring.Scorer.chunks_at_once`).
 
     Raises:
         RequestError: 422 for logits of no rows, too few or too many classes or labels;
@@ -235,7 +237,14 @@ def reserve_batch(
     work = (
         costs.conversion(logits, labels)
         + (costs.probabilities(logits) if inputs == "probabilities" else 0)
-        + costs.scoring(graph_task(task), n, width, kept_bytes_per_row, histogram_bins)
+        + costs.scoring(
+            graph_task(task),
+            n,
+            width,
+            kept_bytes_per_row,
+            histogram_bins,
+            chunks_at_once,
+        )
     )
     symbol = "C" if task == MULTICLASS else "L"
     reservation.resize(held + work, f"batch (N={n}, {symbol}={width})")

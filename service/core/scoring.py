@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable, Collection, Iterable, Mapping
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from functools import partial
 from typing import Any
@@ -26,6 +27,8 @@ from focal_eval.service.artifacts import (
     open_session,
     pick,
 )
+from focal_eval.service.core import chunks
+from focal_eval.service.core.chunks import Outputs as Outputs  # the scorers' results, by name
 from focal_eval.service.core.errors import RequestError, invalid
 from focal_eval.service.core.fast_path import FastPath, open_fast_path
 from focal_eval.service.core.multilabel import check_sigmoid_alpha, check_threshold
@@ -37,15 +40,16 @@ from focal_eval.service.core.validation import (
     check_finite,
     check_gamma,
     check_ignore_index,
+    check_run_finite,
 )
 from focal_eval.service.kernel import NON_FINITE
 
 logger = logging.getLogger(__name__)
 
-Outputs = dict[str, npt.NDArray[Any]]
 CHUNK_ELEMENTS = 2**19
 FUSED_CHUNK_ELEMENTS = 4 * CHUNK_ELEMENTS
 MAX_CHUNK_ROWS = 2**16
+KEPT_GROUPS = ("per_sample", "statistics")  # what a chunk gives; metrics come from the sums
 QUIET = onnxruntime.RunOptions()
 """Run options for the fused graphs: a kernel's refusal (non-finite logits, which any client
 can send) is the scorer's to answer, not a line in onnxruntime's error log."""
@@ -71,11 +75,16 @@ class Scorer:
 
     ``statistics``, the task's statistics-only graph, scores the chunks of a large batch when
     the fast path is not live (without it, the evaluation graph does, computing metrics per
-    chunk that are thrown away). Its session keeps onnxruntime's memory arena on, so that a
-    batch's chunks reuse the first chunk's memory instead of mapping and faulting in fresh
-    pages for every intermediate (0.48x the time at 100,000 x 100 under the server's allocator
-    settings, docs/numerics.md); the arena is released when the batch is scored, so it holds at most
-    the chunks of the batches being scored, which their reservations price.
+    chunk that are thrown away). Its chunks run side by side: ``threads`` workers of the
+    scorer's pool each take a contiguous share of them (:mod:`~focal_eval.service.core.chunks`)
+    and run it as one-thread runs. Most of the graph's nodes are too small to share out, so
+    one run over two threads spent much of its time waking the other thread; two one-thread
+    runs keep both cores busy (0.63x the time at 100,000 x 100, docs/numerics.md). The
+    session keeps onnxruntime's memory arena on, so that a batch's chunks reuse the first
+    chunks' memory instead of mapping and faulting in fresh pages for every intermediate
+    (0.48x the time at 100,000 x 100 under the server's allocator settings); the arena is
+    released when the batch is scored, so it holds at most the chunks of the batches being
+    scored, which their reservations price (:meth:`chunks_at_once`).
     """
 
     def __init__(
@@ -96,10 +105,15 @@ class Scorer:
         self._statistics: onnxruntime.InferenceSession | None = None
         self._statistics_outputs: list[str] = []
         self._release_feeds: dict[str, npt.NDArray[Any]] = {}
+        self._chunk_pool: ThreadPoolExecutor | None = None
+        self.chunk_workers = 1
         if statistics is not None:
             _check_exported_together(statistics, evaluation)
             _check_statistics_signature(statistics, evaluation)
-            self._statistics = open_session(statistics, threads, arena=True)
+            self._statistics = open_session(statistics, 1, arena=True)
+            if threads > 1:  # its idle threads end when the scorer is collected
+                self.chunk_workers = threads
+                self._chunk_pool = ThreadPoolExecutor(threads, f"focal-{task.name}-chunks")
             self._statistics_outputs = statistics.output_names
             # one row of zeros, width one, every label ignored (ignore_index 0)
             self._release_feeds = {
@@ -181,9 +195,10 @@ class Scorer:
         from the same pass over the logits when the ranked fast path is live, else from its
         own graph.
 
-        Non-finite logits are refused: by the fused kernel as it reads each row, else by
-        :func:`~focal_eval.service.core.validation.check_finite` before the portable graph runs
-        (not when ``checked``: a run over the same logits has refused them already).
+        Non-finite logits are refused: by the fused kernel as it reads each row, else before
+        each run of a portable graph, in its worker, by a look at its chunk's float32 logits
+        (:func:`~focal_eval.service.core.validation.check_finite` then names the batch's first
+        bad row); not when ``checked``: a run over the same logits has refused them already.
 
         Raises:
             RequestError: 422 for a NaN or infinite logit, and when finite logits still give
@@ -195,20 +210,15 @@ class Scorer:
             if self.groups[name] != "per_sample" or keep is None or name in keep
         ]
         ranked = ranking is not None and self.ranking_path.live
-        if not (checked or self.fast_path.live or ranked):  # else a kernel reads every logit
-            check_finite(batch.logits)
         n, rows = batch.rows, chunk_rows(batch.width)
         if n <= rows and not self.fast_path.live and not ranked:  # the graph's own metrics
-            outputs = self._run(batch, slice(None))
-            overflow = self._overflow(outputs, 0)
-            if overflow is not None:
-                raise overflow
+            outputs = self._run(batch, slice(None), check=not checked)
             scored = {name: outputs[name] for name in wanted}
         else:
             path = self.ranking_path if ranked else self.fast_path
             groups = {**self.groups, **(ranking.groups if ranking is not None else {})}
             summed = wanted + (ranking.statistics_names if ranked and ranking else [])
-            per_sample, statistics = self._summed(batch, path, summed, groups)
+            per_sample, statistics = self._summed(batch, path, summed, groups, not checked)
             scored = {**per_sample, **statistics, **self.compute_metrics(statistics)}
             if ranked and ranking is not None:
                 scored |= ranking.compute_metrics(statistics)
@@ -219,31 +229,53 @@ class Scorer:
         return scored
 
     def _summed(
-        self, batch: Batch, path: FastPath, names: list[str], groups: Mapping[str, str]
+        self,
+        batch: Batch,
+        path: FastPath,
+        names: list[str],
+        groups: Mapping[str, str],
+        check: bool,
     ) -> tuple[Outputs, Outputs]:
         """``names``' per-sample values filled in and statistics summed, chunk by chunk.
 
-        A chunk's outputs are kept as they are (not copied) unless they live in the
-        statistics session's arena, which is released at the end.
+        The statistics graph's chunks run side by side on the pool when there is one
+        (:func:`~focal_eval.service.core.chunks.side_by_side`), else one after another; its
+        arena is released at the end. ``check``: each run first checks its logits.
         """
         n, rows = batch.rows, chunk_rows(batch.width, path.live)
+        spans = [slice(start, start + rows) for start in range(0, n, rows)]
+        kept = {name: groups[name] for name in names if groups[name] in KEPT_GROUPS}
         in_arena = self._statistics_serves(path)
-        per_sample: Outputs = {}
-        statistics: Outputs = {}
+
+        def run(span: slice) -> Outputs:
+            return self._run(batch, span, path, check)
+
         try:
-            for start in range(0, n, rows):
-                part = self._run(batch, slice(start, start + rows), path)
-                try:  # part is dropped however this ends: a traceback would keep it alive
-                    overflow = self._overflow(part, start)
-                    if overflow is not None:
-                        raise overflow
-                    _gather(part, start, n, names, groups, per_sample, statistics, in_arena)
-                finally:
-                    del part
+            if not in_arena or self._chunk_pool is None or len(spans) == 1:
+                return chunks.in_turn(run, spans, n, kept, in_arena)
+            per_sample = {
+                name: np.empty(n, self.outputs[name].dtype)
+                for name, group in kept.items()
+                if group == "per_sample"
+            }
+            pool, workers = self._chunk_pool, self.chunk_workers
+            return per_sample, chunks.side_by_side(run, spans, n, per_sample, kept, pool, workers)
         finally:
             if in_arena:
                 self._release_arena()
-        return per_sample, statistics
+
+    def chunks_at_once(self, rows: int, width: int, ranking: Scorer | None = None) -> int:
+        """How many chunks of a batch of ``rows`` x ``width`` hold their work at once.
+
+        One, unless a statistics graph scores the chunks side by side (no fast path): this
+        scorer's, or with ``ranking``, the ranking scorer's when no fused graph ranks.
+        """
+        at_once = 1
+        if self._chunk_pool is not None and not self.fast_path.live:
+            at_once = min(self.chunk_workers, -(-rows // chunk_rows(width)))
+        if ranking is not None and not self.ranking_path.live:
+            at_once = max(at_once, ranking.chunks_at_once(rows, width))
+        return at_once
 
     def _statistics_serves(self, path: FastPath | None) -> bool:
         """Whether the statistics-only graph runs a chunk: there is one, and ``path`` is not live.
@@ -270,12 +302,20 @@ class Scorer:
         """The evaluation graph's output names."""
         return self.evaluation.output_names
 
-    def _run(self, batch: Batch, rows: slice, path: FastPath | None = None) -> Outputs:
+    def _run(
+        self, batch: Batch, rows: slice, path: FastPath | None = None, check: bool = False
+    ) -> Outputs:
         """One graph run on ``rows`` of the batch: inputs by the manifest's names and dtypes.
 
         ``path``'s fused graph when it is live (by default the fast path), else, for a chunk
         (``path`` given), the statistics-only graph if there is one, else the portable
-        evaluation graph.
+        evaluation graph. ``check``: a portable graph's run first refuses non-finite logits
+        (a fused kernel refuses them as it reads each row). The outputs are checked as the run
+        ends (:meth:`_checked`).
+
+        Raises:
+            RequestError: 422 for a NaN or infinite logit, naming the batch's first, or for a
+                per-sample value that overflows float32.
         """
         with np.errstate(over="ignore"):  # a float64 logit past float32's range: inf, refused
             feeds = {
@@ -286,21 +326,25 @@ class Scorer:
             }
         fused = self.fast_path if path is None else path
         if fused.session is not None and fused.artifact is not None:
+            names = fused.artifact.output_names
             try:
-                values = fused.session.run(None, feeds, QUIET)
+                outputs = dict(zip(names, fused.session.run(None, feeds, QUIET), strict=True))
             except Exception as error:  # onnxruntime raises its own unexported exception types
                 if NON_FINITE not in str(error):
                     raise
                 refused = error
             else:
-                return dict(zip(fused.artifact.output_names, values, strict=True))
+                return self._checked(outputs, rows)
             check_finite(batch.logits)  # the 422 that names the first row (outside the except)
             raise refused  # the kernel saw what the check did not: a defect, answered 500
+        if check:
+            check_run_finite(feeds["logits"], batch.logits)
         if self._statistics_serves(path):
             assert self._statistics is not None
-            values = self._statistics.run(None, feeds)
-            return dict(zip(self._statistics_outputs, values, strict=True))
-        return self._run_portable(feeds)
+            names = self._statistics_outputs
+            outputs = dict(zip(names, self._statistics.run(None, feeds), strict=True))
+            return self._checked(outputs, rows)
+        return self._checked(self._run_portable(feeds), rows)
 
     def _run_portable(self, feeds: Mapping[str, npt.NDArray[Any]]) -> Outputs:
         values = self._evaluation.run(None, {name: feeds[name] for name in self._input_dtypes})
@@ -331,6 +375,19 @@ class Scorer:
                 ranking.task.name, ranking.task.fused, artifacts, self.evaluation, both, settings
             )
 
+    def _checked(self, outputs: Outputs, rows: slice) -> Outputs:
+        """A run's ``outputs`` for ``rows`` of a batch, unless a per-sample value overflowed.
+
+        Raises:
+            RequestError: 422 naming the first such row; ``outputs`` is emptied first, so
+                that the traceback keeps none of the run's arrays alive.
+        """
+        overflow = self._overflow(outputs, rows.start or 0)
+        if overflow is None:
+            return outputs
+        outputs.clear()
+        raise overflow
+
     def _overflow(self, outputs: Outputs, first_row: int) -> RequestError | None:
         """The 422 for the first non-finite per-sample value of a run, if there is one."""
         for name in self.per_sample_names:
@@ -352,39 +409,6 @@ class Scorer:
         feeds = {name: statistics[name] for name in self.metrics_artifact.input_names}
         values = self._metrics.run(None, feeds)
         return dict(zip(self.metrics_artifact.output_names, values, strict=True))
-
-
-def _gather(
-    part: Outputs,
-    start: int,
-    n: int,
-    names: list[str],
-    groups: Mapping[str, str],
-    per_sample: Outputs,
-    statistics: Outputs,
-    in_arena: bool,
-) -> None:
-    """A chunk's per-sample values put into place (of ``n``), its statistics summed.
-
-    The first chunk's arrays are kept as they are unless ``in_arena`` (memory a session
-    reuses), and a batch's only chunk gives its per-sample arrays as they are.
-    """
-    for name in names:
-        group = groups[name]
-        if group not in ("per_sample", "statistics"):
-            continue
-        values = part[name]
-        if group == "per_sample":
-            if len(values) == n and not in_arena:
-                per_sample[name] = values
-                continue
-            if name not in per_sample:
-                per_sample[name] = np.empty(n, dtype=values.dtype)
-            per_sample[name][start : start + len(values)] = values
-        elif name in statistics:
-            np.add(statistics[name], values, out=statistics[name])
-        else:
-            statistics[name] = values.copy() if in_arena else values
 
 
 def _check_exported_together(other: Artifact, evaluation: Artifact) -> None:

@@ -113,7 +113,9 @@ class Settings(BaseSettings):
         None, description="default ignore_index; unset: the manifest's"
     )
     threads: int = Field(
-        default_factory=available_cpus, ge=1, description="onnxruntime intra-op threads"
+        default_factory=available_cpus,
+        ge=1,
+        description="onnxruntime intra-op threads; the portable path's chunks run at once",
     )
     fast_path: bool = Field(
         True,

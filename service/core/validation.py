@@ -275,6 +275,19 @@ def check_finite(logits: npt.NDArray[np.floating[Any]]) -> None:
         )
 
 
+def check_run_finite(chunk: npt.NDArray[np.float32], logits: npt.NDArray[np.floating[Any]]) -> None:
+    """Refuse a graph run's float32 ``chunk`` of ``logits`` if a value is NaN or infinite.
+
+    One look at the run's own inputs, in the thread that runs it; only on a refusal is the
+    whole batch looked at (:func:`check_finite`), for the 422 that names its first bad row.
+
+    Raises:
+        RequestError: 422 as :func:`check_finite`'s.
+    """
+    if not np.isfinite(chunk).all():
+        check_finite(logits)
+
+
 def _check_label_range(labels: IntArray, num_classes: int, ignore_index: int) -> None:
     bad = (labels != ignore_index) & ((labels < 0) | (labels >= num_classes))
     if bad.any():

@@ -11,8 +11,8 @@ Stages of one request, each a bound on what is alive while it runs:
 - a ``Content-Encoding`` inflated beside it, into at most ``FOCAL_MAX_BODY_BYTES``;
 - JSON: the Python objects orjson builds (:func:`json_parse`), then numpy arrays;
 - validation: converted copies of the arrays (:func:`conversion`);
-- scoring (:func:`scoring`): the graph's work on one chunk of rows, its ``C x C`` statistics,
-  and the per-sample outputs kept for the response;
+- scoring (:func:`scoring`): the graph's work on each chunk of rows running, its ``C x C``
+  statistics, and the per-sample outputs kept for the response;
 - the response: the outputs it still has to write, plus one chunk of encoded bytes.
 """
 
@@ -121,13 +121,23 @@ def conversion(logits: npt.NDArray[Any], labels: npt.NDArray[Any]) -> int:
     return copies + checks
 
 
-def scoring(task: str, n: int, width: int, kept_bytes_per_row: int, histogram_bins: int = 0) -> int:
+def scoring(
+    task: str,
+    n: int,
+    width: int,
+    kept_bytes_per_row: int,
+    histogram_bins: int = 0,
+    chunks_at_once: int = 1,
+) -> int:
     """Scoring N rows of ``width`` classes or labels, keeping the per-sample outputs named.
 
     Multi-class: the graph's per-row and per-logit work on one chunk, and the C x C
     statistics; with ranking (``histogram_bins`` > 0) its per-logit work and histograms too.
     Multi-label: its per-element work on one chunk, the per-label counts and the score
-    histograms (``histogram_bins`` per label).
+    histograms (``histogram_bins`` per label). The work and the histograms are counted
+    once for each chunk that runs at the same time (``chunks_at_once``: each has its own
+    work, and sums its share's statistics; :meth:`Scorer.chunks_at_once
+    <focal_eval.service.core.scoring.Scorer.chunks_at_once>`).
     """
     rows = min(n, chunk_rows(width))
     if task == MULTICLASS:
@@ -137,7 +147,7 @@ def scoring(task: str, n: int, width: int, kept_bytes_per_row: int, histogram_bi
     else:
         work = rows * (ROW_BYTES + MULTILABEL_ELEMENT_WORK * width) + LABEL_BYTES * width
     histograms = HISTOGRAM_BYTES * width * histogram_bins
-    return kept_bytes_per_row * n + work + histograms + RESPONSE_CHUNK + FIXED
+    return kept_bytes_per_row * n + chunks_at_once * (work + histograms) + RESPONSE_CHUNK + FIXED
 
 
 def metrics(task: str, width: int, statistics_bytes: int) -> int:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import shutil
+import threading
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -19,11 +20,12 @@ from focal_eval.focal import Metrics, PerSample, Statistics, compute, update
 from focal_eval.service.app import create_app
 from focal_eval.service.artifacts import ArtifactError, default_artifact_dir
 from focal_eval.service.core.errors import RequestError
+from focal_eval.service.core.fast_path import FastPath
 from focal_eval.service.core.multilabel import multilabel_batch
 from focal_eval.service.core.scoring import Scorer, Scorers, chunk_rows
 from focal_eval.service.core.settings import Settings
 from focal_eval.service.core.tasks import MULTICLASS, MULTILABEL
-from focal_eval.service.core.validation import check_finite, multiclass_batch
+from focal_eval.service.core.validation import check_run_finite, multiclass_batch
 from focal_eval.service.memory import costs
 from tests.service._inputs import IGNORE_INDEX, batch, class_weights
 from tests.service._requests import LOGITS, document, json_body
@@ -115,6 +117,145 @@ def test_concurrent_chunked_batches_on_the_portable_path_each_score_as_eager(
     scorer = Scorers.load(make_settings(fast_path=False)).multiclass
     with ThreadPoolExecutor(4) as pool:
         list(pool.map(lambda seed: assert_scores_as_eager(scorer, seed), range(12)))
+
+
+class CountingSession:
+    """A session that counts the runs inside it at once; the first ``meet`` wait for each other.
+
+    A barrier the first runs must all reach before any goes on: if they ran one after
+    another, the first would wait alone and the barrier break (a failure, not a hang).
+    """
+
+    def __init__(self, session: Any, meet: int) -> None:
+        self.session = session
+        self.started = self.inside = self.most = 0
+        self.lock = threading.Lock()
+        self.meet = meet
+        self.barrier = threading.Barrier(meet, timeout=30)
+
+    def run(self, *args: Any) -> Any:
+        with self.lock:
+            self.started += 1
+            self.inside += 1
+            self.most = max(self.most, self.inside)
+            first = self.started <= self.meet
+        try:
+            if first and self.meet > 1:
+                self.barrier.wait()
+            return self.session.run(*args)
+        finally:
+            with self.lock:
+                self.inside -= 1
+
+
+def counted_portable_scorer(
+    monkeypatch: pytest.MonkeyPatch, make_settings: Callable[..., Settings], threads: int
+) -> tuple[Scorer, CountingSession]:
+    """The multi-class scorer on the portable path, chunks of 64 rows, its runs counted."""
+    monkeypatch.setattr(
+        focal_eval.service.core.scoring, "chunk_rows", lambda width, fused=False: 64
+    )
+    scorer = Scorers.load(make_settings(fast_path=False, threads=threads)).multiclass
+    counted = CountingSession(scorer._statistics, meet=threads)
+    monkeypatch.setattr(scorer, "_statistics", counted)
+    return scorer, counted
+
+
+@pytest.mark.parametrize("threads", [1, 2, 3])
+def test_the_portable_paths_chunks_run_side_by_side_threads_at_a_time(
+    monkeypatch: pytest.MonkeyPatch, make_settings: Callable[..., Settings], threads: int
+) -> None:
+    """FOCAL_THREADS chunks run at once (each a one-thread run), never more, and score right."""
+    scorer, counted = counted_portable_scorer(monkeypatch, make_settings, threads)
+    assert scorer.chunk_workers == threads
+    assert_scores_as_eager(scorer, seed=threads)  # 500 rows: 8 chunks
+    assert counted.most == threads
+    assert counted.started == 8 + 1  # and the run that releases the arena
+    assert counted.inside == 0
+
+
+def test_the_first_error_in_row_order_is_raised_after_every_run_has_ended(
+    monkeypatch: pytest.MonkeyPatch, make_settings: Callable[..., Settings]
+) -> None:
+    """16 chunks in two shares; overflows in chunk 4 (the first share) and 9 (the second).
+
+    Whichever worker meets its error first, the 422 names row 300 (chunk 4), as it would if
+    the chunks ran in turn; each share stops at its own error, so chunks 5-7 and 10-15 never
+    run; and no run is still going when the error reaches the caller.
+    """
+    scorer, counted = counted_portable_scorer(monkeypatch, make_settings, threads=2)
+    logits = np.zeros((1024, 2), dtype=np.float32)
+    labels = np.zeros(1024, dtype=np.int64)
+    for row in (300, 600):
+        logits[row] = [3e38, -3e38]  # the cross entropy of label 1 overflows
+        labels[row] = 1
+    with pytest.raises(RequestError) as error:
+        scorer.score(multiclass_batch(logits, labels, None, 2.0, IGNORE_INDEX))
+    assert error.value.message.startswith("logits: the focal loss of row 300 overflows float32")
+    assert counted.inside == 0
+    assert counted.started == 5 + 2 + 1  # chunks 0-4, 8-9, and the arena's release
+
+
+def test_the_same_batch_gives_the_same_bits_side_by_side(
+    monkeypatch: pytest.MonkeyPatch, make_settings: Callable[..., Settings]
+) -> None:
+    """The shares' sums are added in share order, whatever the timing: repeated scores agree."""
+    monkeypatch.setattr(
+        focal_eval.service.core.scoring, "chunk_rows", lambda width, fused=False: 50
+    )
+    scorer = Scorers.load(make_settings(fast_path=False, threads=3)).multiclass
+    rng = np.random.default_rng(5)
+    logits, labels = batch(1000, 7, rng, scale=4.0)
+    scored = [scorer.score(multiclass_batch(logits, labels, None, 2.0, -1)) for _ in range(5)]
+    for outputs in scored[1:]:
+        for name, values in outputs.items():
+            assert values.tobytes() == scored[0][name].tobytes(), name
+
+
+@pytest.mark.parametrize(
+    ("fast_path", "threads", "rows", "width", "expected"),
+    [
+        pytest.param(True, 2, 10**6, 100, 1, id="fused"),
+        pytest.param(False, 1, 10**6, 100, 1, id="one-thread"),
+        pytest.param(False, 2, 100, 100, 1, id="one-run"),
+        pytest.param(False, 2, 2**19 // 100 + 1, 100, 2, id="two-chunks"),
+        pytest.param(False, 4, 3 * 1000, 1000, 3, id="three-chunks-four-threads"),
+        pytest.param(False, 4, 10**6, 10, 4, id="many-chunks"),
+    ],
+)
+def test_chunks_at_once_is_what_the_scorer_runs_side_by_side(
+    make_settings: Callable[..., Settings],
+    fast_path: bool,
+    threads: int,
+    rows: int,
+    width: int,
+    expected: int,
+) -> None:
+    scorer = Scorers.load(make_settings(fast_path=fast_path, threads=threads)).multiclass
+    assert scorer.chunks_at_once(rows, width) == expected
+
+
+def test_ranking_on_the_portable_path_prices_its_chunks_side_by_side(
+    make_settings: Callable[..., Settings],
+) -> None:
+    """The fused graph scores, but a batch's ranking runs its own graph's chunks, two at once."""
+    scorers = Scorers.load(make_settings(fast_path=True, threads=2))
+    assert scorers.ranking is not None
+    scorer = scorers.multiclass
+    scorer.ranking_path = FastPath("off", "test: the ranked fused graph is not live")
+    assert scorer.chunks_at_once(10**6, 100) == 1
+    assert scorer.chunks_at_once(10**6, 100, scorers.ranking) == 2
+
+
+@pytest.mark.parametrize("task", [MULTICLASS, MULTILABEL])
+@pytest.mark.parametrize("histogram_bins", [0, 100], ids=["no-ranking", "ranking"])
+def test_the_reservation_counts_each_chunk_running_at_once(task: str, histogram_bins: int) -> None:
+    """Each running chunk has its own work and its share's sums; the kept outputs are one."""
+    fixed, kept = costs.RESPONSE_CHUNK + costs.FIXED, 8 * 10**6
+    one = costs.scoring(task, 10**6, 100, 8, histogram_bins) - fixed - kept
+    two = costs.scoring(task, 10**6, 100, 8, histogram_bins, chunks_at_once=2) - fixed - kept
+    assert one > 0
+    assert two == 2 * one
 
 
 def artifacts_copy(tmp_path: Path) -> Path:
@@ -227,17 +368,21 @@ def test_a_non_finite_logit_in_a_later_chunk_is_422_naming_its_row(
     assert "logits must be finite" not in capfd.readouterr().err  # not onnxruntime's to log
 
 
-def test_the_portable_path_with_ranking_checks_the_logits_once(
-    monkeypatch: pytest.MonkeyPatch, make_settings: Callable[..., Settings]
+@pytest.mark.parametrize("rows", [64, 1000], ids=["chunked", "one-run"])
+def test_the_portable_path_with_ranking_checks_each_logit_once(
+    monkeypatch: pytest.MonkeyPatch, make_settings: Callable[..., Settings], rows: int
 ) -> None:
-    """The ranking graph runs after the evaluation graph, on logits already checked."""
+    """Each run checks its own rows; the ranking graph's runs follow, on logits checked."""
     checked: list[int] = []
 
-    def counting(logits: np.ndarray) -> None:
-        checked.append(len(logits))
-        check_finite(logits)
+    def counting(chunk: np.ndarray, logits: np.ndarray) -> None:
+        checked.append(len(chunk))
+        check_run_finite(chunk, logits)
 
-    monkeypatch.setattr(focal_eval.service.core.scoring, "check_finite", counting)
+    monkeypatch.setattr(focal_eval.service.core.scoring, "check_run_finite", counting)
+    monkeypatch.setattr(
+        focal_eval.service.core.scoring, "chunk_rows", lambda width, fused=False: rows
+    )
     scorers = Scorers.load(make_settings(fast_path=False))
     assert scorers.ranking is not None
     logits, labels = batch(200, 4, seed=11)
@@ -245,7 +390,7 @@ def test_the_portable_path_with_ranking_checks_the_logits_once(
         multiclass_batch(logits, labels, None, 2.0, IGNORE_INDEX), ranking=scorers.ranking
     )
     assert set(scorers.ranking.output_names) <= set(outputs)
-    assert checked == [200]
+    assert sorted(checked) == ([8, 64, 64, 64] if rows == 64 else [200])
 
 
 def test_loss_overflowing_float32_is_422_not_a_null_that_reads_undefined(
