@@ -95,7 +95,7 @@ def score_decoded(
     choice = runtime.monitoring(decoded.monitor, decoded.source)
     names = scorer.per_sample_names if per_sample is None else per_sample
     keep = {*names, "focal_loss"} if choice.wanted else set(names)  # loss histogram
-    reserve_batch(
+    workers = reserve_batch(
         reservation,
         body,
         (decoded.logits, decoded.labels, decoded.alpha),
@@ -109,7 +109,7 @@ def score_decoded(
     runtime.check_monitorable(choice, graph_task(name), width)
     logits = decoded.logits if kind == "logits" else logits_of(name, decoded.logits)
     batch = validated(scorer, settings, name, logits, decoded)
-    outputs = scorer.score(batch, keep, ranking)
+    outputs = scorer.score(batch, keep, ranking, workers=workers)
     reason = runtime.record(route, choice, graph_task(name), batch.rows, outputs)
     ran = [scorer] if ranking is None else [scorer, ranking]
     return Scored(batch, outputs, ran, choice.wanted and reason is None, reason)
@@ -214,13 +214,17 @@ def reserve_batch(
     inputs: str = "logits",
     histogram_bins: int = 0,
     chunks_at_once: int = 1,
-) -> None:
+) -> int:
     """Admit validating and scoring a decoded batch: resize the reservation to its cost.
 
     Of ``arrays`` (logits, labels, alpha: an array, one number or None), views of ``body``
     cost nothing more; arrays of their own count by size. ``histogram_bins``: score bins
-    per class (ranking) or label; ``chunks_at_once``: how many chunks the scorer runs
-    side by side (:meth:`~focal_eval.service.core.scoring.Scorer.chunks_at_once`).
+    per class (ranking) or label; ``chunks_at_once``: how many chunks the scorer would run
+    side by side (:meth:`~focal_eval.service.core.scoring.Scorer.chunks_at_once`). Work that
+    does not fit so is admitted with its chunks in turn, if that fits.
+
+    Returns:
+        How many chunks the reservation priced at once: what scoring may run.
 
     Raises:
         RequestError: 422 for logits of no rows, too few or too many classes or labels;
@@ -234,20 +238,24 @@ def reserve_batch(
         for array in (logits, labels, alpha)
         if isinstance(array, np.ndarray) and not np.may_share_memory(array, view)
     )
-    work = (
-        costs.conversion(logits, labels)
-        + (costs.probabilities(logits) if inputs == "probabilities" else 0)
-        + costs.scoring(
-            graph_task(task),
-            n,
-            width,
-            kept_bytes_per_row,
-            histogram_bins,
-            chunks_at_once,
-        )
+    work = costs.conversion(logits, labels) + (
+        costs.probabilities(logits) if inputs == "probabilities" else 0
     )
-    symbol = "C" if task == MULTICLASS else "L"
-    reservation.resize(held + work, f"batch (N={n}, {symbol}={width})")
+    what = f"batch (N={n}, {'C' if task == MULTICLASS else 'L'}={width})"
+
+    def cost(at_once: int) -> int:
+        task_kind = graph_task(task)
+        scoring = costs.scoring(task_kind, n, width, kept_bytes_per_row, histogram_bins, at_once)
+        return held + work + scoring
+
+    if chunks_at_once > 1:
+        try:
+            reservation.resize(cost(chunks_at_once), what)
+            return chunks_at_once
+        except RequestError:
+            pass  # then in turn, if that fits (the reservation is unchanged)
+    reservation.resize(cost(1), what)
+    return 1
 
 
 def warm_up(scorers: Scorers, settings: Settings) -> None:

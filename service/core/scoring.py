@@ -49,7 +49,6 @@ logger = logging.getLogger(__name__)
 CHUNK_ELEMENTS = 2**19
 FUSED_CHUNK_ELEMENTS = 4 * CHUNK_ELEMENTS
 MAX_CHUNK_ROWS = 2**16
-KEPT_GROUPS = ("per_sample", "statistics")  # what a chunk gives; metrics come from the sums
 QUIET = onnxruntime.RunOptions()
 """Run options for the fused graphs: a kernel's refusal (non-finite logits, which any client
 can send) is the scorer's to answer, not a line in onnxruntime's error log."""
@@ -181,6 +180,7 @@ class Scorer:
         ranking: Scorer | None = None,
         *,
         checked: bool = False,
+        workers: int | None = None,
     ) -> Outputs:
         """The evaluation graph's outputs for a validated batch, by name, in graph order.
 
@@ -193,7 +193,8 @@ class Scorer:
         stands in for the evaluation graph; it gives no metrics, so they always come from the
         metrics graph. With ``ranking`` (the multi-class ranking scorer), its outputs follow:
         from the same pass over the logits when the ranked fast path is live, else from its
-        own graph.
+        own graph. ``workers``: how many chunks of the portable path may run at once (by
+        default all the pool's; the reservation says how many it priced, :meth:`chunks_at_once`).
 
         Non-finite logits are refused: by the fused kernel as it reads each row, else before
         each run of a portable graph, in its worker, by a look at its chunk's float32 logits
@@ -218,14 +219,15 @@ class Scorer:
             path = self.ranking_path if ranked else self.fast_path
             groups = {**self.groups, **(ranking.groups if ranking is not None else {})}
             summed = wanted + (ranking.statistics_names if ranked and ranking else [])
-            per_sample, statistics = self._summed(batch, path, summed, groups, not checked)
+            at_once = self.chunk_workers if workers is None else workers
+            per_sample, statistics = self._summed(batch, path, summed, groups, not checked, at_once)
             scored = {**per_sample, **statistics, **self.compute_metrics(statistics)}
             if ranked and ranking is not None:
                 scored |= ranking.compute_metrics(statistics)
                 return {name: scored[name] for name in (*wanted, *ranking.output_names)}
             scored = {name: scored[name] for name in wanted}
         if ranking is not None:
-            scored.update(ranking.score(batch, checked=True))
+            scored.update(ranking.score(batch, checked=True, workers=workers))
         return scored
 
     def _summed(
@@ -235,31 +237,31 @@ class Scorer:
         names: list[str],
         groups: Mapping[str, str],
         check: bool,
+        workers: int,
     ) -> tuple[Outputs, Outputs]:
         """``names``' per-sample values filled in and statistics summed, chunk by chunk.
 
-        The statistics graph's chunks run side by side on the pool when there is one
-        (:func:`~focal_eval.service.core.chunks.side_by_side`), else one after another; its
-        arena is released at the end. ``check``: each run first checks its logits.
+        The statistics graph's chunks run side by side, ``workers`` at a time (at most the
+        pool's), when there is a pool (:func:`~focal_eval.service.core.chunks.side_by_side`),
+        else in turn; its arena is released at the end. ``check``: each run first checks its
+        logits.
         """
         n, rows = batch.rows, chunk_rows(batch.width, path.live)
-        spans = [slice(start, start + rows) for start in range(0, n, rows)]
-        kept = {name: groups[name] for name in names if groups[name] in KEPT_GROUPS}
+        kept = {name: groups[name] for name in names if groups[name] in chunks.KEPT_GROUPS}
         in_arena = self._statistics_serves(path)
+        pool = self._chunk_pool if in_arena else None
+        workers = min(workers, self.chunk_workers, -(-n // rows)) if pool else 1
 
-        def run(span: slice) -> Outputs:
-            return self._run(batch, span, path, check)
+        def run(rows: slice) -> Outputs:
+            return self._run(batch, rows, path, check)
 
         try:
-            if not in_arena or self._chunk_pool is None or len(spans) == 1:
-                return chunks.in_turn(run, spans, n, kept, in_arena)
-            per_sample = {
-                name: np.empty(n, self.outputs[name].dtype)
-                for name, group in kept.items()
-                if group == "per_sample"
-            }
-            pool, workers = self._chunk_pool, self.chunk_workers
-            return per_sample, chunks.side_by_side(run, spans, n, per_sample, kept, pool, workers)
+            if pool is None or workers == 1:
+                return chunks.in_turn(run, chunks.spans(n, rows), n, kept, in_arena)
+            dtypes = {name: self.outputs[name].dtype for name in kept}
+            return chunks.side_by_side(
+                run, chunks.spans(n, rows, workers), dtypes, kept, pool, workers
+            )
         finally:
             if in_arena:
                 self._release_arena()
@@ -386,7 +388,10 @@ class Scorer:
         if overflow is None:
             return outputs
         outputs.clear()
-        raise overflow
+        try:
+            raise overflow
+        finally:  # no cycle through this frame, which the traceback keeps with the run's
+            del overflow
 
     def _overflow(self, outputs: Outputs, first_row: int) -> RequestError | None:
         """The 422 for the first non-finite per-sample value of a run, if there is one."""

@@ -115,7 +115,7 @@ class Settings(BaseSettings):
     threads: int = Field(
         default_factory=available_cpus,
         ge=1,
-        description="onnxruntime intra-op threads; the portable path's chunks run at once",
+        description="onnxruntime intra-op threads; portable-path chunks run at once",
     )
     fast_path: bool = Field(
         True,

@@ -250,9 +250,10 @@ def _label_array(labels: npt.NDArray[Any]) -> IntArray:
 def check_finite(logits: npt.NDArray[np.floating[Any]]) -> None:
     """Refuse logits NaN or infinite in float32, looking at ``CHECK_ELEMENTS`` at a time.
 
-    The scorer calls it (:meth:`~focal_eval.service.core.scoring.Scorer.score`): before the
-    portable graph runs, or once the fused kernel, which finds them as it reads each row, has
-    refused a batch.
+    The scorer calls it once a run has found some: the fused kernel as it reads each row, or
+    :func:`check_run_finite` before each run of a portable graph (:meth:`Scorer.score
+    <focal_eval.service.core.scoring.Scorer.score>`), so that the 422 names the batch's first
+    bad row.
 
     Raises:
         RequestError: 422 with how many values are, and the first row.

@@ -44,6 +44,9 @@ JSON_NUMBER_BYTES = 26  # the longest number orjson writes, and its comma
 ROW_BYTES = 128  # the graph's per-row intermediates for one chunk, per row
 ELEMENT_WORK = 16  # the graph's per-logit intermediates for one chunk, and its float32 copy
 SQUARE_BYTES = 64  # the C x C work: confusion matrix, its sums across chunks, the metrics
+# a further chunk at once: its confusion matrix in the arena (the cells and the scatter's
+# output) and its share's sums, 8 bytes a cell each, and 8 to spare
+SHARE_SQUARE_BYTES = 32
 MULTILABEL_ELEMENT_WORK = 160  # the multi-label graph's per-element intermediates, one chunk
 LABEL_BYTES = 1024  # per label: its counts and sums, a chunk's and the totals, the metrics
 RANKING_ELEMENT_WORK = 64  # the ranking graph's per-logit intermediates (probabilities, cells)
@@ -134,20 +137,31 @@ def scoring(
     Multi-class: the graph's per-row and per-logit work on one chunk, and the C x C
     statistics; with ranking (``histogram_bins`` > 0) its per-logit work and histograms too.
     Multi-label: its per-element work on one chunk, the per-label counts and the score
-    histograms (``histogram_bins`` per label). The work and the histograms are counted
-    once for each chunk that runs at the same time (``chunks_at_once``: each has its own
-    work, and sums its share's statistics; :meth:`Scorer.chunks_at_once
-    <focal_eval.service.core.scoring.Scorer.chunks_at_once>`).
+    histograms (``histogram_bins`` per label). Each further chunk running at the same time
+    (``chunks_at_once``, :meth:`Scorer.chunks_at_once
+    <focal_eval.service.core.scoring.Scorer.chunks_at_once>`) adds its own work and
+    histograms, and its statistics and its share's sums; the metrics are computed once.
     """
     rows = min(n, chunk_rows(width))
     if task == MULTICLASS:
-        work = rows * (ROW_BYTES + ELEMENT_WORK * width) + SQUARE_BYTES * width * width
+        work = rows * (ROW_BYTES + ELEMENT_WORK * width)
         if histogram_bins:
             work += rows * RANKING_ELEMENT_WORK * width
+        statistics = SQUARE_BYTES * width * width
+        each_further = SHARE_SQUARE_BYTES * width * width
     else:
-        work = rows * (ROW_BYTES + MULTILABEL_ELEMENT_WORK * width) + LABEL_BYTES * width
-    histograms = HISTOGRAM_BYTES * width * histogram_bins
-    return kept_bytes_per_row * n + chunks_at_once * (work + histograms) + RESPONSE_CHUNK + FIXED
+        work = rows * (ROW_BYTES + MULTILABEL_ELEMENT_WORK * width)
+        statistics = each_further = LABEL_BYTES * width
+    work += HISTOGRAM_BYTES * width * histogram_bins
+    further = chunks_at_once - 1
+    return (
+        kept_bytes_per_row * n
+        + chunks_at_once * work
+        + statistics
+        + further * each_further
+        + RESPONSE_CHUNK
+        + FIXED
+    )
 
 
 def metrics(task: str, width: int, statistics_bytes: int) -> int:

@@ -496,8 +496,9 @@ def statistics_bytes(c: int) -> int:
 def test_the_portable_paths_arena_is_released_after_each_chunked_batch() -> None:
     """Chunked batches of changing shapes on the portable path: RSS returns to where it was.
 
-    Without the fast path, the chunks of a large batch run the statistics-only graph in a
-    session whose memory arena is on (its chunks reuse the first one's memory) and is released
+    Without the fast path, the chunks of a large batch run the statistics-only graph, two at
+    a time here (FOCAL_THREADS=2), in a session whose memory
+    arena is on (each worker's chunks reuse the memory of the one before) and is released
     when the batch is scored. Each request's peak stays within its reservation, and what the
     arena held is given back: kept, it would be the largest chunk's work seen so far (measured
     with the release left out: +97 MiB after the batch of 2,000 classes). glibc's own heap
@@ -505,7 +506,7 @@ def test_the_portable_paths_arena_is_released_after_each_chunked_batch() -> None
     """
     rng = np.random.default_rng(7)
     shapes = [(int(rng.integers(2_000, 6_000)), int(c)) for c in (2000, 300, 1000, 100, 700)]
-    with focal_server({"FOCAL_FAST_PATH": "false"}) as server:
+    with focal_server({"FOCAL_FAST_PATH": "false", "FOCAL_THREADS": "2"}) as server:
         url = server.url + SCORE + "?per_sample=false"
         with httpx.Client(timeout=TIMEOUT_S) as client:  # one graph run, no chunks
             assert client.post(url, content=npz(benchmark_batch(500, 1000)), headers=NPZ)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import shutil
 import threading
+import time
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -19,14 +20,16 @@ import focal_eval.service.core.scoring
 from focal_eval.focal import Metrics, PerSample, Statistics, compute, update
 from focal_eval.service.app import create_app
 from focal_eval.service.artifacts import ArtifactError, default_artifact_dir
+from focal_eval.service.core.batches import reserve_batch
 from focal_eval.service.core.errors import RequestError
 from focal_eval.service.core.fast_path import FastPath
 from focal_eval.service.core.multilabel import multilabel_batch
 from focal_eval.service.core.scoring import Scorer, Scorers, chunk_rows
 from focal_eval.service.core.settings import Settings
 from focal_eval.service.core.tasks import MULTICLASS, MULTILABEL
-from focal_eval.service.core.validation import check_run_finite, multiclass_batch
+from focal_eval.service.core.validation import Batch, check_run_finite, multiclass_batch
 from focal_eval.service.memory import costs
+from focal_eval.service.memory.budget import MemoryBudget
 from tests.service._inputs import IGNORE_INDEX, batch, class_weights
 from tests.service._requests import LOGITS, document, json_body
 from tests.service.reference import (
@@ -70,18 +73,23 @@ def test_a_fused_chunk_fits_in_what_a_portable_chunk_reserves(
     assert fused <= reserved
 
 
-@pytest.mark.parametrize("fast_path", [True, False], ids=["fused", "portable"])
+@pytest.mark.parametrize(
+    ("fast_path", "threads"),
+    [(True, 1), (False, 1), (False, 2)],
+    ids=["fused", "portable", "portable-side-by-side"],
+)
 @pytest.mark.parametrize("rows", [7, 64, 1000])
 def test_chunked_scoring_equals_eager_on_the_whole_batch(
     monkeypatch: pytest.MonkeyPatch,
     make_settings: Callable[..., Settings],
     rows: int,
     fast_path: bool,
+    threads: int,
 ) -> None:
     monkeypatch.setattr(
         focal_eval.service.core.scoring, "chunk_rows", lambda width, fused=False: rows
     )
-    scorer = Scorers.load(make_settings(fast_path=fast_path)).multiclass
+    scorer = Scorers.load(make_settings(fast_path=fast_path, threads=threads)).multiclass
     assert scorer.fast_path.live is fast_path
     assert_scores_as_eager(scorer, seed=rows)
 
@@ -114,7 +122,7 @@ def test_concurrent_chunked_batches_on_the_portable_path_each_score_as_eager(
     monkeypatch.setattr(
         focal_eval.service.core.scoring, "chunk_rows", lambda width, fused=False: 64
     )
-    scorer = Scorers.load(make_settings(fast_path=False)).multiclass
+    scorer = Scorers.load(make_settings(fast_path=False, threads=2)).multiclass
     with ThreadPoolExecutor(4) as pool:
         list(pool.map(lambda seed: assert_scores_as_eager(scorer, seed), range(12)))
 
@@ -148,52 +156,128 @@ class CountingSession:
                 self.inside -= 1
 
 
-def counted_portable_scorer(
+def portable_scorer(
     monkeypatch: pytest.MonkeyPatch, make_settings: Callable[..., Settings], threads: int
-) -> tuple[Scorer, CountingSession]:
-    """The multi-class scorer on the portable path, chunks of 64 rows, its runs counted."""
+) -> Scorer:
+    """The multi-class scorer on the portable path, in chunks of 64 rows."""
     monkeypatch.setattr(
         focal_eval.service.core.scoring, "chunk_rows", lambda width, fused=False: 64
     )
-    scorer = Scorers.load(make_settings(fast_path=False, threads=threads)).multiclass
+    return Scorers.load(make_settings(fast_path=False, threads=threads)).multiclass
+
+
+def counted_portable_scorer(
+    monkeypatch: pytest.MonkeyPatch, make_settings: Callable[..., Settings], threads: int
+) -> tuple[Scorer, CountingSession]:
+    """:func:`portable_scorer`, its runs counted (the first ``threads`` meet at a barrier)."""
+    scorer = portable_scorer(monkeypatch, make_settings, threads)
     counted = CountingSession(scorer._statistics, meet=threads)
     monkeypatch.setattr(scorer, "_statistics", counted)
     return scorer, counted
 
 
-@pytest.mark.parametrize("threads", [1, 2, 3])
+@pytest.mark.parametrize(
+    ("threads", "chunks"),
+    # 500 rows in chunks of at most 64: 8 in turn, or a multiple of the workers, equal
+    [(1, 8), (2, 8), (3, 9)],
+)
 def test_the_portable_paths_chunks_run_side_by_side_threads_at_a_time(
-    monkeypatch: pytest.MonkeyPatch, make_settings: Callable[..., Settings], threads: int
+    monkeypatch: pytest.MonkeyPatch,
+    make_settings: Callable[..., Settings],
+    threads: int,
+    chunks: int,
 ) -> None:
     """FOCAL_THREADS chunks run at once (each a one-thread run), never more, and score right."""
     scorer, counted = counted_portable_scorer(monkeypatch, make_settings, threads)
     assert scorer.chunk_workers == threads
-    assert_scores_as_eager(scorer, seed=threads)  # 500 rows: 8 chunks
+    assert counted.session.get_session_options().intra_op_num_threads == 1
+    assert_scores_as_eager(scorer, seed=threads)
     assert counted.most == threads
-    assert counted.started == 8 + 1  # and the run that releases the arena
+    assert counted.started == chunks + 1  # and the run that releases the arena
     assert counted.inside == 0
 
 
-def test_the_first_error_in_row_order_is_raised_after_every_run_has_ended(
-    monkeypatch: pytest.MonkeyPatch, make_settings: Callable[..., Settings]
-) -> None:
-    """16 chunks in two shares; overflows in chunk 4 (the first share) and 9 (the second).
+class HeldChunks:
+    """Wraps a scorer's ``_run``: records the chunks run, holds chosen ones until an event.
 
-    Whichever worker meets its error first, the 422 names row 300 (chunk 4), as it would if
-    the chunks ran in turn; each share stops at its own error, so chunks 5-7 and 10-15 never
-    run; and no run is still going when the error reaches the caller.
+    ``hold[start] = (event, then)``: the chunk starting at row ``start`` waits for ``event``
+    (``began[start]`` is set as a chunk begins, ``fails[start]`` when it fails), then sleeps
+    ``then`` seconds.
     """
-    scorer, counted = counted_portable_scorer(monkeypatch, make_settings, threads=2)
+
+    def __init__(self, scorer: Scorer) -> None:
+        self.run = scorer._run
+        self.started: list[int] = []
+        self.ended: set[int] = set()
+        self.hold: dict[int, tuple[threading.Event, float]] = {}
+        self.began: dict[int, threading.Event] = {}
+        self.fails: dict[int, threading.Event] = {}
+
+    def __call__(self, batch: Any, rows: slice, *args: Any) -> Any:
+        self.started.append(rows.start)
+        self.began.setdefault(rows.start, threading.Event()).set()
+        if rows.start in self.hold:
+            event, then = self.hold[rows.start]
+            assert event.wait(30)
+            time.sleep(then)
+        try:
+            return self.run(batch, rows, *args)
+        except RequestError:
+            self.fails.setdefault(rows.start, threading.Event()).set()
+            raise
+        finally:
+            self.ended.add(rows.start)
+
+
+def two_overflows(rows: tuple[int, ...]) -> Batch:
+    """1,024 rows of 2 classes (16 chunks of 64, two shares); the loss overflows at ``rows``."""
     logits = np.zeros((1024, 2), dtype=np.float32)
     labels = np.zeros(1024, dtype=np.int64)
-    for row in (300, 600):
-        logits[row] = [3e38, -3e38]  # the cross entropy of label 1 overflows
+    for row in rows:
+        logits[row] = [3e38, -3e38]  # the cross entropy of label 1 overflows float32
         labels[row] = 1
+    return multiclass_batch(logits, labels, None, 2.0, IGNORE_INDEX)
+
+
+def test_a_later_share_failing_first_still_gives_the_first_error_in_row_order(
+    monkeypatch: pytest.MonkeyPatch, make_settings: Callable[..., Settings]
+) -> None:
+    """Overflows in chunk 4 (first share) and 9 (second); chunk 0 waits for chunk 9 to fail.
+
+    The 422 names row 300, as running the chunks in turn would; the first share goes on to
+    its own error (a later share's error stops nothing before it) and stops there.
+    """
+    scorer = portable_scorer(monkeypatch, make_settings, threads=2)
+    held = HeldChunks(scorer)
+    held.fails[576] = threading.Event()
+    held.hold[0] = (held.fails[576], 0.0)
+    monkeypatch.setattr(scorer, "_run", held)
     with pytest.raises(RequestError) as error:
-        scorer.score(multiclass_batch(logits, labels, None, 2.0, IGNORE_INDEX))
+        scorer.score(two_overflows((300, 600)))
     assert error.value.message.startswith("logits: the focal loss of row 300 overflows float32")
-    assert counted.inside == 0
-    assert counted.started == 5 + 2 + 1  # chunks 0-4, 8-9, and the arena's release
+    assert sorted(held.started) == [0, 64, 128, 192, 256, 512, 576]
+
+
+def test_an_earlier_share_failing_stops_the_later_ones_and_waits_for_their_runs(
+    monkeypatch: pytest.MonkeyPatch, make_settings: Callable[..., Settings]
+) -> None:
+    """An overflow in chunk 1, held until the second share has begun its first chunk.
+
+    That chunk goes on after the failure, slowly; then its share stops, and the error reaches
+    the caller only once the chunk has ended: no run goes on for a request that has been
+    answered.
+    """
+    scorer = portable_scorer(monkeypatch, make_settings, threads=2)
+    held = HeldChunks(scorer)
+    held.began[512], held.fails[64] = threading.Event(), threading.Event()
+    held.hold[64] = (held.began[512], 0.0)
+    held.hold[512] = (held.fails[64], 0.3)
+    monkeypatch.setattr(scorer, "_run", held)
+    with pytest.raises(RequestError) as error:
+        scorer.score(two_overflows((100,)))
+    assert 512 in held.ended  # the held chunk had ended when the error was raised
+    assert error.value.message.startswith("logits: the focal loss of row 100 overflows float32")
+    assert sorted(held.started) == [0, 64, 512]
 
 
 def test_the_same_batch_gives_the_same_bits_side_by_side(
@@ -249,13 +333,51 @@ def test_ranking_on_the_portable_path_prices_its_chunks_side_by_side(
 
 @pytest.mark.parametrize("task", [MULTICLASS, MULTILABEL])
 @pytest.mark.parametrize("histogram_bins", [0, 100], ids=["no-ranking", "ranking"])
-def test_the_reservation_counts_each_chunk_running_at_once(task: str, histogram_bins: int) -> None:
-    """Each running chunk has its own work and its share's sums; the kept outputs are one."""
-    fixed, kept = costs.RESPONSE_CHUNK + costs.FIXED, 8 * 10**6
-    one = costs.scoring(task, 10**6, 100, 8, histogram_bins) - fixed - kept
-    two = costs.scoring(task, 10**6, 100, 8, histogram_bins, chunks_at_once=2) - fixed - kept
-    assert one > 0
-    assert two == 2 * one
+@pytest.mark.parametrize("width", [100, 2048])
+def test_a_further_chunk_at_once_adds_its_work_not_the_metrics(
+    task: str, histogram_bins: int, width: int
+) -> None:
+    """A second chunk at once reserves its per-element work and more, but not the C x C again."""
+    fixed = costs.RESPONSE_CHUNK + costs.FIXED
+    one = costs.scoring(task, 10**6, width, 0, histogram_bins) - fixed
+    two = costs.scoring(task, 10**6, width, 0, histogram_bins, chunks_at_once=2) - fixed
+    per_element = costs.ELEMENT_WORK if task == MULTICLASS else costs.MULTILABEL_ELEMENT_WORK
+    assert chunk_rows(width) * per_element * width < two - one <= one
+    if (task, width, histogram_bins) == (MULTICLASS, 2048, 0):  # C x C metrics: once
+        assert two - one < 0.7 * one
+
+
+@pytest.mark.parametrize(
+    ("budget", "expected"),
+    [
+        pytest.param("two", 2, id="two-fit"),
+        pytest.param("one", 1, id="only-one-fits"),
+        pytest.param("none", None, id="none-fits"),
+    ],
+)
+def test_a_batch_that_does_not_fit_side_by_side_is_admitted_in_turn(
+    budget: str, expected: int | None
+) -> None:
+    logits = np.zeros((20_000, 1000), np.float32)  # arrays of their own, not views of a body
+    labels = np.zeros(20_000, np.int64)
+
+    def cost(at_once: int) -> int:
+        held = logits.nbytes + labels.nbytes
+        work = costs.scoring(MULTICLASS, 20_000, 1000, 0, 0, at_once)
+        return held + costs.conversion(logits, labels) + work
+
+    limit = {"two": cost(2), "one": cost(2) - 1, "none": cost(1) - 1}[budget]
+    reservation = MemoryBudget(limit).reservation()
+    arrays = (logits, labels, None)
+    if expected is None:
+        with pytest.raises(RequestError) as error:
+            reserve_batch(reservation, b"", arrays, MULTICLASS, 0, 5000, chunks_at_once=2)
+        assert error.value.status_code == 413
+        assert reservation.nbytes == 0
+    else:
+        at_once = reserve_batch(reservation, b"", arrays, MULTICLASS, 0, 5000, chunks_at_once=2)
+        assert at_once == expected
+        assert reservation.nbytes == cost(expected)
 
 
 def artifacts_copy(tmp_path: Path) -> Path:
@@ -329,23 +451,28 @@ def test_an_overflow_in_a_later_chunk_names_its_row_in_the_batch(
 
 @pytest.mark.parametrize("value", [np.nan, np.inf, -np.inf], ids=["nan", "inf", "minus_inf"])
 @pytest.mark.parametrize("task", [MULTICLASS, MULTILABEL])
-@pytest.mark.parametrize("fast_path", [True, False], ids=["fused", "portable"])
+@pytest.mark.parametrize(
+    ("fast_path", "threads"),
+    [(True, 1), (False, 1), (False, 2)],
+    ids=["fused", "portable", "portable-side-by-side"],
+)
 def test_a_non_finite_logit_in_a_later_chunk_is_422_naming_its_row(
     monkeypatch: pytest.MonkeyPatch,
     capfd: pytest.CaptureFixture[str],
     make_settings: Callable[..., Settings],
     fast_path: bool,
+    threads: int,
     task: str,
     value: float,
 ) -> None:
-    """The fused kernel refuses it as it reads the row, the portable path checks first."""
+    """The fused kernel refuses it as it reads the row, the portable path before each run."""
     monkeypatch.setattr(
         focal_eval.service.core.scoring, "chunk_rows", lambda width, fused=False: 10
     )
     logits = np.zeros((30, 3), dtype=np.float32)
     logits[23, 2] = value
     logits[27, 0] = value
-    scorers = Scorers.load(make_settings(fast_path=fast_path))
+    scorers = Scorers.load(make_settings(fast_path=fast_path, threads=threads))
     if task == MULTICLASS:
         scorer, batch = (
             scorers.multiclass,

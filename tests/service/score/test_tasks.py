@@ -9,7 +9,7 @@ Every number is checked against eager focal/ on the same arrays (``update_multil
 from __future__ import annotations
 
 import shutil
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -148,6 +148,32 @@ def test_multilabel_probabilities_score_as_their_logits(client: TestClient) -> N
 
 
 def test_multiclass_ranking_is_opt_in_and_equals_eager(client: TestClient) -> None:
+    assert_ranking_as_eager(client)
+
+
+@pytest.fixture
+def side_by_side(
+    monkeypatch: pytest.MonkeyPatch, make_settings: Callable[..., Settings]
+) -> Iterator[TestClient]:
+    """The portable path (no fused graphs), in chunks of 16 rows, two at a time."""
+    monkeypatch.setattr(
+        focal_eval.service.core.scoring, "chunk_rows", lambda width, fused=False: 16
+    )
+    with TestClient(create_app(make_settings(fast_path=False, threads=2))) as client:
+        yield client
+
+
+def test_side_by_side_chunks_score_multilabel_and_ranking_as_eager(
+    side_by_side: TestClient,
+) -> None:
+    logits, targets = label_batch(300, 4, seed=4, ignore_fraction=0.2)
+    got = side_by_side.post("/score", json=json_body(logits, targets)).json()
+    assert_multilabel_response(got, eager_multilabel(logits, targets))
+    assert_ranking_as_eager(side_by_side)
+
+
+def assert_ranking_as_eager(client: TestClient) -> None:
+    """A 90 x 4 batch: no ranking unless asked for; with it, eager's numbers."""
     logits, labels = batch(90, 4, seed=9, ignore=5)
     plain = client.post("/score", json=json_body(logits, labels)).json()
     assert "auroc" not in plain["per_class"]
