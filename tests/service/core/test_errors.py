@@ -51,7 +51,7 @@ def test_unexpected_error_is_a_plain_500_and_is_logged(
 ) -> None:
     with TestClient(app, raise_server_exceptions=False) as client:
 
-        def broken(batch: Any, keep: Any = None, ranking: Any = None) -> Any:
+        def broken(batch: Any, keep: Any = None, ranking: Any = None, **options: Any) -> Any:
             raise RuntimeError("secret internals at /opt/graph")
 
         app.state.runtime.scorers.multiclass.score = broken

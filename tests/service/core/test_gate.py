@@ -44,10 +44,10 @@ def test_request_in_flight_holds_its_slot_and_a_second_gets_503(client: TestClie
     scorer = client.app.state.runtime.scorers.multiclass  # type: ignore[attr-defined]
     score = scorer.score
 
-    def slow_score(batch: Any, keep: Any = None, ranking: Any = None) -> Any:
+    def slow_score(batch: Any, keep: Any = None, ranking: Any = None, **options: Any) -> Any:
         entered.set()
         assert release.wait(10), "never released"
-        return score(batch, keep, ranking)
+        return score(batch, keep, ranking, **options)
 
     scorer.score = slow_score
     results: list[Any] = []

@@ -119,10 +119,7 @@ def test_concurrent_chunked_batches_on_the_portable_path_each_score_as_eager(
     monkeypatch: pytest.MonkeyPatch, make_settings: Callable[..., Settings]
 ) -> None:
     # the statistics-only graph's session (its arena) is shared, and each batch releases it
-    monkeypatch.setattr(
-        focal_eval.service.core.scoring, "chunk_rows", lambda width, fused=False: 64
-    )
-    scorer = Scorers.load(make_settings(fast_path=False, threads=2)).multiclass
+    scorer = portable_scorer(monkeypatch, make_settings, threads=2)
     with ThreadPoolExecutor(4) as pool:
         list(pool.map(lambda seed: assert_scores_as_eager(scorer, seed), range(12)))
 
@@ -157,11 +154,14 @@ class CountingSession:
 
 
 def portable_scorer(
-    monkeypatch: pytest.MonkeyPatch, make_settings: Callable[..., Settings], threads: int
+    monkeypatch: pytest.MonkeyPatch,
+    make_settings: Callable[..., Settings],
+    threads: int,
+    rows: int = 64,
 ) -> Scorer:
-    """The multi-class scorer on the portable path, in chunks of 64 rows."""
+    """The multi-class scorer on the portable path, in chunks of ``rows`` rows."""
     monkeypatch.setattr(
-        focal_eval.service.core.scoring, "chunk_rows", lambda width, fused=False: 64
+        focal_eval.service.core.scoring, "chunk_rows", lambda width, fused=False: rows
     )
     return Scorers.load(make_settings(fast_path=False, threads=threads)).multiclass
 
@@ -284,10 +284,7 @@ def test_the_same_batch_gives_the_same_bits_side_by_side(
     monkeypatch: pytest.MonkeyPatch, make_settings: Callable[..., Settings]
 ) -> None:
     """The shares' sums are added in share order, whatever the timing: repeated scores agree."""
-    monkeypatch.setattr(
-        focal_eval.service.core.scoring, "chunk_rows", lambda width, fused=False: 50
-    )
-    scorer = Scorers.load(make_settings(fast_path=False, threads=3)).multiclass
+    scorer = portable_scorer(monkeypatch, make_settings, threads=3, rows=50)
     rng = np.random.default_rng(5)
     logits, labels = batch(1000, 7, rng, scale=4.0)
     scored = [scorer.score(multiclass_batch(logits, labels, None, 2.0, -1)) for _ in range(5)]
