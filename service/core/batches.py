@@ -242,10 +242,10 @@ def reserve_batch(
         costs.probabilities(logits) if inputs == "probabilities" else 0
     )
     what = f"batch (N={n}, {'C' if task == MULTICLASS else 'L'}={width})"
+    kind = graph_task(task)
 
     def cost(at_once: int) -> int:
-        task_kind = graph_task(task)
-        scoring = costs.scoring(task_kind, n, width, kept_bytes_per_row, histogram_bins, at_once)
+        scoring = costs.scoring(kind, n, width, kept_bytes_per_row, histogram_bins, at_once)
         return held + work + scoring
 
     if chunks_at_once > 1:

@@ -41,10 +41,9 @@ def spans(n: int, rows: int, workers: int = 1) -> list[slice]:
         >>> [(s.start, s.stop) for s in spans(10, 4, workers=2)]
         [(0, 2), (2, 5), (5, 7), (7, 10)]
     """
-    count = math.ceil(n / rows)
     if workers == 1:
         return [slice(start, min(start + rows, n)) for start in range(0, n, rows)]
-    count = math.ceil(count / workers) * workers
+    count = math.ceil(math.ceil(n / rows) / workers) * workers
     bounds = [n * i // count for i in range(count + 1)]
     return [slice(a, b) for a, b in itertools.pairwise(bounds) if b > a]
 

@@ -219,8 +219,7 @@ class Scorer:
             path = self.ranking_path if ranked else self.fast_path
             groups = {**self.groups, **(ranking.groups if ranking is not None else {})}
             summed = wanted + (ranking.statistics_names if ranked and ranking else [])
-            at_once = self.chunk_workers if workers is None else workers
-            per_sample, statistics = self._summed(batch, path, summed, groups, not checked, at_once)
+            per_sample, statistics = self._summed(batch, path, summed, groups, not checked, workers)
             scored = {**per_sample, **statistics, **self.compute_metrics(statistics)}
             if ranked and ranking is not None:
                 scored |= ranking.compute_metrics(statistics)
@@ -237,30 +236,32 @@ class Scorer:
         names: list[str],
         groups: Mapping[str, str],
         check: bool,
-        workers: int,
+        workers: int | None,
     ) -> tuple[Outputs, Outputs]:
         """``names``' per-sample values filled in and statistics summed, chunk by chunk.
 
-        The statistics graph's chunks run side by side, ``workers`` at a time (at most the
-        pool's), when there is a pool (:func:`~focal_eval.service.core.chunks.side_by_side`),
-        else in turn; its arena is released at the end. ``check``: each run first checks its
-        logits.
+        The statistics graph's chunks run side by side, :meth:`chunks_at_once` at a time (at
+        most ``workers``, if given), when there is a pool
+        (:func:`~focal_eval.service.core.chunks.side_by_side`), else in turn; its arena is
+        released at the end. ``check``: each run first checks its logits.
         """
         n, rows = batch.rows, chunk_rows(batch.width, path.live)
         kept = {name: groups[name] for name in names if groups[name] in chunks.KEPT_GROUPS}
         in_arena = self._statistics_serves(path)
         pool = self._chunk_pool if in_arena else None
-        workers = min(workers, self.chunk_workers, -(-n // rows)) if pool else 1
+        at_once = self.chunks_at_once(n, batch.width) if pool else 1
+        if workers is not None:
+            at_once = min(at_once, workers)
 
         def run(rows: slice) -> Outputs:
             return self._run(batch, rows, path, check)
 
         try:
-            if pool is None or workers == 1:
+            if pool is None or at_once == 1:
                 return chunks.in_turn(run, chunks.spans(n, rows), n, kept, in_arena)
             dtypes = {name: self.outputs[name].dtype for name in kept}
             return chunks.side_by_side(
-                run, chunks.spans(n, rows, workers), dtypes, kept, pool, workers
+                run, chunks.spans(n, rows, at_once), dtypes, kept, pool, at_once
             )
         finally:
             if in_arena:
