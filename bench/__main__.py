@@ -10,6 +10,7 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from types import FrameType
 
+from bench import machine
 from bench.report import Section, format_section, format_summary, run_metadata, write_json
 
 SECTIONS = ("compute", "tasks", "datasets", "transport", "concurrency", "monitoring", "memory")
@@ -71,6 +72,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     signal.signal(signal.SIGTERM, _stop_on_sigterm)
     results: list[Section] = []
     started = time.monotonic()
+    cpu = machine.describe()
+    print(f"processor: {cpu['cpu']}; the fused kernel's row loop: {cpu['kernel_row_loop']}\n")
     for name in args.only:
         section_start = time.monotonic()
         results.append(_runner(name)(args.quick))

@@ -9,6 +9,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
+from bench import machine
 from bench.timing import Ratio
 
 Op = Literal["<=", "<", ">=", ">"]
@@ -159,7 +160,7 @@ def write_json(path: Path, sections: list[Section], meta: dict[str, Any]) -> Non
 
 
 def run_metadata(quick: bool, only: list[str]) -> dict[str, Any]:
-    """Where and how the run happened: machine, Python, library versions, options."""
+    """Where and how the run happened: machine and processor, Python, library versions, options."""
     import importlib.metadata
     import os
 
@@ -175,6 +176,7 @@ def run_metadata(quick: bool, only: list[str]) -> dict[str, Any]:
         "sections": only,
         "python": platform.python_version(),
         "machine": platform.machine(),
+        **machine.describe(),
         "cpus": len(os.sched_getaffinity(0)),
         "versions": versions,
     }
