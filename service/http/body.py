@@ -21,7 +21,9 @@ if TYPE_CHECKING:  # focal evaluate imports this module's helpers without the we
     from starlette.requests import Request
 
 __all__ = [
+    "START_BYTES",
     "Body",
+    "StartCheck",
     "content_length",
     "count_byte",
     "decode_content_encoding",
@@ -40,10 +42,12 @@ _GZIP = frozenset({"gzip", "x-gzip"})
 _LENGTH_DIGITS = 30
 OVERLONG = 10**_LENGTH_DIGITS  # a length header with more digits: longer than any body
 _CHUNK = 1 << 20  # output bytes inflated at once
+START_BYTES = 8  # what a check_start sees of a decoded body, at least (unless it is shorter)
 _PIECE = 1 << 16  # input bytes fed at once
 
 Charge = Callable[[int], None]
 Body = bytes | bytearray | memoryview
+StartCheck = Callable[[Body], None]  # raises for a decoded body that cannot be right
 
 
 async def read_body(
@@ -188,7 +192,11 @@ def content_length(value: str | None, limit: int) -> int | None:
 
 
 def decode_content_encoding(
-    body: Body, encoding: str | None, limit: int, charge: Charge = lambda n: None
+    body: Body,
+    encoding: str | None,
+    limit: int,
+    charge: Charge = lambda n: None,
+    check_start: StartCheck | None = None,
 ) -> Body:
     """Undo the Content-Encoding of a request body, never producing more than ``limit`` bytes.
 
@@ -203,6 +211,10 @@ def decode_content_encoding(
         encoding: The Content-Encoding header, or None when absent.
         limit: The largest decoded body accepted, in bytes.
         charge: Called with the size of each piece of output before it is kept.
+        check_start: Called with the decoded body's first bytes (at least
+            ``START_BYTES``, or all of a shorter body) as soon as they are inflated, so that a
+            body that cannot be what its media type says is refused (it raises) before the
+            rest is inflated. Not called when there is nothing to undo.
 
     Returns:
         The decoded body (``body`` itself when there is nothing to undo).
@@ -216,8 +228,10 @@ def decode_content_encoding(
         >>> decode_content_encoding(gzip.compress(b"focal"), "gzip", limit=100)
         bytearray(b'focal')
     """
-    for coding in reversed(_parse_codings(encoding)):
-        body = _decode_one(body, coding, limit, charge)
+    codings = _parse_codings(encoding)
+    for index, coding in enumerate(reversed(codings)):
+        last = index == len(codings) - 1  # the step whose output is the body itself
+        body = _decode_one(body, coding, limit, charge, check_start if last else None)
     return body
 
 
@@ -229,23 +243,27 @@ def _parse_codings(encoding: str | None) -> list[str]:
     return [coding for coding in codings if coding not in _IDENTITY]
 
 
-def _decode_one(body: Body, coding: str, limit: int, charge: Charge) -> bytearray:
+def _decode_one(
+    body: Body, coding: str, limit: int, charge: Charge, check_start: StartCheck | None
+) -> bytearray:
     """Undo a single coding, or raise 415 for one that is not supported."""
     if coding in _GZIP:
-        return _inflate(body, _GZIP_WBITS, "gzip", limit, charge)
+        return _inflate(body, _GZIP_WBITS, "gzip", limit, charge, check_start)
     if coding == "deflate":
-        return _inflate_deflate(body, limit, charge)
+        return _inflate_deflate(body, limit, charge, check_start)
     raise RequestError(
         415, f"Content-Encoding: {show(coding)} is not supported (use gzip or deflate)"
     )
 
 
-def _inflate_deflate(body: Body, limit: int, charge: Charge) -> bytearray:
+def _inflate_deflate(
+    body: Body, limit: int, charge: Charge, check_start: StartCheck | None
+) -> bytearray:
     """Inflate HTTP deflate: zlib-wrapped when it starts with a zlib header, else raw."""
     if _has_zlib_header(body):
-        return _inflate(body, _ZLIB_WBITS, "deflate", limit, charge)
+        return _inflate(body, _ZLIB_WBITS, "deflate", limit, charge, check_start)
     logger.debug("deflate body has no zlib header; inflating it as raw deflate")
-    return _inflate(body, _RAW_DEFLATE_WBITS, "deflate", limit, charge)
+    return _inflate(body, _RAW_DEFLATE_WBITS, "deflate", limit, charge, check_start)
 
 
 def _has_zlib_header(body: Body) -> bool:
@@ -260,7 +278,14 @@ def _has_zlib_header(body: Body) -> bool:
     return method == 8 and window <= 7 and ((body[0] << 8) | body[1]) % 31 == 0
 
 
-def _inflate(body: Body, wbits: int, name: str, limit: int, charge: Charge) -> bytearray:
+def _inflate(
+    body: Body,
+    wbits: int,
+    name: str,
+    limit: int,
+    charge: Charge,
+    check_start: StartCheck | None = None,
+) -> bytearray:
     """Inflate one complete stream (or several gzip members) into at most ``limit`` bytes.
 
     The input is fed ``_PIECE`` bytes at a time (zlib copies whatever input it has not yet
@@ -268,7 +293,8 @@ def _inflate(body: Body, wbits: int, name: str, limit: int, charge: Charge) -> b
     produced in chunks of at most ``_CHUNK`` bytes (and never past ``limit + 1``), each
     charged and appended to one growing buffer, so a bomb is stopped as soon as it passes the
     limit, holding about ``limit`` bytes, and a legitimate body costs its decoded size (plus
-    the buffer's growth slack), never twice that.
+    the buffer's growth slack), never twice that. ``check_start`` sees the first
+    ``START_BYTES`` of output (or all of a shorter one) once they are there.
     """
     output = bytearray()
     view = memoryview(body)
@@ -292,8 +318,13 @@ def _inflate(body: Body, wbits: int, name: str, limit: int, charge: Charge) -> b
                     )
                 charge(len(part))
                 output += part
+                if check_start is not None and len(output) >= START_BYTES:
+                    check_start(output)
+                    check_start = None
             start = position - len(inflater.unused_data)
             if start == len(view):
+                if check_start is not None:
+                    check_start(output)
                 return output
             if wbits != _GZIP_WBITS:
                 raise bad_request(f"body: invalid {name} data (trailing bytes after the stream)")

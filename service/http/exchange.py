@@ -21,7 +21,13 @@ from fastapi import Request, Response
 
 from focal_eval.service.core.errors import RequestError
 from focal_eval.service.core.runtime import Runtime
-from focal_eval.service.http.body import Body, content_length, decode_content_encoding, read_body
+from focal_eval.service.http.body import (
+    Body,
+    StartCheck,
+    content_length,
+    decode_content_encoding,
+    read_body,
+)
 from focal_eval.service.http.buffers import BodyBuffers
 from focal_eval.service.memory import costs
 from focal_eval.service.memory.budget import Reservation
@@ -40,14 +46,21 @@ class Payload:
     encoding: str | None
     buffers: BodyBuffers | None = None
 
-    def decode(self, limit: int, reservation: Reservation) -> None:
-        """Undo the Content-Encoding in place, charging the decoded bytes, freeing the rest."""
+    def decode(
+        self, limit: int, reservation: Reservation, check_start: StartCheck | None = None
+    ) -> None:
+        """Undo the Content-Encoding in place, charging the decoded bytes, freeing the rest.
+
+        ``check_start`` sees the decoded body's first bytes as soon as they are inflated
+        (:func:`~focal_eval.service.http.body.decode_content_encoding`).
+        """
         encoded = len(self.data)
         decoded = decode_content_encoding(
             self.data,
             self.encoding,
             limit,
             lambda nbytes: reservation.grow(costs.received(nbytes), "body (decoded)"),
+            check_start,
         )
         if decoded is not self.data:
             self.close()

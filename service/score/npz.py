@@ -29,6 +29,7 @@ __all__ = ["load_npz"]
 logger = logging.getLogger(__name__)
 
 _NPY_MAGIC = b"\x93NUMPY"
+_ZIP_STARTS = (b"PK\x03\x04", b"PK\x05\x06")  # a local file header, an empty archive's end
 _NPY_SUFFIX = ".npy"
 _METHODS = frozenset({zipfile.ZIP_STORED, zipfile.ZIP_DEFLATED})
 # What a damaged archive or member can raise from zipfile and zlib while being read.
@@ -103,6 +104,19 @@ def load_npz(
             else _read_member(archive, name, info)
             for name, info in members.items()
         }
+
+
+def check_npz_start(body: Body) -> None:
+    """Refuse (400) a decoded body whose first bytes show it is no ``.npz`` archive.
+
+    ``np.load`` reads a body as an archive only when it begins with a zip local file header
+    (or an empty archive's end record); a single ``.npy`` array passes, for :func:`load_npz`
+    to say what to send instead. Checked while a compressed body inflates, so that a
+    ``Content-Encoding`` bomb of anything else is refused at its first megabyte, not its last.
+    """
+    start = bytes(body[: len(_NPY_MAGIC)])
+    if not start.startswith(_ZIP_STARTS) and start != _NPY_MAGIC:
+        raise _not_an_archive("it does not begin as a zip archive")
 
 
 def _not_an_archive(reason: object) -> RequestError:

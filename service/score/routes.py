@@ -18,6 +18,7 @@ from focal_eval.service.http.exchange import Payload, exchange
 from focal_eval.service.http.responses import respond
 from focal_eval.service.memory.budget import Reservation
 from focal_eval.service.score.codec import QUERY_FIELDS, decode_json, decode_npz, encode_response
+from focal_eval.service.score.npz import check_npz_start
 from focal_eval.service.score.schemas import ScoreRequestBody, query_parameters
 
 ROUTE = "/score"
@@ -99,7 +100,7 @@ def _score(
 ) -> Response:
     """Decode, score and encode: the blocking part, run in a worker thread."""
     settings = runtime.settings
-    payload.decode(settings.max_body_bytes, reservation)
+    payload.decode(settings.max_body_bytes, reservation, None if is_json else check_npz_start)
     if is_json:
         refuse_long_json(len(payload.data), settings.max_json_bytes)
         request = decode_json(payload, reservation)

@@ -26,6 +26,10 @@ from focal_eval.service.artifacts import default_artifact_dir
 from focal_eval.service.testing import free_port
 from tests.container.podman import docker, wait_ready
 
+# each test itself: the session's image build (up to 900 s) and the containers' start are the
+# fixtures', bounded by their own timeouts
+pytestmark = pytest.mark.timeout(300, func_only=True)
+
 
 @pytest.fixture(scope="module")
 def artifacts(tmp_path_factory: pytest.TempPathFactory) -> Path:

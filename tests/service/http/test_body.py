@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import gzip
+import io
 import os
 import tracemalloc
 import warnings
@@ -26,6 +27,8 @@ from starlette.types import Message, Receive
 from focal_eval.service.core.errors import RequestError, show
 from focal_eval.service.http.body import (
     OVERLONG,
+    START_BYTES,
+    Body,
     count_byte,
     decode_content_encoding,
     parse_length,
@@ -47,6 +50,12 @@ LIMIT = 1024
 def _raw_deflate(data: bytes) -> bytes:
     compressor = zlib.compressobj(wbits=-zlib.MAX_WBITS)
     return compressor.compress(data) + compressor.flush()
+
+
+def _npy(array: np.ndarray) -> bytes:
+    buffer = io.BytesIO()
+    np.save(buffer, array)
+    return buffer.getvalue()
 
 
 def _gzip_bomb(size: int) -> bytes:
@@ -476,6 +485,53 @@ def test_gzip_bomb_is_413_without_inflating_it(encoding: str) -> None:
     assert peak < 4 * limit
 
 
+def test_a_start_check_refuses_a_bomb_at_its_first_chunk() -> None:
+    """A check that raises on the decoded body's first bytes stops the inflation there."""
+    bomb = _gzip_bomb(64 << 20)
+    charged: list[int] = []
+    seen: list[bytes] = []
+
+    def refuse(start: Body) -> None:
+        seen.append(bytes(start))
+        raise RequestError(400, "body: not what it says")
+
+    with pytest.raises(RequestError) as caught:
+        decode_content_encoding(bomb, "gzip", 128 << 20, charged.append, refuse)
+    assert caught.value.message == "body: not what it says"
+    assert len(seen) == 1
+    assert len(seen[0]) >= START_BYTES
+    assert not any(seen[0])
+    assert sum(charged) <= 1 << 20  # one chunk of the 64 MiB, not all of them
+
+
+@pytest.mark.parametrize(
+    ("encoding", "decoded"),
+    [
+        pytest.param("gzip", b"abc", id="shorter-than-the-start"),
+        pytest.param("deflate", b"focal" * 1000, id="deflate"),
+        pytest.param("gzip, deflate", b"focal" * 1000, id="nested-sees-the-body-itself"),
+    ],
+)
+def test_a_start_check_sees_the_decoded_start_once(encoding: str, decoded: bytes) -> None:
+    body = decoded
+    for coding in [token.strip() for token in encoding.split(",")]:
+        body = gzip.compress(body) if coding == "gzip" else zlib.compress(body)
+    seen: list[bytes] = []
+    result = decode_content_encoding(
+        body, encoding, LIMIT * 10, check_start=lambda start: seen.append(bytes(start))
+    )
+    assert bytes(result) == decoded
+    assert len(seen) == 1
+    assert decoded.startswith(seen[0])
+    assert len(seen[0]) >= min(START_BYTES, len(decoded))
+
+
+def test_no_start_check_for_a_body_with_nothing_to_undo() -> None:
+    seen: list[Body] = []
+    assert decode_content_encoding(b"plain", None, LIMIT, check_start=seen.append) == b"plain"
+    assert seen == []
+
+
 def test_nested_encodings_are_each_bounded_by_the_limit() -> None:
     inner = _gzip_bomb(16 << 20)
     with pytest.raises(RequestError) as caught:
@@ -551,6 +607,38 @@ def test_compressed_bodies_are_decoded(client: TestClient, encoding: str, kind: 
         headers={"content-type": content_type, "content-encoding": encoding},
     )
     assert_score_response(response.json(), eager(logits, labels))
+
+
+@pytest.mark.parametrize(
+    ("decoded", "message"),
+    [
+        pytest.param(
+            bytes(3 * SCORE_LIMIT),
+            "body: not a valid .npz archive (it does not begin as a zip archive)",
+            id="a-bomb-of-zeros-past-the-limit-is-refused-at-its-start",
+        ),
+        pytest.param(
+            b'{"logits": [[1.0, 2.0]], "labels": [0]}',
+            "body: not a valid .npz archive (it does not begin as a zip archive)",
+            id="json-sent-as-npz",
+        ),
+        pytest.param(
+            _npy(np.zeros((2, 3), np.float32)),
+            "body: got a single .npy array; send an .npz archive with arrays named logits and"
+            " labels",
+            id="a-single-npy-array-is-still-explained",
+        ),
+    ],
+)
+def test_a_compressed_npz_body_that_is_no_archive_is_400_at_its_first_bytes(
+    client: TestClient, decoded: bytes, message: str
+) -> None:
+    response = client.post(
+        "/score",
+        content=gzip.compress(decoded),
+        headers={"content-type": "application/x-npz", "content-encoding": "gzip"},
+    )
+    assert_error(response, 400, message)
 
 
 def test_body_over_the_limit_by_content_length_is_413(client: TestClient) -> None:
