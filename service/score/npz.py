@@ -24,7 +24,7 @@ from numpy.lib import format as npy_format
 from focal_eval.service.core.errors import RequestError, bad_request, cut, invalid, show
 from focal_eval.service.http.body import Body
 
-__all__ = ["load_npz"]
+__all__ = ["check_npz_start", "load_npz"]
 
 logger = logging.getLogger(__name__)
 
@@ -49,14 +49,15 @@ def load_npz(
 ) -> dict[str, npt.NDArray[Any]]:
     """Load the arrays of an ``.npz`` body (``np.savez`` or ``np.savez_compressed``).
 
-    Checks run in this order, and all of them before any array data is read: the archive
-    opens (400), its members' declared sizes sum to at most ``limit`` (413), every name is
-    accepted and every required name present (422), every member is stored or deflated
-    (415), and every member has a valid .npy header (400), no object dtype (422) and room for
-    the data its header declares (400). Pickles are never loaded. Stored members
-    (``np.savez``) become views of ``body`` after their CRC is checked, without a
-    copy; deflated ones (``np.savez_compressed``) are inflated straight into fresh arrays of
-    their declared size, which is passed to ``reserve`` first.
+    Checks run in this order, and all of them before any array data is read: the body
+    begins as ``np.load`` requires (:func:`check_npz_start`, 400), the archive opens (400),
+    its members' declared sizes sum to at most ``limit`` (413), every name is accepted and
+    every required name present (422), every member is stored or deflated (415), and every
+    member has a valid .npy header (400), no object dtype (422) and room for the data its
+    header declares (400). Pickles are never loaded. Stored members (``np.savez``) become
+    views of ``body`` after their CRC is checked, without a copy; deflated ones
+    (``np.savez_compressed``) are inflated straight into fresh arrays of their declared size,
+    which is passed to ``reserve`` first.
 
     Args:
         body: The (already Content-Decoded) request body.
@@ -85,6 +86,7 @@ def load_npz(
             "body: got a single .npy array; send an .npz archive with arrays named "
             + " and ".join(required),
         )
+    check_npz_start(body)
     with _open_archive(body) as archive:
         members = _members(archive)
         _check_size(members, limit)

@@ -100,7 +100,10 @@ def _score(
 ) -> Response:
     """Decode, score and encode: the blocking part, run in a worker thread."""
     settings = runtime.settings
-    payload.decode(settings.max_body_bytes, reservation, None if is_json else check_npz_start)
+    if is_json:  # decoded JSON past its limit is refused anyway: inflate no further
+        payload.decode(min(settings.max_body_bytes, settings.max_json_bytes), reservation)
+    else:
+        payload.decode(settings.max_body_bytes, reservation, check_npz_start)
     if is_json:
         refuse_long_json(len(payload.data), settings.max_json_bytes)
         request = decode_json(payload, reservation)

@@ -526,6 +526,17 @@ def test_a_start_check_sees_the_decoded_start_once(encoding: str, decoded: bytes
     assert len(seen[0]) >= min(START_BYTES, len(decoded))
 
 
+def test_the_start_check_waits_for_enough_bytes_across_gzip_members() -> None:
+    """Concatenated members are one body: a first member shorter than the start is not it."""
+    body = gzip.compress(b"ab") + gzip.compress(b"cdefghij")
+    seen: list[bytes] = []
+    decoded = decode_content_encoding(
+        body, "gzip", LIMIT, check_start=lambda start: seen.append(bytes(start))
+    )
+    assert bytes(decoded) == b"abcdefghij"
+    assert seen == [b"abcdefghij"]
+
+
 def test_no_start_check_for_a_body_with_nothing_to_undo() -> None:
     seen: list[Body] = []
     assert decode_content_encoding(b"plain", None, LIMIT, check_start=seen.append) == b"plain"
@@ -703,6 +714,18 @@ def test_json_over_the_json_limit_is_413_naming_the_setting(client: TestClient) 
     assert_error(infer, 413, f"body: {len(v2)} bytes of JSON is over the limit of 4096")
     npz = client.post("/score", content=npz_body(logits=logits, labels=labels), headers=NPZ)
     assert npz.status_code == 200  # binary bodies are not JSON
+
+
+@pytest.mark.parametrize(
+    "settings", [pytest.param({"max_json_bytes": 4096}, id="json_limit_4096")], indirect=True
+)
+@pytest.mark.parametrize("route", ["/score", "/compute"])
+def test_compressed_json_inflates_no_further_than_the_json_limit(
+    client: TestClient, route: str
+) -> None:
+    bomb = gzip.compress(b" " * (SCORE_LIMIT // 2))  # under the body limit, over the JSON one
+    response = client.post(route, content=bomb, headers={**JSON, "content-encoding": "gzip"})
+    assert_error(response, 413, "body: decoded size exceeds the limit of 4096 bytes")
 
 
 def test_a_body_without_room_for_a_buffer_is_received_piece_by_piece(

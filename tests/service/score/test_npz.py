@@ -16,7 +16,7 @@ from hypothesis import strategies as st
 from numpy.lib import format as npy_format
 
 from focal_eval.service.core.errors import RequestError
-from focal_eval.service.score.npz import load_npz
+from focal_eval.service.score.npz import check_npz_start, load_npz
 from tests.service._inputs import batch
 
 REQUIRED = ("logits", "labels")
@@ -568,3 +568,50 @@ def test_empty_shape_within_numpys_range_loads(
     assert logits.shape == shape
     assert logits.dtype == np.dtype(descr)
     assert logits.size == 0
+
+
+def _saved(save: Any, **arrays: npt.NDArray[Any]) -> bytes:
+    buffer = io.BytesIO()
+    save(buffer, **arrays)
+    return buffer.getvalue()
+
+
+@pytest.mark.parametrize(
+    "body",
+    [
+        pytest.param(_saved(np.savez, logits=np.zeros((2, 3))), id="savez"),
+        pytest.param(_saved(np.savez_compressed, logits=np.zeros((2, 3))), id="savez_compressed"),
+        pytest.param(_saved(np.savez), id="empty-archive"),
+        pytest.param(b"\x93NUMPY\x01\x00", id="single-npy-left-to-load_npz"),
+    ],
+)
+def test_what_np_load_reads_as_an_archive_passes_the_start_check(body: bytes) -> None:
+    check_npz_start(body)
+
+
+@pytest.mark.parametrize(
+    "body",
+    [
+        pytest.param(bytes(64), id="zeros"),
+        pytest.param(b'{"logits": []}', id="json"),
+        pytest.param(b"junk" + _saved(np.savez, logits=np.zeros(2)), id="bytes-before-the-zip"),
+        pytest.param(b"", id="empty"),
+    ],
+)
+def test_anything_else_fails_the_start_check_with_400(body: bytes) -> None:
+    with pytest.raises(RequestError) as caught:
+        check_npz_start(body)
+    assert caught.value.status_code == 400
+    assert caught.value.message == (
+        "body: not a valid .npz archive (it does not begin as a zip archive)"
+    )
+
+
+def test_an_archive_after_other_bytes_is_400_as_np_load_would_refuse_it() -> None:
+    body = b"junk" + _saved(np.savez, logits=np.zeros((2, 3)), labels=np.zeros(2))
+    with pytest.raises(RequestError) as caught:
+        load_npz(body, ("logits", "labels"), (), 10**6)
+    assert caught.value.status_code == 400
+    assert caught.value.message == (
+        "body: not a valid .npz archive (it does not begin as a zip archive)"
+    )
