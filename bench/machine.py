@@ -49,9 +49,10 @@ def describe(cpuinfo: Path = CPUINFO) -> dict[str, str]:
     for line in text.splitlines():
         key, _, value = line.partition(":")
         fields.setdefault(key.strip(), value.strip())
-    if "flags" not in fields:
-        return {"cpu": fields.get("model name", UNKNOWN), "kernel_row_loop": UNKNOWN}
+    flags = fields.get("flags")
     return {
         "cpu": fields.get("model name", UNKNOWN),
-        "kernel_row_loop": kernel_row_loop(platform.machine(), fields["flags"].split()),
+        "kernel_row_loop": UNKNOWN
+        if flags is None
+        else kernel_row_loop(platform.machine(), flags.split()),
     }

@@ -104,8 +104,7 @@ async def compute(request: Request, runtime: Annotated[Runtime, Depends(get_runt
 def _compute(runtime: Runtime, payload: Payload, reservation: Reservation) -> Response:
     """Parse, check, run the metrics graphs and encode: in a worker thread."""
     settings = runtime.settings
-    # decoded JSON past its limit is refused anyway: inflate no further
-    payload.decode(min(settings.max_body_bytes, settings.max_json_bytes), reservation)
+    payload.decode(settings.max_decoded_json_bytes, reservation)
     refuse_long_json(
         len(payload.data), settings.max_json_bytes, "compute the sums of fewer classes at once"
     )

@@ -196,6 +196,11 @@ class Settings(BaseSettings):
     log_level: Literal["critical", "error", "warning", "info", "debug"] = "info"
     access_log: bool = Field(False, description="log every request (uvicorn's access log)")
 
+    @property
+    def max_decoded_json_bytes(self) -> int:
+        """How far a compressed JSON body is inflated: past the JSON limit it is refused anyway."""
+        return min(self.max_body_bytes, self.max_json_bytes)
+
     @field_validator("monitor_sources")
     @classmethod
     def _sources_are_label_values(cls, sources: list[str]) -> list[str]:

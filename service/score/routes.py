@@ -100,14 +100,12 @@ def _score(
 ) -> Response:
     """Decode, score and encode: the blocking part, run in a worker thread."""
     settings = runtime.settings
-    if is_json:  # decoded JSON past its limit is refused anyway: inflate no further
-        payload.decode(min(settings.max_body_bytes, settings.max_json_bytes), reservation)
-    else:
-        payload.decode(settings.max_body_bytes, reservation, check_npz_start)
     if is_json:
+        payload.decode(settings.max_decoded_json_bytes, reservation)
         refuse_long_json(len(payload.data), settings.max_json_bytes)
         request = decode_json(payload, reservation)
     else:
+        payload.decode(settings.max_body_bytes, reservation, check_npz_start)
         request = decode_npz(payload, query, settings.max_body_bytes, reservation)
     per_sample = None if request.per_sample else ()
     scored = score_decoded(runtime, ROUTE, request.decoded, per_sample, payload.data, reservation)
