@@ -159,13 +159,15 @@ kernel = Extension(
     depends=sorted(str(path) for path in Path("service/kernel").glob("*.h")),
     language="c++",
     # -fno-trapping-math: no floating-point exception is ever trapped, so that comparisons
-    # and selects in the row loops vectorize (GCC keeps them scalar otherwise)
+    # and selects in the row loops vectorize (GCC keeps them scalar otherwise); -Wno-psabi:
+    # the 32-byte vector values (op.h) only pass between inlined functions, never across an ABI
     extra_compile_args=[
         "-std=c++17",
         "-O3",
         "-fopenmp-simd",
         "-fno-trapping-math",
         "-fvisibility=hidden",
+        "-Wno-psabi",
     ],
     optional=True,
 )

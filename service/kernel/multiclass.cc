@@ -23,6 +23,11 @@
 //   confidence = 1 / s, p_true = e_t / s
 // A logit that is NaN or infinite fails the run (kNonFinite), found as each row is read, so
 // that the service need not read every logit once more beforehand.
+// A row is read in place, kWidth lanes at a time, in two passes: the maximum (with each
+// lane's first index of its maximum, and whether every logit is finite), then the
+// exponentials' sums, where only the label's vector is masked. A last partial vector is
+// read whole where the rows after it allow, else copied, and its lanes past C taken as -inf
+// (e_k = 0, never the maximum): nothing past the logits is read.
 // Rows are spread over onnxruntime's intra-op pool in blocks (with the histograms: in at most
 // kParts fixed parts, each with its own, added in order); the statistics are then summed in
 // one pass over N, in row order, so that nothing depends on the thread count.
@@ -42,10 +47,6 @@ using focal::api;
 constexpr const char* kOpName = "FocalEvaluation";
 constexpr const char* kRankingOpName = "FocalEvaluationRanking";
 constexpr int64_t kBlockRows = 128;  // rows a task of the pool scores
-// Rows are handled in whole vectors of this many floats (AVX-512's 16): each is copied into a
-// buffer padded with -inf (e_k = 0, never the maximum), so that no element takes the slow
-// scalar remainder of a loop.
-constexpr int32_t kLanes = 16;
 
 struct Rows {
   const float* logits;
@@ -64,33 +65,109 @@ struct Rows {
   std::atomic<bool>* nonfinite;  // set by any block that meets a NaN or infinite logit
 };
 
-// Over one row: sum_k e_k, sum_{k != t} e_k and e_k^2 (the other classes, masked, not
-// subtracted), and the first k with x_k = m.
+// Lanes gathered into one value: a tree of halves, then pairs, then neighbours.
+FOCAL_INLINE Floats swap_halves(Floats v) {
+  return __builtin_shuffle(v, Ints{4, 5, 6, 7, 0, 1, 2, 3});
+}
+FOCAL_INLINE Floats swap_pairs(Floats v) {
+  return __builtin_shuffle(v, Ints{2, 3, 0, 1, 6, 7, 4, 5});
+}
+FOCAL_INLINE Floats swap_neighbours(Floats v) {
+  return __builtin_shuffle(v, Ints{1, 0, 3, 2, 5, 4, 7, 6});
+}
+FOCAL_INLINE float sum(Floats v) {
+  v += swap_halves(v);
+  v += swap_pairs(v);
+  v += swap_neighbours(v);
+  return v[0];
+}
+FOCAL_INLINE float max(Floats v) {
+  Floats w = swap_halves(v);
+  v = w > v ? w : v;
+  w = swap_pairs(v);
+  v = w > v ? w : v;
+  w = swap_neighbours(v);
+  v = w > v ? w : v;
+  return v[0];
+}
+FOCAL_INLINE int32_t min(Ints v) {
+  int32_t m = v[0];
+  for (int32_t j = 1; j < kWidth; ++j) m = v[j] < m ? v[j] : m;
+  return m;
+}
+
+// Over one row: its maximum m, the first k with x_k = m, sum_k e_k, sum_{k != t} e_k and
+// e_k^2 (the other classes, masked, never subtracted), and whether every logit is finite.
 struct Sums {
+  float max;
+  int32_t top;
   float all;
   float others;
   float others_squared;
-  int32_t top;
+  bool finite;
 };
 
-// With kKeep, the exponentials are also written to `kept` (for the ranking bins).
+// e_k = exp(x_k - m) of the vector at k, also written to kept[k..] with kKeep.
 template <bool kKeep>
-FOCAL_INLINE Sums exp_sums(const float* __restrict x, float m, int32_t c, int32_t t,
+FOCAL_INLINE Floats exponentials(Floats x, Floats shift, int32_t k, float* __restrict kept) {
+  const Floats e = exp_nonpositive(x - shift);
+  if constexpr (kKeep) std::memcpy(kept + k, &e, sizeof e);
+  return e;
+}
+
+// Row x[0..c) with label t, where x[0..readable) may be read (the rows after it too). With
+// kKeep, the exponentials are also written to `kept` (for the ranking bins), whose length is
+// c rounded up to whole vectors.
+template <bool kKeep>
+FOCAL_INLINE Sums row_sums(const float* __restrict x, int32_t c, int32_t t, int64_t readable,
                            float* __restrict kept) {
-  float all = 0.0f, others = 0.0f, others_squared = 0.0f;
-  int32_t top = c;
-#pragma omp simd reduction(+ : all, others, others_squared) reduction(min : top)
-  for (int32_t k = 0; k < c; ++k) {
-    const float e = exp_nonpositive(x[k] - m);
-    if constexpr (kKeep) kept[k] = e;
-    const float other = k == t ? 0.0f : e;
-    all += e;
-    others += other;
-    others_squared += other * other;
-    const int32_t candidate = x[k] == m ? k : c;
-    top = candidate < top ? candidate : top;
+  const Ints lane{0, 1, 2, 3, 4, 5, 6, 7};
+  const int32_t full = c / kWidth * kWidth;  // whole vectors; then the partial one, `tail`
+  Floats tail;
+  if (full + kWidth <= readable) {
+    tail = lane + full < c ? load(x + full) : broadcast(-INFINITY);
+  } else {
+    float copy[kWidth];
+    for (int32_t j = 0; j < kWidth; ++j) copy[j] = full + j < c ? x[full + j] : -INFINITY;
+    tail = load(copy);
   }
-  return {all, others, others_squared, top};
+  // pass 1: each lane's maximum and its first index; x - x is 0 unless x is NaN or infinite
+  Floats highest = broadcast(-INFINITY), nonfinite = Floats{};
+  Ints first = broadcast(c), index = lane;
+  for (int32_t k = 0; k < full; k += kWidth, index += kWidth) {
+    const Floats v = load(x + k);
+    const Ints above = v > highest;
+    highest = above ? v : highest;
+    first = above ? index : first;
+    nonfinite += v - v;
+  }
+  const Ints above = tail > highest;
+  highest = above ? tail : highest;
+  first = above ? index : first;
+  nonfinite += index < c ? tail - tail : Floats{};
+  const float m = max(highest);
+  const Floats shift = broadcast(m);
+  // pass 2: the exponentials, all summed as the other classes' but for the label's vector
+  Floats others = Floats{}, squared = Floats{};
+  const int32_t labelled = t / kWidth * kWidth;  // the label's vector
+  for (int32_t k = 0; k < c; k += kWidth) {
+    if (k == labelled) continue;
+    const Floats e = exponentials<kKeep>(k < full ? load(x + k) : tail, shift, k, kept);
+    others += e;
+    squared += e * e;
+  }
+  const Floats e =
+      exponentials<kKeep>(labelled < full ? load(x + labelled) : tail, shift, labelled, kept);
+  const Floats other = lane + labelled == broadcast(t) ? Floats{} : e;
+  others += other;
+  squared += other * other;
+  const float other_sum = sum(others);
+  return {m,
+          min(highest == shift ? first : broadcast(c)),
+          other_sum + e[t - labelled],
+          other_sum,
+          sum(squared),
+          sum(nonfinite) == 0.0f};
 }
 
 // One block's per-row sums (phase 1), turned into per-sample values all at once (phase 2).
@@ -130,32 +207,37 @@ FOCAL_INLINE void add_bins(const float* __restrict e, float s, int32_t c, int32_
   *row_bin = bins[label];
 }
 
+// row_sums with the exponentials kept when there are `histograms` to bin them.
+FOCAL_INLINE Sums row_sums(const float* x, int32_t c, int32_t t, int64_t readable,
+                           const Histograms* histograms, float* kept) {
+  return histograms ? row_sums<true>(x, c, t, readable, kept)
+                    : row_sums<false>(x, c, t, readable, nullptr);
+}
+
 // Rows [begin, end): per-sample values (and, with `histograms`, their ranking bins).
+// Lambdas stay out of it: each would be a function of its own, compiled for the baseline
+// processor whatever copy of this one calls it.
 FOCAL_CPU_DISPATCH void score_rows(const Rows& rows, int64_t begin, int64_t end,
                                    Histograms* histograms) {
-  const int32_t width = static_cast<int32_t>((rows.c + kLanes - 1) / kLanes * kLanes);
   const int32_t classes = static_cast<int32_t>(rows.c);
-  std::vector<float> row(static_cast<size_t>(width), -INFINITY);
-  std::vector<float> kept(histograms ? static_cast<size_t>(width) : 0);
-  std::vector<int32_t> bins(histograms ? static_cast<size_t>(width) : 0);
+  const size_t whole = static_cast<size_t>((rows.c + kWidth - 1) / kWidth * kWidth);
+  const std::vector<float> zeros(whole, 0.0f);  // a row with a non-finite logit
+  std::vector<float> kept(histograms ? whole : 0);
+  std::vector<int32_t> bins(histograms ? whole : 0);
   Block block;
   const int64_t count = end - begin;
   for (int64_t j = 0; j < count; ++j) {  // phase 1: one row at a time, over its classes
     const int64_t i = begin + j;
-    std::memcpy(row.data(), rows.logits + i * rows.c, sizeof(float) * rows.c);
-    if (!all_finite(row.data(), classes)) {  // the run fails; the row is scored as zeros
-      rows.nonfinite->store(true, std::memory_order_relaxed);  // meanwhile: no bin is NaN
-      std::fill(row.begin(), row.begin() + classes, 0.0f);
-    }
-    const float* __restrict x = row.data();
-    float m = x[0];
-#pragma omp simd reduction(max : m)
-    for (int32_t k = 0; k < width; ++k) m = x[k] > m ? x[k] : m;
     const int64_t label = rows.labels[i];
     const bool valid = label != rows.ignore_index;
     const int32_t t = valid ? static_cast<int32_t>(label) : 0;
-    const Sums sums = histograms ? exp_sums<true>(x, m, width, t, kept.data())
-                                 : exp_sums<false>(x, m, width, t, nullptr);
+    const float* x = rows.logits + i * rows.c;
+    Sums sums = row_sums(x, classes, t, (rows.n - i) * rows.c, histograms, kept.data());
+    if (!sums.finite) {  // the run fails; the row is scored as zeros meanwhile (no bin NaN)
+      rows.nonfinite->store(true, std::memory_order_relaxed);
+      x = zeros.data();
+      sums = row_sums(x, classes, t, static_cast<int64_t>(whole), histograms, kept.data());
+    }
     if (histograms && valid)
       add_bins(kept.data(), sums.all, classes, t, *histograms, bins.data(),
                histograms->label_bins + i);
@@ -163,7 +245,7 @@ FOCAL_CPU_DISPATCH void score_rows(const Rows& rows, int64_t begin, int64_t end,
     block.s[j] = sums.all;
     block.others[j] = sums.others;
     block.others_squared[j] = sums.others_squared;
-    block.shifted_true[j] = x[t] - m;
+    block.shifted_true[j] = x[t] - sums.max;
     block.alpha[j] = rows.alpha[t];
     block.valid[j] = valid ? 1.0f : 0.0f;
   }

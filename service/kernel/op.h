@@ -96,16 +96,49 @@ extern Op multiclass_evaluation;
 extern Op multiclass_evaluation_ranking;
 extern Op multilabel_evaluation;
 
-// exp(x) for x <= 0, to about 1 ulp: x = n ln 2 + r with |r| <= ln(2) / 2, e^r by its Taylor
-// polynomial of degree 7 (remainder below 6e-9), 2^n written into the exponent bits. Below
-// -87 the result is 0 (exp(-87) is near the smallest normal float). Plain arithmetic, no
-// calls or branches, so that the compiler vectorizes the loops that use it.
-FOCAL_INLINE float exp_nonpositive(float x) {
-  const float z = x < -87.0f ? -87.0f : x;
-  const float shifter = 12582912.0f;  // 1.5 * 2^23: adding it rounds to an integer
-  const float n = (z * 1.44269504088896341f + shifter) - shifter;
-  const float r = (z - n * 0.693359375f) - n * -2.12194440e-4f;  // ln 2 in two parts
-  float p = 1.0f / 5040.0f;
+// Eight floats, or eight int32s, as one value (GCC's vector extensions): each clone of a function
+// compiles them to its own instructions (two SSE registers on the baseline, one AVX register
+// on x86-64-v3 and -v4, NEON pairs elsewhere). Arithmetic and comparisons work lane by lane;
+// a comparison gives -1 (true) or 0 per lane, and `mask ? a : b` selects lane by lane.
+typedef float Floats __attribute__((vector_size(32)));
+typedef int32_t Ints __attribute__((vector_size(32)));
+constexpr int32_t kWidth = 8;  // lanes of Floats and Ints
+
+FOCAL_INLINE Floats load(const float* p) {  // any alignment
+  Floats v;
+  std::memcpy(&v, p, sizeof v);
+  return v;
+}
+FOCAL_INLINE Floats broadcast(float x) { return Floats{} + x; }
+FOCAL_INLINE Ints broadcast(int32_t x) { return Ints{} + x; }
+
+// Integer truncation and the reading of int32 bits as float32, for a float or lane by lane.
+FOCAL_INLINE int32_t truncated(float x) { return static_cast<int32_t>(x); }
+FOCAL_INLINE Ints truncated(Floats x) { return __builtin_convertvector(x, Ints); }
+FOCAL_INLINE float from_bits(int32_t bits) {
+  float x;
+  std::memcpy(&x, &bits, sizeof x);
+  return x;
+}
+FOCAL_INLINE Floats from_bits(Ints bits) {
+  Floats x;
+  std::memcpy(&x, &bits, sizeof x);
+  return x;
+}
+
+// exp(x) for x <= 0, to about 1 ulp, for a float or lane by lane (the same bits either way):
+// x = n ln 2 + r with |r| <= ln(2) / 2, e^r by its Taylor polynomial of degree 7 (remainder
+// below 6e-9), 2^n written into the exponent bits. Below -87 the result is 0 (exp(-87) is
+// near the smallest normal float). Plain arithmetic, no calls or branches, so that the
+// compiler vectorizes the loops that use it.
+template <typename F>
+FOCAL_INLINE F exp_nonpositive(F x) {
+  const F low = F{} + -87.0f;
+  const F z = x < low ? low : x;
+  const F shifter = F{} + 12582912.0f;  // 1.5 * 2^23: adding it rounds to an integer
+  const F n = (z * 1.44269504088896341f + shifter) - shifter;
+  const F r = (z - n * 0.693359375f) - n * -2.12194440e-4f;  // ln 2 in two parts
+  F p = F{} + 1.0f / 5040.0f;
   p = p * r + 1.0f / 720.0f;
   p = p * r + 1.0f / 120.0f;
   p = p * r + 1.0f / 24.0f;
@@ -113,10 +146,8 @@ FOCAL_INLINE float exp_nonpositive(float x) {
   p = p * r + 0.5f;
   p = p * r + 1.0f;
   p = p * r + 1.0f;
-  const int32_t bits = (static_cast<int32_t>(n) + 127) << 23;
-  float scale;
-  std::memcpy(&scale, &bits, sizeof scale);
-  return x < -87.0f ? 0.0f : p * scale;
+  const F scale = from_bits((truncated(n) + 127) << 23);
+  return x < low ? F{} : p * scale;
 }
 
 // log(1 + e) for e in [0, 1], to about 1 ulp: 2 atanh(z) with z = e / (2 + e) in [0, 1/3]

@@ -9,7 +9,11 @@ hold to 1e-4 relative wherever the float64 value is at least 1e-7.
 
 from __future__ import annotations
 
+import json
 import platform
+import subprocess
+import sys
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -21,6 +25,7 @@ from focal_eval.service.kernel import library_path
 from tests.service.kernel._fused import IGNORE, run_fused, scalar
 
 BINS = 15
+REPO = Path(__file__).resolve().parents[3]
 
 
 def run(
@@ -133,12 +138,68 @@ def test_per_sample_values_and_statistics_equal_the_float64_formulas(gamma: floa
     )
 
 
-def test_ties_go_to_the_first_class() -> None:
-    logits = np.full((6, 9), 2.5, np.float32)
-    logits[3, [4, 7]] = 3.0
-    got = run(logits, np.zeros(6, np.int64))
-    assert got["prediction"].tolist() == [0, 0, 0, 4, 0, 0]
-    np.testing.assert_allclose(got["confidence"][0], 1 / 9, rtol=1e-6)
+TIES = [  # classes sharing the maximum, in one vector of 8 lanes, across them, in the tail
+    pytest.param([4, 7], id="one_vector"),
+    pytest.param([12, 3], id="other_lanes"),
+    pytest.param([17, 9], id="same_lane"),
+    pytest.param([20, 5], id="tail_and_vector"),
+    pytest.param([19, 20], id="tail"),
+    pytest.param(list(range(21)), id="every_class"),
+]
+
+
+@pytest.mark.parametrize("tied", TIES)
+def test_ties_go_to_the_first_class(tied: list[int]) -> None:
+    logits = np.full((3, 21), 2.5, np.float32)
+    logits[1, tied] = 3.0
+    got = run(logits, np.zeros(3, np.int64))
+    assert got["prediction"].tolist() == [0, min(tied), 0]
+    np.testing.assert_allclose(got["confidence"][0], 1 / 21, rtol=1e-6)
+
+
+# Runs the fused graph on logits that end where an unreadable page begins, and prints its
+# predictions and cross entropies: a read past the batch's last logit kills the process.
+GUARDED = """
+import ctypes, json, mmap, sys
+import numpy as np
+from tests.service.kernel._fused import IGNORE, run_fused, scalar
+
+n, c = int(sys.argv[1]), int(sys.argv[2])
+page = mmap.PAGESIZE
+memory = mmap.mmap(-1, 2 * page)
+start = ctypes.addressof(ctypes.c_char.from_buffer(memory))
+libc = ctypes.CDLL(None, use_errno=True)
+libc.mprotect.argtypes = [ctypes.c_void_p, ctypes.c_size_t, ctypes.c_int]
+assert libc.mprotect(start + page, page, 0) == 0, ctypes.get_errno()  # PROT_NONE
+logits = np.frombuffer(memory, np.float32, n * c, page - 4 * n * c).reshape(n, c)
+logits[:] = np.random.default_rng(c).standard_normal((n, c))
+labels = np.arange(n) % c
+feeds = {"logits": logits, "labels": labels, "alpha": np.ones(c, np.float32),
+         "gamma": scalar(0.0), "ignore_index": scalar(IGNORE, np.int64)}
+got = run_fused("fused_evaluation", feeds, threads=1)
+print(json.dumps({"logits": logits.tolist(), "prediction": got["prediction"].tolist(),
+                  "cross_entropy": got["cross_entropy"].tolist()}))
+"""
+
+
+@pytest.mark.parametrize("c", [1, 2, 3, 7, 8, 9, 37])
+@pytest.mark.parametrize("n", [1, 2, 5])
+def test_no_logit_past_the_batch_is_read(n: int, c: int) -> None:
+    """A row's last partial vector is read whole only where the rows after it reach."""
+    done = subprocess.run(
+        [sys.executable, "-c", GUARDED, str(n), str(c)],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        cwd=REPO,
+        check=False,
+    )
+    assert done.returncode == 0, done.stderr[-2000:]
+    got = json.loads(done.stdout)
+    logits, labels = np.array(got["logits"], np.float32), np.arange(n) % c
+    assert got["prediction"] == logits.argmax(axis=1).tolist()
+    want = reference(logits, labels)["cross_entropy"]
+    np.testing.assert_allclose(got["cross_entropy"], want, rtol=1e-5, atol=1e-6)
 
 
 def test_every_row_ignored_gives_zero_losses_and_empty_statistics() -> None:
