@@ -38,7 +38,7 @@ artifacts: $(INSTALLED)
 	$(BIN)/python -m focal_eval.export --out service/artifacts --formats onnx
 
 # side-by-side benchmarks: paired ratios against their targets, never pass / fail
-# (about 9 minutes; `make bench BENCH_ARGS=--quick` takes under one)
+# (10-22 minutes by machine; `make bench BENCH_ARGS=--quick` takes under one)
 bench: $(INSTALLED)
 	$(BIN)/python -m bench $(BENCH_ARGS)
 
