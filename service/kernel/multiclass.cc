@@ -23,10 +23,10 @@
 //   confidence = 1 / s, p_true = e_t / s
 // A logit that is NaN or infinite fails the run (kNonFinite), found as each row is read, so
 // that the service need not read every logit once more beforehand.
-// A row is read in place, kWidth lanes at a time, in two passes: the maximum (with each
-// lane's first index of its maximum, and whether every logit is finite), then the
-// exponentials' sums, where only the label's vector is masked. A last partial vector is
-// read whole where the rows after it allow, else copied, and its lanes past C taken as -inf
+// A row is read in place, 4 or 8 lanes at a time (by processor), in two passes: the maximum
+// (with each lane's first index of its maximum, and whether every logit is finite), then the
+// exponentials' sums, where only the label's vector is masked. A last partial vector is read
+// whole where the rows after it allow, else copied, and its lanes past C taken as -inf
 // (e_k = 0, never the maximum): nothing past the logits is read.
 // Rows are spread over onnxruntime's intra-op pool in blocks (with the histograms: in at most
 // kParts fixed parts, each with its own, added in order); the statistics are then summed in
@@ -65,34 +65,44 @@ struct Rows {
   std::atomic<bool>* nonfinite;  // set by any block that meets a NaN or infinite logit
 };
 
-// Lanes gathered into one value: a tree of halves, then pairs, then neighbours.
-FOCAL_INLINE Floats swap_halves(Floats v) {
-  return __builtin_shuffle(v, Ints{4, 5, 6, 7, 0, 1, 2, 3});
-}
-FOCAL_INLINE Floats swap_pairs(Floats v) {
-  return __builtin_shuffle(v, Ints{2, 3, 0, 1, 6, 7, 4, 5});
-}
-FOCAL_INLINE Floats swap_neighbours(Floats v) {
-  return __builtin_shuffle(v, Ints{1, 0, 3, 2, 5, 4, 7, 6});
-}
-FOCAL_INLINE float sum(Floats v) {
-  v += swap_halves(v);
-  v += swap_pairs(v);
-  v += swap_neighbours(v);
+// The int32 vector with as many lanes as F, and its lane numbers 0, 1, ...
+template <typename F>
+struct Lanes;
+template <>
+struct Lanes<Floats4> {
+  using Ints = Ints4;
+  static constexpr Ints4 numbers{0, 1, 2, 3};
+};
+template <>
+struct Lanes<Floats8> {
+  using Ints = Ints8;
+  static constexpr Ints8 numbers{0, 1, 2, 3, 4, 5, 6, 7};
+};
+template <typename F>
+using IntsOf = typename Lanes<F>::Ints;
+
+// Lanes gathered into one value by a tree: lane j with lane j ^ h, for h = half the lanes
+// down to 1 (the shuffles are constants once the loop is unrolled).
+template <typename F>
+FOCAL_INLINE float sum(F v) {
+#pragma GCC unroll 4
+  for (int32_t h = kLanes<F> / 2; h >= 1; h /= 2) v += __builtin_shuffle(v, Lanes<F>::numbers ^ h);
   return v[0];
 }
-FOCAL_INLINE float max(Floats v) {
-  Floats w = swap_halves(v);
-  v = w > v ? w : v;
-  w = swap_pairs(v);
-  v = w > v ? w : v;
-  w = swap_neighbours(v);
-  v = w > v ? w : v;
+template <typename F>
+FOCAL_INLINE float max(F v) {
+#pragma GCC unroll 4
+  for (int32_t h = kLanes<F> / 2; h >= 1; h /= 2) {
+    const F w = __builtin_shuffle(v, Lanes<F>::numbers ^ h);
+    v = w > v ? w : v;
+  }
   return v[0];
 }
-FOCAL_INLINE int32_t min(Ints v) {
+template <typename I>
+FOCAL_INLINE int32_t min(I v) {
   int32_t m = v[0];
-  for (int32_t j = 1; j < kWidth; ++j) m = v[j] < m ? v[j] : m;
+  for (int32_t j = 1; j < static_cast<int32_t>(sizeof(I) / sizeof(int32_t)); ++j)
+    m = v[j] < m ? v[j] : m;
   return m;
 }
 
@@ -108,62 +118,66 @@ struct Sums {
 };
 
 // e_k = exp(x_k - m) of the vector at k, also written to kept[k..] with kKeep.
-template <bool kKeep>
-FOCAL_INLINE Floats exponentials(Floats x, Floats shift, int32_t k, float* __restrict kept) {
-  const Floats e = exp_nonpositive(x - shift);
+template <bool kKeep, typename F>
+FOCAL_INLINE F exponentials(F x, F shift, int32_t k, float* __restrict kept) {
+  const F e = exp_nonpositive(x - shift);
   if constexpr (kKeep) std::memcpy(kept + k, &e, sizeof e);
   return e;
 }
 
-// Row x[0..c) with label t, where x[0..readable) may be read (the rows after it too). With
-// kKeep, the exponentials are also written to `kept` (for the ranking bins), whose length is
-// c rounded up to whole vectors.
-template <bool kKeep>
+// Row x[0..c) with label t, in vectors F, where x[0..readable) may be read (the rows after
+// it too). With kKeep, the exponentials are also written to `kept` (for the ranking bins),
+// whose length is c rounded up to whole vectors.
+template <typename F, bool kKeep>
 FOCAL_INLINE Sums row_sums(const float* __restrict x, int32_t c, int32_t t, int64_t readable,
                            float* __restrict kept) {
-  const Ints lane{0, 1, 2, 3, 4, 5, 6, 7};
-  const int32_t full = c / kWidth * kWidth;  // whole vectors; then the partial one, `tail`
-  Floats tail;
-  if (full + kWidth <= readable) {
-    tail = lane + full < c ? load(x + full) : broadcast(-INFINITY);
+  using I = IntsOf<F>;
+  constexpr int32_t width = kLanes<F>;
+  const I lane = Lanes<F>::numbers;
+  const int32_t full = c / width * width;  // whole vectors; then the partial one, `tail`
+  const F none = F{} - INFINITY;
+  F tail = none;
+  if (full == c) {
+  } else if (full + width <= readable) {
+    tail = lane + full < c ? load<F>(x + full) : none;
   } else {
-    float copy[kWidth];
-    for (int32_t j = 0; j < kWidth; ++j) copy[j] = full + j < c ? x[full + j] : -INFINITY;
-    tail = load(copy);
+    float copy[width];
+    for (int32_t j = 0; j < width; ++j) copy[j] = full + j < c ? x[full + j] : -INFINITY;
+    tail = load<F>(copy);
   }
   // pass 1: each lane's maximum and its first index; x - x is 0 unless x is NaN or infinite
-  Floats highest = broadcast(-INFINITY), nonfinite = Floats{};
-  Ints first = broadcast(c), index = lane;
-  for (int32_t k = 0; k < full; k += kWidth, index += kWidth) {
-    const Floats v = load(x + k);
-    const Ints above = v > highest;
+  F highest = none, nonfinite = F{};
+  I first = I{} + c, index = lane;
+  for (int32_t k = 0; k < full; k += width, index += width) {
+    const F v = load<F>(x + k);
+    const I above = v > highest;
     highest = above ? v : highest;
     first = above ? index : first;
     nonfinite += v - v;
   }
-  const Ints above = tail > highest;
+  const I above = tail > highest;
   highest = above ? tail : highest;
   first = above ? index : first;
-  nonfinite += index < c ? tail - tail : Floats{};
+  nonfinite += index < c ? tail - tail : F{};
   const float m = max(highest);
-  const Floats shift = broadcast(m);
+  const F shift = F{} + m;
   // pass 2: the exponentials, all summed as the other classes' but for the label's vector
-  Floats others = Floats{}, squared = Floats{};
-  const int32_t labelled = t / kWidth * kWidth;  // the label's vector
-  for (int32_t k = 0; k < c; k += kWidth) {
+  F others = F{}, squared = F{};
+  const int32_t labelled = t / width * width;  // the label's vector
+  for (int32_t k = 0; k < c; k += width) {
     if (k == labelled) continue;
-    const Floats e = exponentials<kKeep>(k < full ? load(x + k) : tail, shift, k, kept);
+    const F e = exponentials<kKeep>(k < full ? load<F>(x + k) : tail, shift, k, kept);
     others += e;
     squared += e * e;
   }
-  const Floats e =
-      exponentials<kKeep>(labelled < full ? load(x + labelled) : tail, shift, labelled, kept);
-  const Floats other = lane + labelled == broadcast(t) ? Floats{} : e;
+  const F e =
+      exponentials<kKeep>(labelled < full ? load<F>(x + labelled) : tail, shift, labelled, kept);
+  const F other = lane + labelled == t ? F{} : e;
   others += other;
   squared += other * other;
   const float other_sum = sum(others);
   return {m,
-          min(highest == shift ? first : broadcast(c)),
+          min(highest == shift ? first : I{} + c),
           other_sum + e[t - labelled],
           other_sum,
           sum(squared),
@@ -208,19 +222,21 @@ FOCAL_INLINE void add_bins(const float* __restrict e, float s, int32_t c, int32_
 }
 
 // row_sums with the exponentials kept when there are `histograms` to bin them.
+template <typename F>
 FOCAL_INLINE Sums row_sums(const float* x, int32_t c, int32_t t, int64_t readable,
                            const Histograms* histograms, float* kept) {
-  return histograms ? row_sums<true>(x, c, t, readable, kept)
-                    : row_sums<false>(x, c, t, readable, nullptr);
+  return histograms ? row_sums<F, true>(x, c, t, readable, kept)
+                    : row_sums<F, false>(x, c, t, readable, nullptr);
 }
 
-// Rows [begin, end): per-sample values (and, with `histograms`, their ranking bins).
-// Lambdas stay out of it: each would be a function of its own, compiled for the baseline
-// processor whatever copy of this one calls it.
-FOCAL_CPU_DISPATCH void score_rows(const Rows& rows, int64_t begin, int64_t end,
-                                   Histograms* histograms) {
+// Rows [begin, end) in vectors F: per-sample values (and, with `histograms`, their ranking
+// bins). Inlined into each copy of score_rows; lambdas stay out of it, as each would be a
+// function of its own, compiled for the baseline processor whatever copy calls it.
+template <typename F>
+FOCAL_INLINE void score_rows_in(const Rows& rows, int64_t begin, int64_t end,
+                                Histograms* histograms) {
   const int32_t classes = static_cast<int32_t>(rows.c);
-  const size_t whole = static_cast<size_t>((rows.c + kWidth - 1) / kWidth * kWidth);
+  const size_t whole = static_cast<size_t>((rows.c + kLanes<F> - 1) / kLanes<F> * kLanes<F>);
   const std::vector<float> zeros(whole, 0.0f);  // a row with a non-finite logit
   std::vector<float> kept(histograms ? whole : 0);
   std::vector<int32_t> bins(histograms ? whole : 0);
@@ -232,11 +248,11 @@ FOCAL_CPU_DISPATCH void score_rows(const Rows& rows, int64_t begin, int64_t end,
     const bool valid = label != rows.ignore_index;
     const int32_t t = valid ? static_cast<int32_t>(label) : 0;
     const float* x = rows.logits + i * rows.c;
-    Sums sums = row_sums(x, classes, t, (rows.n - i) * rows.c, histograms, kept.data());
+    Sums sums = row_sums<F>(x, classes, t, (rows.n - i) * rows.c, histograms, kept.data());
     if (!sums.finite) {  // the run fails; the row is scored as zeros meanwhile (no bin NaN)
       rows.nonfinite->store(true, std::memory_order_relaxed);
       x = zeros.data();
-      sums = row_sums(x, classes, t, static_cast<int64_t>(whole), histograms, kept.data());
+      sums = row_sums<F>(x, classes, t, static_cast<int64_t>(whole), histograms, kept.data());
     }
     if (histograms && valid)
       add_bins(kept.data(), sums.all, classes, t, *histograms, bins.data(),
@@ -270,6 +286,27 @@ FOCAL_CPU_DISPATCH void score_rows(const Rows& rows, int64_t begin, int64_t end,
     brier[j] = valid * (block.others_squared[j] / (s * s) + rest * rest);
   }
 }
+
+// One copy per processor level on x86-64 (chosen at load time, as FOCAL_CPU_DISPATCH does, but
+// with the vector width of each), else one with 4 lanes.
+#ifdef FOCAL_COPIES_BY_CPU
+__attribute__((target("default"))) void score_rows(const Rows& rows, int64_t begin, int64_t end,
+                                                   Histograms* histograms) {
+  score_rows_in<Floats4>(rows, begin, end, histograms);
+}
+__attribute__((target("arch=x86-64-v3"))) void score_rows(const Rows& rows, int64_t begin,
+                                                          int64_t end, Histograms* histograms) {
+  score_rows_in<Floats8>(rows, begin, end, histograms);
+}
+__attribute__((target("arch=x86-64-v4"))) void score_rows(const Rows& rows, int64_t begin,
+                                                          int64_t end, Histograms* histograms) {
+  score_rows_in<Floats8>(rows, begin, end, histograms);
+}
+#else
+void score_rows(const Rows& rows, int64_t begin, int64_t end, Histograms* histograms) {
+  score_rows_in<Floats4>(rows, begin, end, histograms);
+}
+#endif
 
 struct Statistics {
   int64_t* confusion_matrix;

@@ -10,8 +10,10 @@
 #include <vector>
 
 // x86-64 builds carry a baseline, an AVX2 + FMA (x86-64-v3) and an AVX-512 (x86-64-v4) copy of
-// a function, chosen at load time by the CPU (GCC's target_clones); elsewhere one generic copy.
-#if defined(__x86_64__) && defined(__GNUC__)
+// a function, chosen at load time by the CPU (GCC's target_clones); elsewhere, or when built
+// with FOCAL_ONE_COPY defined (the tests' way to run the baseline copy), one generic copy.
+#if defined(__x86_64__) && defined(__GNUC__) && !defined(FOCAL_ONE_COPY)
+#define FOCAL_COPIES_BY_CPU 1
 #define FOCAL_CPU_DISPATCH \
   __attribute__((target_clones("default", "arch=x86-64-v3", "arch=x86-64-v4")))
 #else
@@ -96,32 +98,36 @@ extern Op multiclass_evaluation;
 extern Op multiclass_evaluation_ranking;
 extern Op multilabel_evaluation;
 
-// Eight floats, or eight int32s, as one value (GCC's vector extensions): each clone of a function
-// compiles them to its own instructions (two SSE registers on the baseline, one AVX register
-// on x86-64-v3 and -v4, NEON pairs elsewhere). Arithmetic and comparisons work lane by lane;
-// a comparison gives -1 (true) or 0 per lane, and `mask ? a : b` selects lane by lane.
-typedef float Floats __attribute__((vector_size(32)));
-typedef int32_t Ints __attribute__((vector_size(32)));
-constexpr int32_t kWidth = 8;  // lanes of Floats and Ints
+// Four or eight floats, or int32s, as one value (GCC's vector extensions). Arithmetic and
+// comparisons work lane by lane; a comparison gives -1 (true) or 0 per lane, and
+// `mask ? a : b` selects lane by lane. A vector wider than the processor's registers is
+// compiled lane by lane for comparisons and selects, so each copy of a row loop takes the
+// width of its processor: 8 with AVX2 and up, 4 with SSE2 or NEON.
+typedef float Floats4 __attribute__((vector_size(16)));
+typedef int32_t Ints4 __attribute__((vector_size(16)));
+typedef float Floats8 __attribute__((vector_size(32)));
+typedef int32_t Ints8 __attribute__((vector_size(32)));
 
-FOCAL_INLINE Floats load(const float* p) {  // any alignment
-  Floats v;
+template <typename F>
+constexpr int32_t kLanes = sizeof(F) / sizeof(float);
+
+template <typename F>
+FOCAL_INLINE F load(const float* p) {  // any alignment
+  F v;
   std::memcpy(&v, p, sizeof v);
   return v;
 }
-FOCAL_INLINE Floats broadcast(float x) { return Floats{} + x; }
-FOCAL_INLINE Ints broadcast(int32_t x) { return Ints{} + x; }
 
-// Integer truncation and the reading of int32 bits as float32, for a float or lane by lane.
+// Integer truncation, for a float or lane by lane.
 FOCAL_INLINE int32_t truncated(float x) { return static_cast<int32_t>(x); }
-FOCAL_INLINE Ints truncated(Floats x) { return __builtin_convertvector(x, Ints); }
-FOCAL_INLINE float from_bits(int32_t bits) {
-  float x;
-  std::memcpy(&x, &bits, sizeof x);
-  return x;
-}
-FOCAL_INLINE Floats from_bits(Ints bits) {
-  Floats x;
+FOCAL_INLINE Ints4 truncated(Floats4 x) { return __builtin_convertvector(x, Ints4); }
+FOCAL_INLINE Ints8 truncated(Floats8 x) { return __builtin_convertvector(x, Ints8); }
+
+// The bits of an int32 (or of each lane) read as float32.
+template <typename F, typename I>
+FOCAL_INLINE F from_bits(I bits) {
+  static_assert(sizeof(F) == sizeof(I), "as many lanes");
+  F x;
   std::memcpy(&x, &bits, sizeof x);
   return x;
 }
@@ -146,7 +152,7 @@ FOCAL_INLINE F exp_nonpositive(F x) {
   p = p * r + 0.5f;
   p = p * r + 1.0f;
   p = p * r + 1.0f;
-  const F scale = from_bits((truncated(n) + 127) << 23);
+  const F scale = from_bits<F>((truncated(n) + 127) << 23);
   return x < low ? F{} : p * scale;
 }
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -14,10 +15,13 @@ IGNORE = -100
 
 
 def run_fused(
-    kind: str, feeds: dict[str, npt.NDArray[Any]], threads: int = 2
+    kind: str,
+    feeds: dict[str, npt.NDArray[Any]],
+    threads: int = 2,
+    library: Path | None = None,
 ) -> dict[str, npt.NDArray[Any]]:
-    """The outputs of the fused graph ``kind`` on ``feeds``, by name."""
-    library = library_path()
+    """The outputs of the fused graph ``kind`` on ``feeds``, by name; ``library``: the installed."""
+    library = library or library_path()
     assert library is not None, "the package was installed without its kernel"
     session = open_session(find_artifact(default_artifact_dir(), kind), threads, [library])
     names = [o.name for o in session.get_outputs()]

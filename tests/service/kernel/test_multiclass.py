@@ -23,9 +23,23 @@ import pytest
 from focal_eval.service.kernel import NON_FINITE as NON_FINITE_ERROR
 from focal_eval.service.kernel import library_path
 from tests.service.kernel._fused import IGNORE, run_fused, scalar
+from tests.service.kernel.build import build_library
 
 BINS = 15
 REPO = Path(__file__).resolve().parents[3]
+
+
+@pytest.fixture(scope="module")
+def one_copy(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The kernel built as one generic copy (4 lanes): on x86-64, the baseline processor's."""
+    out = tmp_path_factory.mktemp("one_copy") / "one_copy.so"
+    return build_library(out, prelude="#define FOCAL_ONE_COPY 1")
+
+
+@pytest.fixture(params=["by_cpu", "one_copy"])
+def library(request: pytest.FixtureRequest) -> Path | None:
+    """The installed library (its copy for this processor), then the one-copy build."""
+    return None if request.param == "by_cpu" else request.getfixturevalue("one_copy")
 
 
 def run(
@@ -34,6 +48,7 @@ def run(
     gamma: float = 2.0,
     alpha: npt.NDArray[np.float32] | None = None,
     threads: int = 2,
+    library: Path | None = None,
 ) -> dict[str, npt.NDArray[Any]]:
     feeds: dict[str, npt.NDArray[Any]] = {
         "logits": logits,
@@ -42,7 +57,7 @@ def run(
         "gamma": scalar(gamma),
         "ignore_index": scalar(IGNORE, np.int64),
     }
-    return run_fused("fused_evaluation", feeds, threads)
+    return run_fused("fused_evaluation", feeds, threads, library)
 
 
 def reference(logits: npt.NDArray[np.float32], labels: npt.NDArray[np.int64]) -> dict[str, Any]:
@@ -75,11 +90,13 @@ SWEEP = [
 
 
 @pytest.mark.parametrize(("c", "scale"), SWEEP)
-def test_one_minus_p_true_and_brier_hold_relative_precision(c: int, scale: float) -> None:
+def test_one_minus_p_true_and_brier_hold_relative_precision(
+    c: int, scale: float, library: Path | None
+) -> None:
     rng = np.random.default_rng(c)
     logits = (scale * rng.standard_normal((c, c))).astype(np.float32)
     labels = rng.permutation(c)
-    got = run(logits, labels, gamma=1.0)
+    got = run(logits, labels, gamma=1.0, library=library)
     want = reference(logits, labels)
     counted = want["rest"] >= 1e-7
     positive = counted & (got["cross_entropy"] > 0)
@@ -94,14 +111,16 @@ def test_one_minus_p_true_and_brier_hold_relative_precision(c: int, scale: float
 
 
 @pytest.mark.parametrize("gamma", [0.0, 0.5, 2.0, 5.0])
-def test_per_sample_values_and_statistics_equal_the_float64_formulas(gamma: float) -> None:
+def test_per_sample_values_and_statistics_equal_the_float64_formulas(
+    gamma: float, library: Path | None
+) -> None:
     rng = np.random.default_rng(7)
     n, c = 4000, 37
     logits = (3.0 * rng.standard_normal((n, c))).astype(np.float32)
     labels = rng.integers(0, c, n)
     labels[::5] = IGNORE
     alpha = (0.1 + rng.random(c)).astype(np.float32)
-    got = run(logits, labels, gamma, alpha)
+    got = run(logits, labels, gamma, alpha, library=library)
     valid = labels != IGNORE
     safe = np.where(valid, labels, 0)
     want = reference(logits, safe)
@@ -149,57 +168,66 @@ TIES = [  # classes sharing the maximum, in one vector of 8 lanes, across them, 
 
 
 @pytest.mark.parametrize("tied", TIES)
-def test_ties_go_to_the_first_class(tied: list[int]) -> None:
+def test_ties_go_to_the_first_class(tied: list[int], library: Path | None) -> None:
+    """In a row read in place (the rows after it reach past its partial vector) and the last."""
     logits = np.full((3, 21), 2.5, np.float32)
-    logits[1, tied] = 3.0
-    got = run(logits, np.zeros(3, np.int64))
-    assert got["prediction"].tolist() == [0, min(tied), 0]
+    logits[1:, tied] = 3.0
+    got = run(logits, np.zeros(3, np.int64), library=library)
+    assert got["prediction"].tolist() == [0, min(tied), min(tied)]
     np.testing.assert_allclose(got["confidence"][0], 1 / 21, rtol=1e-6)
 
 
-# Runs the fused graph on logits that end where an unreadable page begins, and prints its
-# predictions and cross entropies: a read past the batch's last logit kills the process.
+GUARDED_SHAPES = [(n, c) for n in (1, 2, 5) for c in (1, 2, 3, 5, 7, 8, 9, 37)]
+
+# Runs the fused graph on logits that end where an unreadable page begins, shape after shape,
+# and prints each one's logits, predictions and cross entropies (a line each, the shape first
+# on stderr): a read past the batch's last logit kills the process.
 GUARDED = """
 import ctypes, json, mmap, sys
 import numpy as np
 from tests.service.kernel._fused import IGNORE, run_fused, scalar
 
-n, c = int(sys.argv[1]), int(sys.argv[2])
+kind, library, shapes = sys.argv[1], sys.argv[2] or None, json.loads(sys.argv[3])
 page = mmap.PAGESIZE
 memory = mmap.mmap(-1, 2 * page)
 start = ctypes.addressof(ctypes.c_char.from_buffer(memory))
 libc = ctypes.CDLL(None, use_errno=True)
 libc.mprotect.argtypes = [ctypes.c_void_p, ctypes.c_size_t, ctypes.c_int]
 assert libc.mprotect(start + page, page, 0) == 0, ctypes.get_errno()  # PROT_NONE
-logits = np.frombuffer(memory, np.float32, n * c, page - 4 * n * c).reshape(n, c)
-logits[:] = np.random.default_rng(c).standard_normal((n, c))
-labels = np.arange(n) % c
-feeds = {"logits": logits, "labels": labels, "alpha": np.ones(c, np.float32),
-         "gamma": scalar(0.0), "ignore_index": scalar(IGNORE, np.int64)}
-got = run_fused("fused_evaluation", feeds, threads=1)
-print(json.dumps({"logits": logits.tolist(), "prediction": got["prediction"].tolist(),
-                  "cross_entropy": got["cross_entropy"].tolist()}))
+for n, c in shapes:
+    print(f"N={n} C={c}", file=sys.stderr, flush=True)
+    logits = np.frombuffer(memory, np.float32, n * c, page - 4 * n * c).reshape(n, c)
+    logits[:] = np.random.default_rng(c).standard_normal((n, c))
+    feeds = {"logits": logits, "labels": np.arange(n) % c, "alpha": np.ones(c, np.float32),
+             "gamma": scalar(0.0), "ignore_index": scalar(IGNORE, np.int64)}
+    got = run_fused(kind, feeds, threads=1, library=library)
+    print(json.dumps({"logits": logits.tolist(), "prediction": got["prediction"].tolist(),
+                      "cross_entropy": got["cross_entropy"].tolist()}), flush=True)
 """
 
 
-@pytest.mark.parametrize("c", [1, 2, 3, 7, 8, 9, 37])
-@pytest.mark.parametrize("n", [1, 2, 5])
-def test_no_logit_past_the_batch_is_read(n: int, c: int) -> None:
+@pytest.mark.parametrize("kind", ["fused_evaluation", "fused_evaluation_ranking"])
+def test_no_logit_past_the_batch_is_read(kind: str, library: Path | None) -> None:
     """A row's last partial vector is read whole only where the rows after it reach."""
+    given = "" if library is None else str(library)
     done = subprocess.run(
-        [sys.executable, "-c", GUARDED, str(n), str(c)],
+        [sys.executable, "-c", GUARDED, kind, given, json.dumps(GUARDED_SHAPES)],
         capture_output=True,
         text=True,
-        timeout=60,
+        timeout=120,
         cwd=REPO,
         check=False,
     )
-    assert done.returncode == 0, done.stderr[-2000:]
-    got = json.loads(done.stdout)
-    logits, labels = np.array(got["logits"], np.float32), np.arange(n) % c
-    assert got["prediction"] == logits.argmax(axis=1).tolist()
-    want = reference(logits, labels)["cross_entropy"]
-    np.testing.assert_allclose(got["cross_entropy"], want, rtol=1e-5, atol=1e-6)
+    assert done.returncode == 0, done.stderr[-2000:]  # its last line: the shape it died in
+    results = [json.loads(line) for line in done.stdout.splitlines()]
+    assert len(results) == len(GUARDED_SHAPES)
+    for (n, c), got in zip(GUARDED_SHAPES, results, strict=True):
+        logits, labels = np.array(got["logits"], np.float32), np.arange(n) % c
+        assert got["prediction"] == logits.argmax(axis=1).tolist(), (n, c)
+        want = reference(logits, labels)["cross_entropy"]
+        np.testing.assert_allclose(
+            got["cross_entropy"], want, rtol=1e-5, atol=1e-6, err_msg=f"N={n} C={c}"
+        )
 
 
 def test_every_row_ignored_gives_zero_losses_and_empty_statistics() -> None:
@@ -250,10 +278,14 @@ NON_FINITE = [
 @pytest.mark.parametrize("value", NON_FINITE)
 @pytest.mark.parametrize("kind", ["fused_evaluation", "fused_evaluation_ranking"])
 @pytest.mark.parametrize("column", [0, 36], ids=["first_class", "last_class"])
-def test_a_non_finite_logit_fails_the_run(kind: str, value: float, column: int) -> None:
-    """Anywhere in a row of 37 classes (a padded vector's tail beside it is -inf)."""
+@pytest.mark.parametrize("row", [201, 299], ids=["read_in_place", "last_row"])
+def test_a_non_finite_logit_fails_the_run(
+    kind: str, value: float, column: int, row: int, library: Path | None
+) -> None:
+    """Anywhere in a row of 37 classes: the last class is in the row's partial vector, read
+    with the next row's first logits, or copied in the batch's last row."""
     logits = np.random.default_rng(3).standard_normal((300, 37)).astype(np.float32)
-    logits[201, column] = value
+    logits[row, column] = value
     feeds: dict[str, npt.NDArray[Any]] = {
         "logits": logits,
         "labels": np.zeros(300, np.int64),
@@ -262,7 +294,7 @@ def test_a_non_finite_logit_fails_the_run(kind: str, value: float, column: int) 
         "ignore_index": scalar(IGNORE, np.int64),
     }
     with pytest.raises(Exception, match=f"FocalEvaluation[A-Za-z]*: {NON_FINITE_ERROR}"):
-        run_fused(kind, feeds)
+        run_fused(kind, feeds, library=library)
 
 
 def test_the_largest_finite_logits_are_finite() -> None:
