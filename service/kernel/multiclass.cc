@@ -137,10 +137,9 @@ FOCAL_INLINE Sums row_sums(const float* __restrict x, int32_t c, int32_t t, int6
   const int32_t full = c / width * width;  // whole vectors; then the partial one, `tail`
   const F none = F{} - INFINITY;
   F tail = none;
-  if (full == c) {
-  } else if (full + width <= readable) {
+  if (full < c && full + width <= readable) {
     tail = lane + full < c ? load<F>(x + full) : none;
-  } else {
+  } else if (full < c) {
     float copy[width];
     for (int32_t j = 0; j < width; ++j) copy[j] = full + j < c ? x[full + j] : -INFINITY;
     tail = load<F>(copy);

@@ -177,9 +177,7 @@ FOCAL_INLINE float log_positive(float x) {
   int32_t bits;
   std::memcpy(&bits, &x, sizeof bits);
   const float exponent = static_cast<float>(((bits >> 23) & 0xff) - 127);
-  const int32_t mantissa_bits = (bits & 0x7fffff) | 0x3f800000;
-  float mantissa;
-  std::memcpy(&mantissa, &mantissa_bits, sizeof mantissa);
+  const float mantissa = from_bits<float>((bits & 0x7fffff) | 0x3f800000);
   return exponent * 0.693147180559945309f + log1p_unit(mantissa - 1.0f);
 }
 
