@@ -300,7 +300,11 @@ def softmax_parts(logits: Tensor, labels: Tensor) -> Tuple[Tensor, Tensor, Tenso
     so :math:`1 - p_{i,y_i}` is a sum, never a difference that cancels where :math:`p_{i,y_i}`
     nears 1, and the largest probability is exactly :math:`1 / s_i` (:math:`\exp(0) = 1`). In
     an exported graph the label's entry is set by one scatter into the shifted logits, which
-    onnxruntime does in place, and the exponentials are summed once.
+    onnxruntime does in place, and the exponentials are summed once. The maximum
+    :math:`m_i` and :math:`x_{i,y_i}` are read from the flattened logits at
+    :math:`i C + j` (for :math:`j` the first argmax and the label): one pass over
+    ``(M, C)`` (``ArgMax``) where ``max(dim=1)`` exported two (``ReduceMax`` and
+    ``ArgMax``), and flat gathers that onnxruntime runs faster than a gather along the rows.
 
     Args:
         logits: ``(M, C)`` :math:`x`.
@@ -311,10 +315,12 @@ def softmax_parts(logits: Tensor, labels: Tensor) -> Tuple[Tensor, Tensor, Tenso
         :math:`1 - p_{i,y_i}`, :math:`s_i`, :math:`x_{i,y_i} - m_i` and the first index of each
         row's maximum (ties: the lowest).
     """
-    top, first = logits.max(dim=1)
-    label = labels.unsqueeze(1)
-    shifted_true = logits.gather(1, label).squeeze(1) - top
-    others = (logits - top.unsqueeze(1)).scatter_(1, label, float("-inf")).exp_()
+    first = logits.argmax(dim=1)
+    rows = torch.arange(logits.shape[0], device=logits.device) * logits.shape[1]
+    flat = logits.reshape(-1)
+    top = flat.gather(0, rows + first)
+    shifted_true = flat.gather(0, rows + labels) - top
+    others = (logits - top.unsqueeze(1)).scatter_(1, labels.unsqueeze(1), float("-inf")).exp_()
     others_sum = others.sum(1)
     total = others_sum + torch.exp(shifted_true)
     return others, others_sum / total, total, shifted_true, first

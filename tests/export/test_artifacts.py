@@ -334,6 +334,15 @@ SHIPPED_CASES = Sweeps(
 )
 
 
+@pytest.mark.parametrize("name", ["evaluation.onnx", "evaluation_statistics.onnx"])
+def test_multiclass_graphs_read_the_logits_in_two_passes(name: str) -> None:
+    """One ``ArgMax`` (the maximum is gathered at its index) and one ``Sub``; nothing else
+    reads the ``(N, C)`` logits but their shape and a flat view of them."""
+    graph = onnx.load(default_artifact_dir() / name).graph
+    readers = sorted(node.op_type for node in graph.node if "logits" in node.input)
+    assert [op for op in readers if op != "Shape"] == ["ArgMax", "Reshape", "Sub"]
+
+
 @pytest.mark.parametrize("kind", [pytest.param(kind, id=kind.name) for kind in KINDS])
 def test_shipped_default_artifacts_equal_a_fresh_export(
     exported: dict[str, ArtifactReport], kind: GraphKind
