@@ -13,10 +13,19 @@ import pytest
 import torch
 
 import focal_eval.export.parity
+import focal_eval.export.pipeline
 from focal_eval.export import ArtifactReport
 from focal_eval.export.cli import main
 from focal_eval.export.fused import FUSED_KINDS, kernel_library
-from focal_eval.export.kinds import KINDS, METRICS, GraphKind, Options, Sweeps, statistics
+from focal_eval.export.kinds import (
+    EVALUATION,
+    KINDS,
+    METRICS,
+    GraphKind,
+    Options,
+    Sweeps,
+    statistics,
+)
 from focal_eval.export.manifest import sha256_of
 from focal_eval.export.onnx import graph_signature
 from focal_eval.export.sweeps import Case, LabelCase
@@ -399,6 +408,9 @@ def test_cli_exits_non_zero_when_parity_fails(
 ) -> None:
     monkeypatch.setattr(focal_eval.export.parity, "ATOL", 0.0)
     monkeypatch.setattr(focal_eval.export.parity, "RTOL", 0.0)
+    # the failure path on the one graph it is about (exporting every graph takes a minute)
+    monkeypatch.setattr(focal_eval.export.pipeline, "KINDS", (EVALUATION,))
+    monkeypatch.setattr(focal_eval.export.pipeline, "FUSED_KINDS", ())
     assert main(["--out", str(tmp_path), "--formats", "onnx"]) == 1
     captured = capsys.readouterr()
     assert "FAILED" in captured.out
