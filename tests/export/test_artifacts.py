@@ -346,10 +346,12 @@ SHIPPED_CASES = Sweeps(
 @pytest.mark.parametrize("name", ["evaluation.onnx", "evaluation_statistics.onnx"])
 def test_multiclass_graphs_read_the_logits_in_two_passes(name: str) -> None:
     """One ``ArgMax`` (the maximum is gathered at its index) and one ``Sub``; nothing else
-    reads the ``(N, C)`` logits but their shape and a flat view of them."""
+    reads the ``(N, C)`` logits but their shape and a flat view of them, and no ``ReduceL2``."""
     graph = onnx.load(default_artifact_dir() / name).graph
     readers = sorted(node.op_type for node in graph.node if "logits" in node.input)
     assert [op for op in readers if op != "Shape"] == ["ArgMax", "Reshape", "Sub"]
+    # row sums of squares as Mul + ReduceSum (onnxruntime's ReduceL2 is not vectorised)
+    assert "ReduceL2" not in {node.op_type for node in graph.node}
 
 
 @pytest.mark.parametrize("kind", [pytest.param(kind, id=kind.name) for kind in KINDS])
