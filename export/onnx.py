@@ -18,6 +18,8 @@ import onnx
 import torch
 from torch import nn
 
+from focal_eval.export.lowering import LOWERINGS
+
 MIN_OPSET = 18
 
 _ONNX_DTYPES: dict[int, str] = {
@@ -62,6 +64,7 @@ def export_onnx(
             input_names=list(input_names),
             output_names=list(output_names),
             dynamic_shapes=dynamic_shapes,
+            custom_translation_table=LOWERINGS,
         )
     assert program is not None
     model = program.model_proto

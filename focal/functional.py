@@ -300,15 +300,15 @@ def softmax_parts(logits: Tensor, labels: Tensor) -> Tuple[Tensor, Tensor, Tenso
     so :math:`1 - p_{i,y_i}` is a sum, never a difference that cancels where :math:`p_{i,y_i}`
     nears 1, and the largest probability is exactly :math:`1 / s_i` (:math:`\exp(0) = 1`). In
     an exported graph the label's entry is set by one scatter into the shifted logits, which
-    onnxruntime does in place, and the exponentials are summed once. The maximum
-    :math:`m_i` and :math:`x_{i,y_i}` are read from the flattened logits at
-    :math:`i C + j` (for :math:`j` the first argmax and the label): one pass over
-    ``(M, C)`` (``ArgMax``) where ``max(dim=1)`` exported two (``ReduceMax`` and
-    ``ArgMax``), and flat gathers that onnxruntime runs faster than a gather along the rows.
+    onnxruntime does in place, and the exponentials are summed once. :math:`m_i` and
+    :math:`x_{i,y_i}` are read from the flattened logits at :math:`i C + j` (:math:`j` the
+    first argmax, then the label), so that the graph reads the logits in one ``ArgMax`` and
+    one subtraction.
 
     Args:
         logits: ``(M, C)`` :math:`x`.
-        labels: ``(M,)`` class indices, all in ``[0, C)`` (ignored rows replaced beforehand).
+        labels: ``(M,)`` class indices, all in ``[0, C)`` (ignored rows replaced beforehand;
+            another value would read another row's logit).
 
     Returns:
         ``(others, rest, total, shifted_true, first)``: ``(M, C)`` :math:`o`, and ``(M,)``
