@@ -1,14 +1,16 @@
 """Running the real Dockerfile with the podman shim in ../shared/container (no Docker engine).
 
 ``docker(...)`` runs the shim; the ``image`` fixture (tests/container/conftest.py) builds the
-image once per session. Tests skip where podman or the base image is missing, and fail instead
-where CI requires them (``tests.system``).
+image once per session, in the background while other tests run (:class:`ImageBuild`). Tests
+skip where podman or the base image is missing, and fail instead where CI requires them
+(``tests.system``).
 """
 
 from __future__ import annotations
 
 import os
 import subprocess
+import tempfile
 import time
 from pathlib import Path
 
@@ -20,6 +22,9 @@ ROOT = Path(__file__).resolve().parents[2]
 BASE = "docker.io/library/python:3.11-slim"
 TAG = "localhost/focal-eval:test"
 BUILD_STAGE_LABEL = "org.focal-eval.stage=build"  # the Dockerfile's build stage
+BUILD_TIMEOUT_S = 900
+STOP_TIMEOUT_S = 30
+DOCKER_ENVIRONMENT = {**os.environ, "BUILDAH_FORMAT": "docker"}  # keep HEALTHCHECK in the image
 
 
 def docker_cli() -> str:
@@ -38,38 +43,68 @@ def docker(
     *args: str, timeout: float = 120, check: bool = True
 ) -> subprocess.CompletedProcess[str]:
     """Run ``docker ARGS`` through the shim and return its output."""
-    environment = {**os.environ, "BUILDAH_FORMAT": "docker"}  # keep HEALTHCHECK in the image
     return subprocess.run(
         [docker_cli(), *args],
         capture_output=True,
         text=True,
         timeout=timeout,
         check=check,
-        env=environment,
+        env=DOCKER_ENVIRONMENT,
     )
 
 
-def build_image() -> str:
-    """Build the repository's Dockerfile as ``TAG``; print what it adds to its base.
+class ImageBuild:
+    """``docker build`` of the repository's Dockerfile as ``TAG``: started, then finished.
 
-    The images the build supersedes are removed (each build left about 1.1 GB behind): the
-    previous ``TAG``, and every build stage's image but the newest, which the next build's
-    layer cache starts from.
+    Starting skips (or fails, where CI requires the image) when podman or the base image is
+    missing. Finishing removes the images the build supersedes (each build left about 1.1 GB
+    behind): the previous ``TAG``, and every build stage's image but the newest, which the
+    next build's layer cache starts from.
     """
-    if docker("image", "exists", BASE, check=False).returncode != 0:
-        unavailable("container", f"{BASE} is missing: run ../shared/container/make-base-image")
-    previous = _image_id(TAG)
-    docker("build", "-t", TAG, str(ROOT), timeout=900)
-    built_before = docker(
-        "images", "--quiet", "--filter", f"label={BUILD_STAGE_LABEL}", "--sort", "created"
-    ).stdout.split()[1:]  # newest first: keep the first
-    superseded = [previous] if previous not in (None, _image_id(TAG)) else []
-    for image in dict.fromkeys(superseded + built_before):
-        docker("rmi", image, check=False)  # one a container still uses stays
-    size = int(docker("image", "inspect", TAG, "--format", "{{.Size}}").stdout)
-    base = int(docker("image", "inspect", BASE, "--format", "{{.Size}}").stdout)
-    print(f"\nimage {TAG}: {size / 1e6:.0f} MB, {(size - base) / 1e6:.0f} MB over {BASE}")
-    return TAG
+
+    def __init__(self) -> None:
+        if docker("image", "exists", BASE, check=False).returncode != 0:
+            unavailable("container", f"{BASE} is missing: run ../shared/container/make-base-image")
+        self._previous = _image_id(TAG)
+        # the build's output: a pipe nobody reads yet would stall it; closed by stop()
+        self._log = tempfile.TemporaryFile()  # noqa: SIM115
+        self._process = subprocess.Popen(
+            [docker_cli(), "build", "-t", TAG, str(ROOT)],
+            stdout=self._log,
+            stderr=subprocess.STDOUT,
+            env=DOCKER_ENVIRONMENT,
+        )
+
+    def finish(self) -> str:
+        """Wait for the build (bounded), clean up after it, print its size; ``TAG``."""
+        try:
+            if self._process.wait(timeout=BUILD_TIMEOUT_S) != 0:
+                self._log.seek(0)
+                output = self._log.read().decode(errors="replace")
+                raise AssertionError(f"docker build failed:\n{output[-4000:]}")
+        finally:
+            self.stop()
+        built_before = docker(
+            "images", "--quiet", "--filter", f"label={BUILD_STAGE_LABEL}", "--sort", "created"
+        ).stdout.split()[1:]  # newest first: keep the first
+        previous = self._previous
+        superseded = [previous] if previous not in (None, _image_id(TAG)) else []
+        for image in dict.fromkeys(superseded + built_before):
+            docker("rmi", image, check=False)  # one a container still uses stays
+        size = int(docker("image", "inspect", TAG, "--format", "{{.Size}}").stdout)
+        base = int(docker("image", "inspect", BASE, "--format", "{{.Size}}").stdout)
+        print(f"\nimage {TAG}: {size / 1e6:.0f} MB, {(size - base) / 1e6:.0f} MB over {BASE}")
+        return TAG
+
+    def stop(self) -> None:
+        """End the build if it still runs (a no-op once it has exited): SIGTERM, then SIGKILL."""
+        self._process.terminate()
+        try:
+            self._process.wait(timeout=STOP_TIMEOUT_S)
+        except subprocess.TimeoutExpired:
+            self._process.kill()
+            self._process.wait()
+        self._log.close()
 
 
 def _image_id(name: str) -> str | None:
