@@ -3,11 +3,11 @@
 Each case copies focal/ to a temporary folder, adds a field the way a contributor would (a
 metric: a ``Metrics`` field computed in ``_compute``, an edit of focal/metrics.py only; a
 statistic: a ``Statistics`` field computed in ``_update``, plus a metric that reads it), and
-runs the unmodified export pipeline on the copy in a fresh interpreter: every artifact must
-pass parity, and the manifests, the graphs and the derived functions must carry the new field.
-A fresh process is the honest test: module-level names (``Statistics._fields``, the generated
-``merge`` and ``forward``) are fixed at import, so patching ``focal`` in this process would
-test the patch, not the code.
+runs the unmodified export pipeline on the copy in a fresh interpreter (the two cases' at once:
+an export keeps about one core busy): every artifact must pass parity, and the manifests, the
+graphs and the derived functions must carry the new field. A fresh process is the honest test:
+module-level names (``Statistics._fields``, the generated ``merge`` and ``forward``) are fixed
+at import, so patching ``focal`` in this process would test the patch, not the code.
 """
 
 from __future__ import annotations
@@ -30,6 +30,7 @@ from focal_eval.export.sweeps import Case
 from focal_eval.focal import Metrics, PerSample, Statistics, compute, update
 
 REPOSITORY = Path(__file__).resolve().parents[2]
+EXPORT_TIMEOUT_S = 300
 
 # runs in the copy: export everything, then the focal-side functions built from `_fields`
 SCRIPT = """
@@ -111,10 +112,11 @@ STATISTIC_AND_METRIC = Addition(
     statistic="p_true_sum",
     metric="mean_true_probability",
 )
+ADDITIONS = {"metric": METRIC_ONLY, "statistic-and-metric": STATISTIC_AND_METRIC}
 
 
-def export_with(addition: Addition, tmp_path: Path) -> tuple[Path, dict[str, Any]]:
-    """Export from a copy of focal/ with ``addition`` applied; the artifacts and the report."""
+def copy_with(addition: Addition, tmp_path: Path) -> Path:
+    """A copy of the checkout's package with ``addition`` applied to its focal/; its root."""
     source = tmp_path / "source"
     package = source / "focal_eval"  # the checkout's layout: focal copied, the rest linked
     shutil.copytree(
@@ -130,19 +132,40 @@ def export_with(addition: Addition, tmp_path: Path) -> tuple[Path, dict[str, Any
             assert text.count(anchor) == 1, f"{name} no longer has the line {anchor!r}"
             text = text.replace(anchor, anchor + line)
         path.write_text(text)
-    out = tmp_path / "artifacts"
-    done = subprocess.run(
-        [sys.executable, "-c", SCRIPT, str(out)],
-        cwd=source,  # first on sys.path: the copy's focal_eval shadows the repository's
-        capture_output=True,
-        text=True,
-        timeout=240,
-        check=False,
-    )
-    assert done.returncode == 0, done.stderr
-    report: dict[str, Any] = json.loads(done.stdout.splitlines()[-1])
-    assert Path(report["focal"]).is_relative_to(source)
-    return out, report
+    return source
+
+
+@pytest.fixture(scope="module")
+def exports(tmp_path_factory: pytest.TempPathFactory) -> dict[str, tuple[Path, dict[str, Any]]]:
+    """Each addition exported from its copy, the copies side by side (one process each).
+
+    By addition: the artifacts folder and the script's report.
+    """
+    running: dict[str, tuple[Path, Path, subprocess.Popen[str]]] = {}
+    for name, addition in ADDITIONS.items():
+        tmp_path = tmp_path_factory.mktemp(name)
+        source, out = copy_with(addition, tmp_path), tmp_path / "artifacts"
+        process = subprocess.Popen(
+            [sys.executable, "-c", SCRIPT, str(out)],
+            cwd=source,  # first on sys.path: the copy's focal_eval shadows the repository's
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        running[name] = (source, out, process)
+    done = {}
+    try:
+        for name, (source, out, process) in running.items():
+            stdout, stderr = process.communicate(timeout=EXPORT_TIMEOUT_S)
+            assert process.returncode == 0, stderr
+            report: dict[str, Any] = json.loads(stdout.splitlines()[-1])
+            assert Path(report["focal"]).is_relative_to(source)
+            done[name] = out, report
+    finally:
+        for _, _, process in running.values():
+            process.kill()  # a no-op once it has exited
+            process.wait()
+    return done
 
 
 def manifest(out: Path, artifact: str) -> dict[str, Any]:
@@ -154,17 +177,12 @@ def names(entries: list[dict[str, Any]]) -> list[str]:
     return [entry["name"] for entry in entries]
 
 
-@pytest.mark.parametrize(
-    "addition",
-    [
-        pytest.param(METRIC_ONLY, id="metric"),
-        pytest.param(STATISTIC_AND_METRIC, id="statistic-and-metric"),
-    ],
-)
+@pytest.mark.parametrize("name", ADDITIONS)
 def test_a_new_field_reaches_every_artifact_from_focal_alone(
-    addition: Addition, tmp_path: Path
+    name: str, exports: dict[str, tuple[Path, dict[str, Any]]]
 ) -> None:
-    out, report = export_with(addition, tmp_path)
+    addition = ADDITIONS[name]
+    out, report = exports[name]
     added = [addition.statistic] if addition.statistic else []
     statistics = [*Statistics._fields, *added]
     metrics = [*Metrics._fields, addition.metric]

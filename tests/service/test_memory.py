@@ -526,9 +526,12 @@ def test_the_portable_paths_arena_is_released_after_each_chunked_batch() -> None
 
 
 def test_one_row_traffic_does_not_grow_the_monitor() -> None:
-    """20,000 monitored one-row requests (a sidecar's pattern): RSS stays where 1,000 left it."""
-    c, first, requests = 100, 1_000, 20_000
-    window, buckets = 10_000, 10
+    """10,000 monitored one-row requests (a sidecar's pattern): RSS stays where 1,000 left it.
+
+    The window (5,000 samples) fills half-way through, and evicts for the other half.
+    """
+    c, first, requests = 100, 1_000, 10_000
+    window, buckets = 5_000, 10
     env = {"FOCAL_WINDOW_SAMPLES": str(window), "FOCAL_WINDOW_BUCKETS": str(buckets)}
     with focal_server(env) as server:
         url = server.url + SCORE
