@@ -16,6 +16,7 @@ from tests.container.podman import ImageBuild
 BUILD = pytest.StashKey[ImageBuild]()
 
 
+@pytest.hookimpl(trylast=True)  # after -k and -m have deselected what they deselect
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
     """Move the tests that use ``image`` to the end (keeping every order) and start its build.
 
