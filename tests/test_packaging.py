@@ -11,10 +11,8 @@ import json
 import os
 import shutil
 import subprocess
-import sys
 import urllib.request
 import zipfile
-from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -22,10 +20,17 @@ import pytest
 from sklearn.metrics import balanced_accuracy_score
 
 from focal_eval.service.testing import focal_spec, serve
+from tests.preparations import prepared
+from tests.wheel import (
+    NOT_COPIED_PATTERNS,
+    PIP_TIMEOUT_S,
+    REPOSITORY,
+    RUN_TIMEOUT_S,
+    Installed,
+    WheelInstall,
+    wheel_command,
+)
 
-REPOSITORY = Path(__file__).resolve().parents[1]
-PIP_TIMEOUT_S = 600
-RUN_TIMEOUT_S = 120
 EXPORT_MESSAGE = (
     "focal export needs the export extra (torch, onnx, onnxscript missing):"
     " pip install 'focal-eval[export]'\n"
@@ -33,59 +38,7 @@ EXPORT_MESSAGE = (
 REPORT_MESSAGE = (
     "focal report needs the report extra (matplotlib missing): pip install 'focal-eval[report]'\n"
 )
-NOT_COPIED_PATTERNS = (
-    ".git",
-    ".venv",
-    "build",
-    "dist",
-    "*.egg-info",
-    "__pycache__",
-    "*_cache",
-    "results",
-)
-NOT_COPIED = shutil.ignore_patterns(*NOT_COPIED_PATTERNS)
 DEAD_PROXY = "http://127.0.0.1:9"  # the discard port: nothing listens, the connection is refused
-
-
-@dataclass(frozen=True)
-class Installed:
-    """The built wheel and the fresh venv it is installed in."""
-
-    wheel: Path
-    venv: Path
-    outside: Path  # a working directory with nothing importable in it
-
-    def bin(self, name: str) -> str:
-        """A program of the venv."""
-        return str(self.venv / "bin" / name)
-
-    def run(self, *command: str) -> subprocess.CompletedProcess[str]:
-        """Run ``command`` from outside the checkout, with no PYTHONPATH."""
-        return subprocess.run(
-            command,
-            cwd=self.outside,
-            env={"PATH": f"{self.venv / 'bin'}:/usr/bin:/bin", "HOME": str(self.outside)},
-            capture_output=True,
-            text=True,
-            timeout=RUN_TIMEOUT_S,
-            check=False,
-        )
-
-    def python(self, code: str) -> subprocess.CompletedProcess[str]:
-        """Run ``code`` in the venv's interpreter."""
-        return self.run(self.bin("python"), "-c", code)
-
-
-def build_wheel(source: Path, out: Path) -> Path:
-    """``pip wheel`` of the project at ``source`` (no dependencies), the wheel's path."""
-    subprocess.run(
-        [sys.executable, "-m", "pip", "wheel", "--quiet", "--no-deps", "-w", str(out), str(source)],
-        check=True,
-        timeout=PIP_TIMEOUT_S,
-        capture_output=True,
-    )
-    (wheel,) = out.glob("*.whl")
-    return wheel
 
 
 def test_an_offline_build_leaves_out_the_kernel_and_the_charts(tmp_path: Path) -> None:
@@ -97,9 +50,8 @@ def test_an_offline_build_leaves_out_the_kernel_and_the_charts(tmp_path: Path) -
     proxies = ("HTTP_PROXY", "HTTPS_PROXY", "http_proxy", "https_proxy")
     environment |= dict.fromkeys(proxies, DEAD_PROXY) | {"NO_PROXY": "", "no_proxy": ""}
     environment["XDG_CACHE_HOME"] = str(tmp_path / "cache")
-    command = [sys.executable, "-m", "pip", "wheel", "--quiet", "--no-deps"]
     done = subprocess.run(
-        [*command, "--no-build-isolation", "-w", str(tmp_path / "dist"), str(source)],
+        [*wheel_command(source, tmp_path / "dist"), "--no-build-isolation"],
         env=environment,
         capture_output=True,
         text=True,
@@ -114,24 +66,10 @@ def test_an_offline_build_leaves_out_the_kernel_and_the_charts(tmp_path: Path) -
     assert not [name for name in names if name.endswith(".so") or "chart." in name]
 
 
-@pytest.fixture(scope="module")
-def installed(tmp_path_factory: pytest.TempPathFactory) -> Installed:
+@pytest.fixture(scope="session")
+def installed(request: pytest.FixtureRequest) -> Installed:
     """The wheel built from a copy of the checkout, pip-installed in a fresh venv."""
-    root = tmp_path_factory.mktemp("packaging")
-    source = root / "source"
-    shutil.copytree(REPOSITORY, source, symlinks=True, ignore=NOT_COPIED)
-    wheel = build_wheel(source, root / "dist")
-    venv = root / "venv"
-    subprocess.run([sys.executable, "-m", "venv", str(venv)], check=True, timeout=RUN_TIMEOUT_S)
-    subprocess.run(
-        [str(venv / "bin" / "python"), "-m", "pip", "install", "--quiet", str(wheel)],
-        check=True,
-        timeout=PIP_TIMEOUT_S,
-        capture_output=True,
-    )
-    outside = root / "outside"
-    outside.mkdir()
-    return Installed(wheel, venv, outside)
+    return prepared(request.config, WheelInstall).finish()
 
 
 def test_the_wheel_holds_one_top_level_name(installed: Installed) -> None:
@@ -230,7 +168,8 @@ def test_another_service_package_beside_it_changes_nothing(
         '[project]\nname = "acme-service"\nversion = "1.0"\n'
         '[tool.setuptools]\npackages = ["service"]\n'
     )
-    acme_wheel = build_wheel(acme, tmp_path / "dist")
+    subprocess.run(wheel_command(acme, tmp_path / "dist"), check=True, timeout=PIP_TIMEOUT_S)
+    (acme_wheel,) = (tmp_path / "dist").glob("*.whl")
     pip = [installed.bin("python"), "-m", "pip", "--quiet"]
     for step in (["install", "--no-deps", str(acme_wheel)], ["uninstall", "-y", "acme-service"]):
         assert installed.run(*pip, *step).returncode == 0

@@ -1,7 +1,7 @@
 """Running the real Dockerfile with the podman shim in ../shared/container (no Docker engine).
 
 ``docker(...)`` runs the shim; the ``image`` fixture (tests/container/conftest.py) builds the
-image once per session, in the background while other tests run (:class:`ImageBuild`). Tests
+image once per session, in the background while other tests run (:mod:`tests.background`). Tests
 skip where podman or the base image is missing, and fail instead where CI requires them
 (``tests.system``).
 """
@@ -10,12 +10,12 @@ from __future__ import annotations
 
 import os
 import subprocess
-import tempfile
 import time
 from pathlib import Path
 
 import httpx
 
+from tests.background import Started
 from tests.system import require, unavailable
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -23,7 +23,6 @@ BASE = "docker.io/library/python:3.11-slim"
 TAG = "localhost/focal-eval:test"
 BUILD_STAGE_LABEL = "org.focal-eval.stage=build"  # the Dockerfile's build stage
 BUILD_TIMEOUT_S = 900
-STOP_TIMEOUT_S = 30
 DOCKER_ENVIRONMENT = {**os.environ, "BUILDAH_FORMAT": "docker"}  # keep HEALTHCHECK in the image
 
 
@@ -66,24 +65,11 @@ class ImageBuild:
         if docker("image", "exists", BASE, check=False).returncode != 0:
             unavailable("container", f"{BASE} is missing: run ../shared/container/make-base-image")
         self._previous = _image_id(TAG)
-        # the build's output: a pipe nobody reads yet would stall it; closed by stop()
-        self._log = tempfile.TemporaryFile()  # noqa: SIM115
-        self._process = subprocess.Popen(
-            [docker_cli(), "build", "-t", TAG, str(ROOT)],
-            stdout=self._log,
-            stderr=subprocess.STDOUT,
-            env=DOCKER_ENVIRONMENT,
-        )
+        self._build = Started([docker_cli(), "build", "-t", TAG, str(ROOT)], DOCKER_ENVIRONMENT)
 
     def finish(self) -> str:
         """Wait for the build (bounded), clean up after it, print its size; ``TAG``."""
-        try:
-            if self._process.wait(timeout=BUILD_TIMEOUT_S) != 0:
-                self._log.seek(0)
-                output = self._log.read().decode(errors="replace")
-                raise AssertionError(f"docker build failed:\n{output[-4000:]}")
-        finally:
-            self.stop()
+        self._build.wait(BUILD_TIMEOUT_S)
         built_before = docker(
             "images", "--quiet", "--filter", f"label={BUILD_STAGE_LABEL}", "--sort", "created"
         ).stdout.split()[1:]  # newest first: keep the first
@@ -97,14 +83,8 @@ class ImageBuild:
         return TAG
 
     def stop(self) -> None:
-        """End the build if it still runs (a no-op once it has exited): SIGTERM, then SIGKILL."""
-        self._process.terminate()
-        try:
-            self._process.wait(timeout=STOP_TIMEOUT_S)
-        except subprocess.TimeoutExpired:
-            self._process.kill()
-            self._process.wait()
-        self._log.close()
+        """End the build if it still runs."""
+        self._build.stop()
 
 
 def _image_id(name: str) -> str | None:
