@@ -16,6 +16,7 @@ import json
 import shutil
 import subprocess
 import sys
+import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -30,7 +31,7 @@ from focal_eval.export.sweeps import Case
 from focal_eval.focal import Metrics, PerSample, Statistics, compute, update
 
 REPOSITORY = Path(__file__).resolve().parents[2]
-EXPORT_TIMEOUT_S = 300
+EXPORT_TIMEOUT_S = 240  # both exports: within pytest's timeout of 300 s
 
 # runs in the copy: export everything, then the focal-side functions built from `_fields`
 SCRIPT = """
@@ -135,37 +136,59 @@ def copy_with(addition: Addition, tmp_path: Path) -> Path:
     return source
 
 
+@dataclass(frozen=True)
+class Exported:
+    """One addition's export: its copy, its artifacts folder, and how its process ended."""
+
+    source: Path
+    out: Path
+    returncode: int
+    stdout: str
+    stderr: str
+
+    def report(self) -> dict[str, Any]:
+        """The script's report, after checking that it ran to the end in the copy."""
+        assert self.returncode == 0, self.stderr
+        report: dict[str, Any] = json.loads(self.stdout.splitlines()[-1])
+        assert Path(report["focal"]).is_relative_to(self.source)
+        return report
+
+
 @pytest.fixture(scope="module")
-def exports(tmp_path_factory: pytest.TempPathFactory) -> dict[str, tuple[Path, dict[str, Any]]]:
+def exports(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Exported]:
     """Each addition exported from its copy, the copies side by side (one process each).
 
-    By addition: the artifacts folder and the script's report.
+    Both are waited for (within one deadline, under pytest's own timeout), so that each
+    test reports its own export's failure.
     """
     running: dict[str, tuple[Path, Path, subprocess.Popen[str]]] = {}
-    for name, addition in ADDITIONS.items():
-        tmp_path = tmp_path_factory.mktemp(name)
-        source, out = copy_with(addition, tmp_path), tmp_path / "artifacts"
-        process = subprocess.Popen(
-            [sys.executable, "-c", SCRIPT, str(out)],
-            cwd=source,  # first on sys.path: the copy's focal_eval shadows the repository's
-            stdout=subprocess.PIPE,
-            stderr=subprocess.PIPE,
-            text=True,
-        )
-        running[name] = (source, out, process)
-    done = {}
+    deadline = time.monotonic() + EXPORT_TIMEOUT_S
     try:
+        for name, addition in ADDITIONS.items():
+            tmp_path = tmp_path_factory.mktemp(name)
+            source, out = copy_with(addition, tmp_path), tmp_path / "artifacts"
+            process = subprocess.Popen(
+                [sys.executable, "-c", SCRIPT, str(out)],
+                cwd=source,  # first on sys.path: the copy's focal_eval shadows the repository's
+                stdout=subprocess.PIPE,
+                stderr=subprocess.PIPE,
+                text=True,
+            )
+            running[name] = (source, out, process)
+        done = {}
         for name, (source, out, process) in running.items():
-            stdout, stderr = process.communicate(timeout=EXPORT_TIMEOUT_S)
-            assert process.returncode == 0, stderr
-            report: dict[str, Any] = json.loads(stdout.splitlines()[-1])
-            assert Path(report["focal"]).is_relative_to(source)
-            done[name] = out, report
+            try:
+                stdout, stderr = process.communicate(timeout=max(0.0, deadline - time.monotonic()))
+            except subprocess.TimeoutExpired:
+                process.kill()
+                stdout, stderr = process.communicate()
+                stderr += f"\n(killed after {EXPORT_TIMEOUT_S} s)"
+            done[name] = Exported(source, out, process.returncode, stdout, stderr)
+        return done
     finally:
         for _, _, process in running.values():
             process.kill()  # a no-op once it has exited
-            process.wait()
-    return done
+            process.communicate()  # and its pipes closed
 
 
 def manifest(out: Path, artifact: str) -> dict[str, Any]:
@@ -179,10 +202,10 @@ def names(entries: list[dict[str, Any]]) -> list[str]:
 
 @pytest.mark.parametrize("name", ADDITIONS)
 def test_a_new_field_reaches_every_artifact_from_focal_alone(
-    name: str, exports: dict[str, tuple[Path, dict[str, Any]]]
+    name: str, exports: dict[str, Exported]
 ) -> None:
     addition = ADDITIONS[name]
-    out, report = exports[name]
+    out, report = exports[name].out, exports[name].report()
     added = [addition.statistic] if addition.statistic else []
     statistics = [*Statistics._fields, *added]
     metrics = [*Metrics._fields, addition.metric]

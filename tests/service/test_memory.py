@@ -528,7 +528,9 @@ def test_the_portable_paths_arena_is_released_after_each_chunked_batch() -> None
 def test_one_row_traffic_does_not_grow_the_monitor() -> None:
     """10,000 monitored one-row requests (a sidecar's pattern): RSS stays where 1,000 left it.
 
-    The window (5,000 samples) fills half-way through, and evicts for the other half.
+    The window (5,000 samples) fills half-way through, and evicts for the other half. The
+    bound, 5% over 9,000 requests, catches any leak of more than about 650 bytes a request
+    (at about 115 MiB), as 10% over 19,000 did.
     """
     c, first, requests = 100, 1_000, 10_000
     window, buckets = 5_000, 10
@@ -550,7 +552,7 @@ def test_one_row_traffic_does_not_grow_the_monitor() -> None:
     # the window evicts by samples: at most W plus one bucket's worth, one sample a batch
     held = described["window"]
     assert held["batches"] == held["samples"] <= window + window // buckets < requests
-    assert growth <= 0.10, f"RSS grew {100 * growth:.1f}% from request {first} to {requests}"
+    assert growth <= 0.05, f"RSS grew {100 * growth:.1f}% from request {first} to {requests}"
 
 
 def test_all_ignored_batches_hold_bounded_state_and_reset_releases_it() -> None:
