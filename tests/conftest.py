@@ -1,41 +1,40 @@
-"""Preparations that take minutes start when collection ends, beside the other tests.
+"""Preparations that take minutes run beside the other tests.
 
-The Docker image and the installed wheel (:mod:`tests.preparations`) are commands that mostly
-wait on the disk and the network (:mod:`tests.background`). Each one a selected test needs is
-started as soon as the tests are known, and the tests that need one run last (keeping every
-order), so that every other test runs meanwhile. Their fixtures wait for what was started.
+The Docker image (``image``, tests/container) and the installed wheel (``installed``,
+tests/test_packaging.py) are built by commands that mostly wait on the disk and the network
+(:mod:`tests.background`). The tests that need one run last (keeping every order); the
+session starts each one its tests need before its first test, and stops them at its end, so
+that every other test runs meanwhile. Their fixtures wait for them.
 """
 
 from __future__ import annotations
 
-import contextlib
+from collections.abc import Iterator
 
 import pytest
 
-from tests.preparations import PREPARATIONS, STARTED
-
-
-def needs(item: pytest.Item) -> list[str]:
-    """The fixtures prepared in the background that ``item`` asks for."""
-    names = getattr(item, "fixturenames", ())
-    return [name for name in PREPARATIONS if name in names]
+from tests.container.podman import ImageBuild
+from tests.preparations import Preparations, needs, start
+from tests.wheel import WheelInstall
 
 
 @pytest.hookimpl(trylast=True)  # after -k and -m have deselected what they deselect
-def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
-    """Move the tests that need a preparation to the end, and start each one needed.
-
-    One that cannot start (no podman, no base image) is left to its fixture, which then skips
-    or fails with the reason.
-    """
-    items.sort(key=lambda item: bool(needs(item)))  # stable: False first
-    started = config.stash.setdefault(STARTED, {})
-    for name in dict.fromkeys(name for item in items for name in needs(item)):
-        with contextlib.suppress(pytest.skip.Exception, pytest.fail.Exception):
-            started[name] = PREPARATIONS[name]()
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """Move the tests that need a preparation to the end, each order kept (a stable sort)."""
+    items.sort(key=lambda item: bool(needs(item)))
 
 
-def pytest_unconfigure(config: pytest.Config) -> None:
-    """Stop every preparation (a no-op for one that ended) and free what it holds."""
-    for preparation in config.stash.get(STARTED, {}).values():
-        preparation.stop()
+@pytest.fixture(scope="session", autouse=True)
+def preparations(
+    request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[Preparations]:
+    """Each preparation the session's tests need, started; all stopped when the session ends."""
+    needed = {name for item in request.session.items for name in needs(item)}
+    started = Preparations(
+        start(ImageBuild) if "image" in needed else None,
+        start(lambda: WheelInstall(tmp_path_factory.mktemp("wheel")))
+        if "installed" in needed
+        else None,
+    )
+    yield started
+    started.stop()

@@ -1,11 +1,9 @@
-"""The fixtures prepared in the background, by name, and where the started ones are kept.
-
-``tests/conftest.py`` starts them when collection ends; a fixture takes its own with
-:func:`prepared`.
-"""
+"""The fixtures whose work starts with the session (``tests/conftest.py``), and that work."""
 
 from __future__ import annotations
 
+from collections.abc import Callable
+from dataclasses import dataclass
 from typing import TypeVar
 
 import pytest
@@ -13,21 +11,33 @@ import pytest
 from tests.container.podman import ImageBuild
 from tests.wheel import WheelInstall
 
+PREPARED = ("image", "installed")  # the Docker image, the wheel installed in a fresh venv
 Preparation = TypeVar("Preparation", ImageBuild, WheelInstall)
 
-PREPARATIONS: dict[str, type[ImageBuild] | type[WheelInstall]] = {
-    "image": ImageBuild,  # the Docker image (tests/container)
-    "installed": WheelInstall,  # the wheel in a fresh venv (tests/test_packaging.py)
-}
-STARTED = pytest.StashKey[dict[str, ImageBuild | WheelInstall]]()
+
+@dataclass(frozen=True)
+class Preparations:
+    """What the session started: None for what none of its tests needs, or failed to start."""
+
+    image: ImageBuild | None
+    wheel: WheelInstall | None
+
+    def stop(self) -> None:
+        """Stop each (a no-op for one that ended)."""
+        for preparation in (self.image, self.wheel):
+            if preparation is not None:
+                preparation.stop()
 
 
-def prepared(config: pytest.Config, kind: type[Preparation]) -> Preparation:
-    """The ``kind`` started at collection, else one started now (stopped with the others)."""
-    (name,) = (name for name, each in PREPARATIONS.items() if each is kind)
-    started = config.stash.setdefault(STARTED, {})
-    if name not in started:
-        started[name] = kind()
-    preparation = started[name]
-    assert isinstance(preparation, kind)
-    return preparation
+def needs(item: pytest.Item) -> list[str]:
+    """The fixtures of :data:`PREPARED` that ``item`` asks for."""
+    names = getattr(item, "fixturenames", ())
+    return [name for name in PREPARED if name in names]
+
+
+def start(preparation: Callable[[], Preparation]) -> Preparation | None:
+    """``preparation()``, or None where it cannot start: its fixture tries again and says why."""
+    try:
+        return preparation()
+    except (Exception, pytest.skip.Exception, pytest.fail.Exception):
+        return None

@@ -20,7 +20,7 @@ import pytest
 from sklearn.metrics import balanced_accuracy_score
 
 from focal_eval.service.testing import focal_spec, serve
-from tests.preparations import prepared
+from tests.preparations import Preparations
 from tests.wheel import (
     NOT_COPIED_PATTERNS,
     PIP_TIMEOUT_S,
@@ -67,9 +67,10 @@ def test_an_offline_build_leaves_out_the_kernel_and_the_charts(tmp_path: Path) -
 
 
 @pytest.fixture(scope="session")
-def installed(request: pytest.FixtureRequest) -> Installed:
+def installed(preparations: Preparations, tmp_path_factory: pytest.TempPathFactory) -> Installed:
     """The wheel built from a copy of the checkout, pip-installed in a fresh venv."""
-    return prepared(request.config, WheelInstall).finish()
+    install = preparations.wheel or WheelInstall(tmp_path_factory.mktemp("wheel"))
+    return install.finish()
 
 
 def test_the_wheel_holds_one_top_level_name(installed: Installed) -> None:
@@ -168,7 +169,14 @@ def test_another_service_package_beside_it_changes_nothing(
         '[project]\nname = "acme-service"\nversion = "1.0"\n'
         '[tool.setuptools]\npackages = ["service"]\n'
     )
-    subprocess.run(wheel_command(acme, tmp_path / "dist"), check=True, timeout=PIP_TIMEOUT_S)
+    built = subprocess.run(
+        wheel_command(acme, tmp_path / "dist"),
+        capture_output=True,
+        text=True,
+        timeout=PIP_TIMEOUT_S,
+        check=False,
+    )
+    assert built.returncode == 0, built.stderr[-2000:]
     (acme_wheel,) = (tmp_path / "dist").glob("*.whl")
     pip = [installed.bin("python"), "-m", "pip", "--quiet"]
     for step in (["install", "--no-deps", str(acme_wheel)], ["uninstall", "-y", "acme-service"]):

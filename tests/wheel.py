@@ -1,7 +1,7 @@
 """The wheel as a user installs it: built from a copy of the checkout, in a fresh venv.
 
 :class:`WheelInstall` copies the checkout, then builds the wheel and pip-installs it with its
-dependencies from the package index, in the background (:mod:`tests.background`);
+dependencies from the package index, in the background (``tests/conftest.py``);
 ``tests/test_packaging.py`` runs its checks in the result.
 """
 
@@ -11,11 +11,10 @@ import shlex
 import shutil
 import subprocess
 import sys
-import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
-from tests.background import Started
+from tests.background import BackgroundCommand
 
 REPOSITORY = Path(__file__).resolve().parents[1]
 PIP_TIMEOUT_S = 600
@@ -78,22 +77,19 @@ def wheel_command(source: Path, out: Path) -> list[str]:
 
 
 class WheelInstall:
-    """The checkout copied to a new temporary folder (now), its wheel built and installed there.
+    """The checkout copied into ``root`` (now), its wheel built and installed there (started)."""
 
-    The folder is removed by :meth:`stop`.
-    """
-
-    def __init__(self) -> None:
-        self._root = Path(tempfile.mkdtemp(prefix="focal-eval-wheel-"))
-        shutil.copytree(REPOSITORY, self._root / "source", symlinks=True, ignore=NOT_COPIED)
-        dist, venv = self._root / "dist", self._root / "venv"
+    def __init__(self, root: Path) -> None:
+        self._root = root
+        shutil.copytree(REPOSITORY, root / "source", symlinks=True, ignore=NOT_COPIED)
+        dist, venv = root / "dist", root / "venv"
         install = [str(venv / "bin" / "python"), "-m", "pip", "install", "--quiet"]
         steps = [
-            shlex.join(wheel_command(self._root / "source", dist)),
+            shlex.join(wheel_command(root / "source", dist)),
             shlex.join([sys.executable, "-m", "venv", str(venv)]),
             f"{shlex.join(install)} {shlex.quote(str(dist))}/*.whl",  # the one wheel built
         ]
-        self._install = Started(["bash", "-c", " && ".join(steps)])
+        self._install = BackgroundCommand(["bash", "-c", " && ".join(steps)])
 
     def finish(self) -> Installed:
         """Wait for the install (bounded); the wheel and the venv."""
@@ -104,6 +100,5 @@ class WheelInstall:
         return Installed(wheel, self._root / "venv", outside)
 
     def stop(self) -> None:
-        """End the install if it still runs; remove the folder."""
+        """End the install if it still runs."""
         self._install.stop()
-        shutil.rmtree(self._root, ignore_errors=True)

@@ -15,7 +15,7 @@ from pathlib import Path
 
 import httpx
 
-from tests.background import Started
+from tests.background import BackgroundCommand
 from tests.system import require, unavailable
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -65,7 +65,8 @@ class ImageBuild:
         if docker("image", "exists", BASE, check=False).returncode != 0:
             unavailable("container", f"{BASE} is missing: run ../shared/container/make-base-image")
         self._previous = _image_id(TAG)
-        self._build = Started([docker_cli(), "build", "-t", TAG, str(ROOT)], DOCKER_ENVIRONMENT)
+        build = [docker_cli(), "build", "-t", TAG, str(ROOT)]
+        self._build = BackgroundCommand(build, DOCKER_ENVIRONMENT)
 
     def finish(self) -> str:
         """Wait for the build (bounded), clean up after it, print its size; ``TAG``."""
@@ -73,8 +74,7 @@ class ImageBuild:
         built_before = docker(
             "images", "--quiet", "--filter", f"label={BUILD_STAGE_LABEL}", "--sort", "created"
         ).stdout.split()[1:]  # newest first: keep the first
-        previous = self._previous
-        superseded = [previous] if previous not in (None, _image_id(TAG)) else []
+        superseded = [self._previous] if self._previous not in (None, _image_id(TAG)) else []
         for image in dict.fromkeys(superseded + built_before):
             docker("rmi", image, check=False)  # one a container still uses stays
         size = int(docker("image", "inspect", TAG, "--format", "{{.Size}}").stdout)
