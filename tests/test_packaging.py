@@ -10,7 +10,6 @@ from __future__ import annotations
 import json
 import os
 import shutil
-import subprocess
 import urllib.request
 import zipfile
 from pathlib import Path
@@ -23,12 +22,11 @@ from focal_eval.service.testing import focal_spec, serve
 from tests.preparations import Preparations
 from tests.wheel import (
     NOT_COPIED_PATTERNS,
-    PIP_TIMEOUT_S,
     REPOSITORY,
     RUN_TIMEOUT_S,
     Installed,
     WheelInstall,
-    wheel_command,
+    build_wheel,
 )
 
 EXPORT_MESSAGE = (
@@ -50,16 +48,7 @@ def test_an_offline_build_leaves_out_the_kernel_and_the_charts(tmp_path: Path) -
     proxies = ("HTTP_PROXY", "HTTPS_PROXY", "http_proxy", "https_proxy")
     environment |= dict.fromkeys(proxies, DEAD_PROXY) | {"NO_PROXY": "", "no_proxy": ""}
     environment["XDG_CACHE_HOME"] = str(tmp_path / "cache")
-    done = subprocess.run(
-        [*wheel_command(source, tmp_path / "dist"), "--no-build-isolation"],
-        env=environment,
-        capture_output=True,
-        text=True,
-        timeout=PIP_TIMEOUT_S,
-        check=False,
-    )
-    assert done.returncode == 0, done.stderr[-2000:]
-    (wheel,) = (tmp_path / "dist").glob("*.whl")
+    wheel = build_wheel(source, tmp_path / "dist", "--no-build-isolation", env=environment)
     with zipfile.ZipFile(wheel) as archive:
         names = archive.namelist()
     assert "focal_eval/service/dashboard/assets/dashboard.js" in names
@@ -169,15 +158,7 @@ def test_another_service_package_beside_it_changes_nothing(
         '[project]\nname = "acme-service"\nversion = "1.0"\n'
         '[tool.setuptools]\npackages = ["service"]\n'
     )
-    built = subprocess.run(
-        wheel_command(acme, tmp_path / "dist"),
-        capture_output=True,
-        text=True,
-        timeout=PIP_TIMEOUT_S,
-        check=False,
-    )
-    assert built.returncode == 0, built.stderr[-2000:]
-    (acme_wheel,) = (tmp_path / "dist").glob("*.whl")
+    acme_wheel = build_wheel(acme, tmp_path / "dist")
     pip = [installed.bin("python"), "-m", "pip", "--quiet"]
     for step in (["install", "--no-deps", str(acme_wheel)], ["uninstall", "-y", "acme-service"]):
         assert installed.run(*pip, *step).returncode == 0

@@ -76,6 +76,21 @@ def wheel_command(source: Path, out: Path) -> list[str]:
     ]
 
 
+def build_wheel(source: Path, out: Path, *options: str, env: dict[str, str] | None = None) -> Path:
+    """:func:`wheel_command` with ``options`` (and ``env``), checked; the wheel's path."""
+    built = subprocess.run(
+        [*wheel_command(source, out), *options],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=PIP_TIMEOUT_S,
+        check=False,
+    )
+    assert built.returncode == 0, built.stderr[-2000:]
+    (wheel,) = out.glob("*.whl")
+    return wheel
+
+
 class WheelInstall:
     """The checkout copied into ``root`` (now), its wheel built and installed there (started)."""
 
