@@ -1,8 +1,9 @@
 """Preparations that take minutes run beside the other tests.
 
-The Docker image (``image``, tests/container) and the installed wheel (``installed``,
-tests/test_packaging.py) are built by commands that mostly wait on the disk and the network
-(:mod:`tests.background`). The tests that need one run last (keeping every order); the
+The Docker image (``image``, tests/container), the installed wheel (``installed``,
+tests/test_packaging.py) and the exports the export tests read (tests/export) are made by
+commands that mostly wait on the disk and the network, or keep one core busy
+(:mod:`tests.background`, niced). The tests that need one run last (keeping every order); the
 session starts each one its tests need before its first test, and stops them at its end, so
 that every other test runs meanwhile. Their fixtures wait for them.
 """
@@ -13,9 +14,7 @@ from collections.abc import Iterator
 
 import pytest
 
-from tests.container.podman import ImageBuild
-from tests.preparations import Preparations, needs, start
-from tests.wheel import WheelInstall
+from tests.preparations import Preparations, needs
 
 
 @pytest.hookimpl(trylast=True)  # after -k and -m have deselected what they deselect
@@ -30,11 +29,6 @@ def preparations(
 ) -> Iterator[Preparations]:
     """Each preparation the session's tests need, started; all stopped when the session ends."""
     needed = {name for item in request.session.items for name in needs(item)}
-    started = Preparations(
-        start(ImageBuild) if "image" in needed else None,
-        start(lambda: WheelInstall(tmp_path_factory.mktemp("wheel")))
-        if "installed" in needed
-        else None,
-    )
+    started = Preparations(needed, tmp_path_factory, request.config)
     yield started
     started.stop()

@@ -56,10 +56,9 @@ def test_an_offline_build_leaves_out_the_kernel_and_the_charts(tmp_path: Path) -
 
 
 @pytest.fixture(scope="session")
-def installed(preparations: Preparations, tmp_path_factory: pytest.TempPathFactory) -> Installed:
+def installed(preparations: Preparations) -> Installed:
     """The wheel built from a copy of the checkout, pip-installed in a fresh venv."""
-    install = preparations.wheel or WheelInstall(tmp_path_factory.mktemp("wheel"))
-    return install.finish()
+    return preparations.take("installed", WheelInstall).finish()
 
 
 def test_the_wheel_holds_one_top_level_name(installed: Installed) -> None:

@@ -9,4 +9,4 @@ from tests.preparations import Preparations
 @pytest.fixture(scope="session")
 def image(preparations: Preparations) -> str:
     """The repository's Dockerfile built as a tagged image (started with the session)."""
-    return (preparations.image or ImageBuild()).finish()
+    return preparations.take("image", ImageBuild).finish()

@@ -4,11 +4,19 @@ from pathlib import Path
 
 import pytest
 
-from focal_eval.export import ArtifactReport, export_all
+from tests.export.exports import ArtifactExport, artifacts_in
+from tests.preparations import Preparations
 
 
 @pytest.fixture(scope="session")
-def exported(tmp_path_factory: pytest.TempPathFactory) -> dict[str, ArtifactReport]:
-    """One fresh export of every artifact for the whole session, by file name."""
-    out: Path = tmp_path_factory.mktemp("artifacts")
-    return {report.path.name: report for report in export_all(out)}
+def exported(preparations: Preparations) -> dict[str, Path]:
+    """One fresh ``focal export`` of every artifact for the whole session, by file name."""
+    export = preparations.take("exported", ArtifactExport)
+    export.finish()
+    return artifacts_in(export.out)
+
+
+@pytest.fixture(scope="session")
+def exported_with_options(preparations: Preparations) -> ArtifactExport:
+    """``focal export`` with every option that changes a graph (``exports.OPTIONS``)."""
+    return preparations.take("exported_with_options", ArtifactExport)

@@ -14,7 +14,6 @@ import torch
 
 import focal_eval.export.parity
 import focal_eval.export.pipeline
-from focal_eval.export import ArtifactReport
 from focal_eval.export.cli import main
 from focal_eval.export.fused import FUSED_KINDS, kernel_library
 from focal_eval.export.kinds import (
@@ -45,7 +44,7 @@ from focal_eval.focal import (
     update_ranking,
 )
 from focal_eval.service.artifacts import default_artifact_dir, load_artifacts, open_session
-from focal_eval.service.cli import main as focal_main
+from tests.export.exports import OPTIONS, ArtifactExport
 from tests.focal.reference import sigmoid_focal_loss64
 
 
@@ -55,14 +54,14 @@ def run(path: Path, feeds: dict[str, np.ndarray]) -> list[np.ndarray]:
 
 @pytest.mark.parametrize("c", [2, 10, 300])
 def test_metrics_graph_on_merged_statistics_equals_eager_on_concatenation(
-    exported: dict[str, ArtifactReport], c: int
+    exported: dict[str, Path], c: int
 ) -> None:
     batches = [Case(n, c, 2.0, True, 0.2, 3.0, seed=s).inputs() for s, n in enumerate((50, 1, 400))]
     alpha = batches[0][2]
     statistics = [update(b[0], b[1], alpha, 2.0)[1] for b in batches]
     merged = merge(merge(statistics[0], statistics[1]), statistics[2])
     feeds = {name: t.numpy() for name, t in zip(Statistics._fields, merged, strict=True)}
-    got = run(exported["metrics.onnx"].path, feeds)
+    got = run(exported["metrics.onnx"], feeds)
     logits = torch.cat([b[0] for b in batches])
     labels = torch.cat([b[1] for b in batches])
     want = compute(update(logits, labels, alpha, 2.0)[1])
@@ -77,7 +76,7 @@ def assert_metrics_equal(got: list[np.ndarray], want: tuple[torch.Tensor, ...]) 
 
 @pytest.mark.parametrize("num_labels", [1, 10, 300])
 def test_multilabel_metrics_graph_on_merged_statistics_equals_eager_on_concatenation(
-    exported: dict[str, ArtifactReport], num_labels: int
+    exported: dict[str, Path], num_labels: int
 ) -> None:
     batches = [
         LabelCase(n, num_labels, 2.0, 0.25, 0.3, 0.2, 3.0, seed=s).inputs()
@@ -89,12 +88,12 @@ def test_multilabel_metrics_graph_on_merged_statistics_equals_eager_on_concatena
     logits = torch.cat([b[0] for b in batches])
     targets = torch.cat([b[1] for b in batches])
     want = compute_multilabel(update_multilabel(logits, targets, 0.25, 2.0, 0.3)[1])
-    assert_metrics_equal(run(exported["multilabel_metrics.onnx"].path, feeds), want)
+    assert_metrics_equal(run(exported["multilabel_metrics.onnx"], feeds), want)
 
 
 @pytest.mark.parametrize("c", [2, 10, 300])
 def test_ranking_metrics_graph_on_merged_histograms_equals_eager_on_concatenation(
-    exported: dict[str, ArtifactReport], c: int
+    exported: dict[str, Path], c: int
 ) -> None:
     batches = [
         Case(n, c, 2.0, False, 0.2, 3.0, seed=s).inputs() for s, n in enumerate((50, 1, 400))
@@ -105,35 +104,34 @@ def test_ranking_metrics_graph_on_merged_histograms_equals_eager_on_concatenatio
     logits = torch.cat([b[0] for b in batches])
     labels = torch.cat([b[1] for b in batches])
     want = ranking(*update_ranking(logits, labels))
-    assert_metrics_equal(run(exported["ranking_metrics.onnx"].path, feeds), want)
+    assert_metrics_equal(run(exported["ranking_metrics.onnx"], feeds), want)
 
 
-def test_metrics_inputs_signature_is_the_graphs_own(exported: dict[str, ArtifactReport]) -> None:
-    inputs, _ = graph_signature(exported["metrics.onnx"].path)
+def test_metrics_inputs_signature_is_the_graphs_own(exported: dict[str, Path]) -> None:
+    inputs, _ = graph_signature(exported["metrics.onnx"])
     assert METRICS.signature(Options())[0] == inputs
     assert [entry["name"] for entry in inputs] == list(Statistics._fields)
 
 
 @pytest.mark.parametrize("scale", [1.0, 30.0, 1e4])
 def test_exported_sigmoid_loss_is_finite_and_matches_float64(
-    exported: dict[str, ArtifactReport], scale: float
+    exported: dict[str, Path], scale: float
 ) -> None:
     rng = np.random.default_rng(0)
     logits = (rng.standard_normal((200, 4)) * scale).astype(np.float32)
     targets = (rng.random((200, 4)) < 0.3).astype(np.float32)
-    (loss,) = run(exported["sigmoid_focal_loss.onnx"].path, {"logits": logits, "targets": targets})
+    (loss,) = run(exported["sigmoid_focal_loss.onnx"], {"logits": logits, "targets": targets})
     assert np.isfinite(loss).all()
     defaults = json.loads(
-        Path(str(exported["sigmoid_focal_loss.onnx"].path) + ".manifest.json").read_text()
+        Path(str(exported["sigmoid_focal_loss.onnx"]) + ".manifest.json").read_text()
     )
     gamma = defaults["defaults"]["gamma"]
     expected = sigmoid_focal_loss64(logits, targets, 0.25, gamma)
     np.testing.assert_allclose(loss, expected, rtol=1e-4, atol=1e-5)
 
 
-def manifest_of(report: ArtifactReport) -> dict[str, object]:
-    path = report.path.with_name(report.path.name + ".manifest.json")
-    manifest: dict[str, object] = json.loads(path.read_text())
+def manifest_of(artifact: Path) -> dict[str, object]:
+    manifest: dict[str, object] = json.loads(Path(f"{artifact}.manifest.json").read_text())
     return manifest
 
 
@@ -167,20 +165,21 @@ FUSED_FILES = [f"{kind.name}.onnx" for kind in FUSED_KINDS]
 ONNX_FILES = [*(f"{kind.name}.onnx" for kind in KINDS), *FUSED_FILES]
 
 
-def test_every_manifest_is_complete_and_true(exported: dict[str, ArtifactReport]) -> None:
+def test_every_manifest_is_complete_and_true(exported: dict[str, Path]) -> None:
     assert set(exported) == {
         *ONNX_FILES,
         "evaluation.torchscript.pt",
         "multilabel_evaluation.torchscript.pt",
         "evaluation.pt2",
     }
-    for name, report in exported.items():
-        manifest = manifest_of(report)
+    for name, path in exported.items():
+        manifest = manifest_of(path)
+        kind = name.split(".")[0]
         assert manifest["format_version"] == 1
         assert manifest["file"] == name
-        assert manifest["kind"] == report.kind == name.split(".")[0]
-        assert manifest["sha256"] == sha256_of(report.path)
-        assert manifest["defaults"] == DEFAULTS[report.kind]
+        assert manifest["kind"] == kind
+        assert manifest["sha256"] == sha256_of(path)
+        assert manifest["defaults"] == DEFAULTS[kind]
         versions = manifest["versions"]
         assert isinstance(versions, dict)
         assert versions["torch"] == torch.__version__
@@ -194,11 +193,9 @@ def test_every_manifest_is_complete_and_true(exported: dict[str, ArtifactReport]
 
 
 @pytest.mark.parametrize("name", ONNX_FILES)
-def test_onnx_manifest_shapes_are_the_graphs_own(
-    exported: dict[str, ArtifactReport], name: str
-) -> None:
+def test_onnx_manifest_shapes_are_the_graphs_own(exported: dict[str, Path], name: str) -> None:
     manifest = manifest_of(exported[name])
-    graph = onnx.load(exported[name].path).graph
+    graph = onnx.load(exported[name]).graph
 
     def declared(values: object) -> list[tuple[str, str, list[object]]]:
         return [
@@ -216,11 +213,11 @@ def test_onnx_manifest_shapes_are_the_graphs_own(
     assert declared(graph.input) == described(manifest["inputs"])
     assert declared(graph.output) == described(manifest["outputs"])
     assert manifest["opset"] == next(
-        o.version for o in onnx.load(exported[name].path).opset_import if o.domain == ""
+        o.version for o in onnx.load(exported[name]).opset_import if o.domain == ""
     )
 
 
-def test_evaluation_manifest_describes_every_output(exported: dict[str, ArtifactReport]) -> None:
+def test_evaluation_manifest_describes_every_output(exported: dict[str, Path]) -> None:
     outputs = manifest_of(exported["evaluation.onnx"])["outputs"]
     assert isinstance(outputs, list)
     by_name = {entry["name"]: entry for entry in outputs}
@@ -238,7 +235,7 @@ def test_evaluation_manifest_describes_every_output(exported: dict[str, Artifact
         "shape": [],
         "group": "metrics",
     }
-    scripted = torch.jit.load(str(exported["evaluation.torchscript.pt"].path))
+    scripted = torch.jit.load(str(exported["evaluation.torchscript.pt"]))
     flat = [t for group in scripted(*Case(9, 4, 2.0, False, 0.0, 1.0).inputs()) for t in group]
     assert [str(t.dtype).removeprefix("torch.") for t in flat] == [e["dtype"] for e in outputs]
 
@@ -252,7 +249,7 @@ def ungroup(described: dict[str, Any]) -> dict[str, Any]:
     return {key: value for key, value in described.items() if key != "group"}
 
 
-def test_multilabel_manifest_describes_every_tensor(exported: dict[str, ArtifactReport]) -> None:
+def test_multilabel_manifest_describes_every_tensor(exported: dict[str, Path]) -> None:
     manifest = manifest_of(exported["multilabel_evaluation.onnx"])
     assert manifest["inputs"] == [
         entry("logits", "float32", ["N", "L"]),
@@ -279,7 +276,7 @@ def test_multilabel_manifest_describes_every_tensor(exported: dict[str, Artifact
     assert [e["group"] for e in outputs] == ["per_sample"] * 3 + ["statistics"] * 15 + [
         "metrics"
     ] * 20
-    scripted = torch.jit.load(str(exported["multilabel_evaluation.torchscript.pt"].path))
+    scripted = torch.jit.load(str(exported["multilabel_evaluation.torchscript.pt"]))
     inputs = LabelCase(9, 4, 2.0, 0.25, 0.5, 0.0, 1.0).inputs()
     flat = [t for group in scripted(*inputs) for t in group]
     assert [str(t.dtype).removeprefix("torch.") for t in flat] == [e["dtype"] for e in outputs]
@@ -288,7 +285,7 @@ def test_multilabel_manifest_describes_every_tensor(exported: dict[str, Artifact
     assert metrics["outputs"] == [ungroup(e) for e in outputs[18:]]
 
 
-def test_ranking_manifest_describes_every_tensor(exported: dict[str, ArtifactReport]) -> None:
+def test_ranking_manifest_describes_every_tensor(exported: dict[str, Path]) -> None:
     manifest = manifest_of(exported["ranking.onnx"])
     assert manifest["inputs"] == [
         entry("logits", "float32", ["N", "C"]),
@@ -316,8 +313,8 @@ def test_ranking_manifest_describes_every_tensor(exported: dict[str, ArtifactRep
     assert graph["outputs"] == [ungroup(e) for e in metrics]
 
 
-def test_the_service_loads_every_exported_graph(exported: dict[str, ArtifactReport]) -> None:
-    directory = exported["evaluation.onnx"].path.parent
+def test_the_service_loads_every_exported_graph(exported: dict[str, Path]) -> None:
+    directory = exported["evaluation.onnx"].parent
     artifacts = load_artifacts(directory)
     assert sorted(artifacts) == sorted(kind.name for kind in (*KINDS, *FUSED_KINDS))
     library = kernel_library()
@@ -356,7 +353,7 @@ def test_multiclass_graphs_read_the_logits_in_an_argmax_and_a_subtraction(name: 
 
 @pytest.mark.parametrize("kind", [pytest.param(kind, id=kind.name) for kind in KINDS])
 def test_shipped_default_artifacts_equal_a_fresh_export(
-    exported: dict[str, ArtifactReport], kind: GraphKind
+    exported: dict[str, Path], kind: GraphKind
 ) -> None:
     name = f"{kind.name}.onnx"
     shipped = default_artifact_dir() / name
@@ -366,25 +363,35 @@ def test_shipped_default_artifacts_equal_a_fresh_export(
         assert manifest[field] == fresh[field], field
     assert manifest["sha256"] == sha256_of(shipped)
     assert manifest["parity"]["passed"] is True
-    fresh_graph, shipped_graph = onnx.load(exported[name].path).graph, onnx.load(shipped).graph
+    fresh_graph, shipped_graph = onnx.load(exported[name]).graph, onnx.load(shipped).graph
     assert [n.op_type for n in shipped_graph.node] == [n.op_type for n in fresh_graph.node]
     for case in kind.cases(SHIPPED_CASES):
         feeds = case_feeds(kind, case)
-        for got, want in zip(run(shipped, feeds), run(exported[name].path, feeds), strict=True):
+        for got, want in zip(run(shipped, feeds), run(exported[name], feeds), strict=True):
             np.testing.assert_array_equal(got, want)
 
 
 def test_cli_writes_artifacts_and_prints_the_parity_table(
-    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+    exported_with_options: ArtifactExport,
 ) -> None:
-    argv = ["--formats", "onnx", "--gamma", "1.5", "--num-bins", "10", "--score-bins", "20"]
-    assert focal_main(["export", "--out", str(tmp_path), *argv]) == 0
-    table = capsys.readouterr().out
+    """``focal export --formats onnx --gamma 1.5 --num-bins 10 --score-bins 20`` (OPTIONS)."""
+    assert OPTIONS == (
+        "--formats",
+        "onnx",
+        "--gamma",
+        "1.5",
+        "--num-bins",
+        "10",
+        "--score-bins",
+        "20",
+    )
+    table = exported_with_options.finish()  # exit status 0, or it fails with its output
     assert [line.split()[0] for line in table.splitlines()[2:-1]] == ONNX_FILES
     assert "FAILED" not in table
 
     def manifest(kind: str) -> dict[str, Any]:
-        loaded: dict[str, Any] = json.loads((tmp_path / f"{kind}.onnx.manifest.json").read_text())
+        path = exported_with_options.out / f"{kind}.onnx.manifest.json"
+        loaded: dict[str, Any] = json.loads(path.read_text())
         return loaded
 
     assert manifest("evaluation")["defaults"]["gamma"] == 1.5
@@ -443,13 +450,11 @@ def test_cli_rejects_bad_arguments(
 
 
 @pytest.mark.parametrize("name", FUSED_FILES)
-def test_shipped_fused_graphs_equal_a_fresh_export(
-    exported: dict[str, ArtifactReport], name: str
-) -> None:
+def test_shipped_fused_graphs_equal_a_fresh_export(exported: dict[str, Path], name: str) -> None:
     shipped = default_artifact_dir() / name
     fresh = manifest_of(exported[name])
     manifest = json.loads((default_artifact_dir() / f"{name}.manifest.json").read_text())
     for field in ("kind", "format", "opset", "inputs", "outputs", "defaults"):
         assert manifest[field] == fresh[field], field
     assert manifest["parity"]["passed"] is True
-    assert shipped.read_bytes() == exported[name].path.read_bytes()
+    assert shipped.read_bytes() == exported[name].read_bytes()

@@ -3,13 +3,13 @@
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
+from pathlib import Path
 
 import numpy as np
 import onnxruntime
 import pytest
 import torch
 
-from focal_eval.export import ArtifactReport
 from focal_eval.export.kinds import MULTILABEL_EVALUATION, RANKING, GraphKind, Options
 from focal_eval.export.parity import Runner, measure
 from focal_eval.export.runners import onnx_runner, torch_runner
@@ -68,11 +68,11 @@ def assert_outputs_match(
 
 
 @pytest.fixture(scope="module")
-def runtimes(exported: dict[str, ArtifactReport]) -> dict[str, Run]:
-    session = onnxruntime.InferenceSession(str(exported["evaluation.onnx"].path))
+def runtimes(exported: dict[str, Path]) -> dict[str, Run]:
+    session = onnxruntime.InferenceSession(str(exported["evaluation.onnx"]))
     names = [i.name for i in session.get_inputs()]
-    scripted = torch.jit.load(str(exported["evaluation.torchscript.pt"].path))
-    program = torch.export.load(exported["evaluation.pt2"].path).module()
+    scripted = torch.jit.load(str(exported["evaluation.torchscript.pt"]))
+    program = torch.export.load(exported["evaluation.pt2"]).module()
     return {
         "onnxruntime": lambda i: session.run(
             None, {n: t.numpy() for n, t in zip(names, i, strict=True)}
@@ -91,8 +91,8 @@ def test_every_runtime_matches_eager(case: Case, runtimes: dict[str, Run]) -> No
             assert_outputs_match(list(run(inputs)), want, f"{runtime} {case.name}")
 
 
-def test_one_onnx_session_serves_many_shapes(exported: dict[str, ArtifactReport]) -> None:
-    session = onnxruntime.InferenceSession(str(exported["evaluation.onnx"].path))
+def test_one_onnx_session_serves_many_shapes(exported: dict[str, Path]) -> None:
+    session = onnxruntime.InferenceSession(str(exported["evaluation.onnx"]))
     names = [i.name for i in session.get_inputs()]
     for n, c in [(5, 3), (300, 1000), (1, 2), (64, 10), (5, 3)]:
         inputs = Case(n, c, 2.0, True, 0.3, 3.0).inputs()
@@ -133,10 +133,10 @@ def assert_runtimes_match_eager(kind: GraphKind, runtimes: dict[str, Runner], ca
 
 
 @pytest.fixture(scope="module")
-def multilabel_runtimes(exported: dict[str, ArtifactReport]) -> dict[str, Runner]:
-    scripted = torch.jit.load(str(exported["multilabel_evaluation.torchscript.pt"].path))
+def multilabel_runtimes(exported: dict[str, Path]) -> dict[str, Runner]:
+    scripted = torch.jit.load(str(exported["multilabel_evaluation.torchscript.pt"]))
     return {
-        "onnxruntime": onnx_runner(exported["multilabel_evaluation.onnx"].path),
+        "onnxruntime": onnx_runner(exported["multilabel_evaluation.onnx"]),
         "torchscript": torch_runner(scripted),
     }
 
@@ -149,8 +149,8 @@ def test_every_multilabel_runtime_matches_eager(
 
 
 @pytest.fixture(scope="module")
-def ranking_runtimes(exported: dict[str, ArtifactReport]) -> dict[str, Runner]:
-    return {"onnxruntime": onnx_runner(exported["ranking.onnx"].path)}
+def ranking_runtimes(exported: dict[str, Path]) -> dict[str, Runner]:
+    return {"onnxruntime": onnx_runner(exported["ranking.onnx"])}
 
 
 @pytest.mark.parametrize("case", [pytest.param(c, id=c.name) for c in RANKING_CASES])
