@@ -2,18 +2,22 @@
 
 from __future__ import annotations
 
-import contextlib
 import os
 import shlex
 import signal
 import subprocess
+import sys
 import tempfile
 from collections.abc import Mapping, Sequence
 from pathlib import Path
-from typing import IO
+from typing import IO, Any
 
 STOP_TIMEOUT_S = 30
 LOWEST_PRIORITY = 19  # a nice value
+# a process group of its own, in the same session (Popen's process_group is Python >= 3.11)
+OWN_PROCESS_GROUP: dict[str, Any] = (
+    {"process_group": 0} if sys.version_info >= (3, 11) else {"preexec_fn": os.setpgrp}
+)
 TAIL_CHARS = 4000
 
 
@@ -22,11 +26,9 @@ class BackgroundCommand:
 
     Niced, it takes the CPU the tests leave; in its own group, :meth:`stop` ends what it
     started too (a shell's children, podman's). Its standard output and error each go to a
-    file: a pipe nobody reads yet would stall it.
-
-    Its process group comes with a session of its own. Where Linux schedules each session as
-    one group (autogroups), nice values count only within a session: four niced commands made
-    a test's loop 2.4 times slower. So the session's group is niced as well.
+    file: a pipe nobody reads yet would stall it. It stays in the tests' session: where Linux
+    schedules each session as one group (autogroups), nice values count only within a session,
+    and four niced commands in sessions of their own made a test's loop 2.4 times slower.
     """
 
     def __init__(
@@ -45,33 +47,39 @@ class BackgroundCommand:
                 stderr=self._stderr,
                 env=env,
                 cwd=cwd,
-                start_new_session=True,
+                **OWN_PROCESS_GROUP,
             )
         except BaseException:
             self._close()
             raise
-        with contextlib.suppress(OSError):  # no such file: a kernel without autogroups
-            Path(f"/proc/{self._process.pid}/autogroup").write_text(f"{LOWEST_PRIORITY}\n")
+        self._outcome: str | AssertionError | None = None
 
     def wait(self, timeout_s: float) -> str:
-        """Wait for the command, then stop it; its standard output.
+        """Wait for the command, then stop it; its standard output (the same on every call).
 
         Raises:
             AssertionError: a non-zero exit, or still running after ``timeout_s``, with the
                 tails of its standard error and output.
         """
-        try:
+        if self._outcome is None:
             try:
-                code = self._process.wait(timeout=timeout_s)
-            except subprocess.TimeoutExpired:
-                raise AssertionError(
-                    f"{self.command}: still running after {timeout_s} s\n{self._tails()}"
-                ) from None
-            if code != 0:
-                raise AssertionError(f"{self.command}: exit {code}\n{self._tails()}")
-            return self._read(self._stdout)
-        finally:
-            self.stop()
+                self._outcome = self._finish(timeout_s)
+            finally:
+                self.stop()
+        if isinstance(self._outcome, AssertionError):
+            raise self._outcome
+        return self._outcome
+
+    def _finish(self, timeout_s: float) -> str | AssertionError:
+        try:
+            code = self._process.wait(timeout=timeout_s)
+        except subprocess.TimeoutExpired:
+            return AssertionError(
+                f"{self.command}: still running after {timeout_s} s\n{self._tails()}"
+            )
+        if code != 0:
+            return AssertionError(f"{self.command}: exit {code}\n{self._tails()}")
+        return self._read(self._stdout)
 
     def stop(self) -> None:
         """End the command's process group if it still runs (SIGTERM, then SIGKILL)."""

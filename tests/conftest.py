@@ -18,9 +18,17 @@ from tests.preparations import Preparations, needs
 
 
 @pytest.hookimpl(trylast=True)  # after -k and -m have deselected what they deselect
-def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
-    """Move the tests that need a preparation to the end, each order kept (a stable sort)."""
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """Move the tests that need a preparation to the end, each order kept (a stable sort).
+
+    pytest's timeout covers only their test function (a timeout marker of their own stays):
+    their set-up waits for a preparation, within the preparation's own limit.
+    """
     items.sort(key=lambda item: bool(needs(item)))
+    timeout = pytest.mark.timeout(float(config.getini("timeout")), func_only=True)
+    for item in items:
+        if needs(item) and item.get_closest_marker("timeout") is None:
+            item.add_marker(timeout)
 
 
 @pytest.fixture(scope="session", autouse=True)

@@ -30,7 +30,10 @@ Start = Callable[[pytest.TempPathFactory, pytest.Config], Preparation]
 
 
 def _warning_filters(config: pytest.Config) -> list[str]:
-    return [str(f) for f in config.getini("filterwarnings")]
+    """pytest's warning filters in the order it applies them (the last one wins)."""
+    return [str(f) for f in config.getini("filterwarnings")] + (
+        config.getoption("pythonwarnings") or []
+    )
 
 
 # fixture name -> how its work starts
@@ -61,10 +64,14 @@ class Preparations:
     ) -> None:
         self._tmp_path_factory, self._config = tmp_path_factory, config
         self._started: dict[str, Preparation] = {}
-        for name in sorted(needed):
-            # one that cannot start is left to its fixture, which starts it again and says why
-            with contextlib.suppress(Exception, pytest.skip.Exception, pytest.fail.Exception):
-                self._started[name] = PREPARED[name](tmp_path_factory, config)
+        try:
+            for name in sorted(needed):
+                # one that cannot start is left to its fixture, which starts it again and says why
+                with contextlib.suppress(Exception, pytest.skip.Exception, pytest.fail.Exception):
+                    self._started[name] = PREPARED[name](tmp_path_factory, config)
+        except BaseException:  # interrupted: nothing started is left running
+            self.stop()
+            raise
 
     def take(self, name: str, kind: type[P]) -> P:
         """Preparation ``name``: the one the session started, else one started now."""

@@ -19,9 +19,9 @@ from typing import Any
 import pytest
 
 from tests.background import BackgroundCommand
+from tests.export.exports import EXPORT_TIMEOUT_S
 
 REPOSITORY = Path(__file__).resolve().parents[2]
-EXPORT_TIMEOUT_S = 240  # within pytest's timeout of 300 s
 
 # runs in the copy: export everything, then the focal-side functions built from `_fields`
 SCRIPT = """

@@ -4,19 +4,17 @@ from pathlib import Path
 
 import pytest
 
-from tests.export.exports import ArtifactExport, artifacts_in
+from tests.export.exports import ArtifactExport, Exported
 from tests.preparations import Preparations
 
 
 @pytest.fixture(scope="session")
 def exported(preparations: Preparations) -> dict[str, Path]:
     """One fresh ``focal export`` of every artifact for the whole session, by file name."""
-    export = preparations.take("exported", ArtifactExport)
-    export.finish()
-    return artifacts_in(export.out)
+    return preparations.take("exported", ArtifactExport).finish().artifacts()
 
 
 @pytest.fixture(scope="session")
-def exported_with_options(preparations: Preparations) -> ArtifactExport:
+def exported_with_options(preparations: Preparations) -> Exported:
     """``focal export`` with every option that changes a graph (``exports.OPTIONS``)."""
-    return preparations.take("exported_with_options", ArtifactExport)
+    return preparations.take("exported_with_options", ArtifactExport).finish()

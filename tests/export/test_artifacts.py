@@ -14,6 +14,7 @@ import torch
 
 import focal_eval.export.parity
 import focal_eval.export.pipeline
+from focal_eval.export import export_all
 from focal_eval.export.cli import main
 from focal_eval.export.fused import FUSED_KINDS, kernel_library
 from focal_eval.export.kinds import (
@@ -44,7 +45,7 @@ from focal_eval.focal import (
     update_ranking,
 )
 from focal_eval.service.artifacts import default_artifact_dir, load_artifacts, open_session
-from tests.export.exports import OPTIONS, ArtifactExport
+from tests.export.exports import Exported
 from tests.focal.reference import sigmoid_focal_loss64
 
 
@@ -372,20 +373,10 @@ def test_shipped_default_artifacts_equal_a_fresh_export(
 
 
 def test_cli_writes_artifacts_and_prints_the_parity_table(
-    exported_with_options: ArtifactExport,
+    exported_with_options: Exported,
 ) -> None:
-    """``focal export --formats onnx --gamma 1.5 --num-bins 10 --score-bins 20`` (OPTIONS)."""
-    assert OPTIONS == (
-        "--formats",
-        "onnx",
-        "--gamma",
-        "1.5",
-        "--num-bins",
-        "10",
-        "--score-bins",
-        "20",
-    )
-    table = exported_with_options.finish()  # exit status 0, or it fails with its output
+    """``focal export --formats onnx --gamma 1.5 --num-bins 10 --score-bins 20`` (``OPTIONS``)."""
+    table = exported_with_options.table  # it exited 0, or the fixture failed with its output
     assert [line.split()[0] for line in table.splitlines()[2:-1]] == ONNX_FILES
     assert "FAILED" not in table
 
@@ -410,6 +401,28 @@ def test_cli_writes_artifacts_and_prints_the_parity_table(
     assert shapes["multilabel_evaluation", "bin_count"] == [10]
     assert shapes["multilabel_evaluation", "negative_histogram"] == ["L", 20]
     assert shapes["ranking", "positive_histogram"] == ["C", 20]
+
+
+def test_export_all_reports_each_artifact_as_its_manifest_records(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The library's answer (the CLI prints it): path, kind, format and parity, per artifact."""
+    monkeypatch.setattr(focal_eval.export.pipeline, "KINDS", (EVALUATION, METRICS))
+    monkeypatch.setattr(focal_eval.export.pipeline, "FUSED_KINDS", ())
+    reports = export_all(
+        tmp_path, formats=["onnx", "torchscript"], cases=[Case(7, 3, 2.0, True, 0.3, 3.0)]
+    )
+    assert [r.path.name for r in reports] == [
+        "evaluation.onnx",
+        "metrics.onnx",
+        "evaluation.torchscript.pt",
+    ]
+    for report in reports:
+        manifest = manifest_of(report.path)
+        assert report.path.parent == tmp_path
+        assert (report.kind, report.format) == (manifest["kind"], manifest["format"])
+        assert report.parity.as_dict() == manifest["parity"]
+        assert report.parity.passed
 
 
 def test_cli_exits_non_zero_when_parity_fails(

@@ -32,6 +32,12 @@ def addition_exports(preparations: Preparations) -> AdditionExports:
     return preparations.take("addition_exports", AdditionExports)
 
 
+@pytest.fixture
+def exported_addition(addition_exports: AdditionExports, name: str) -> tuple[Path, dict[str, Any]]:
+    """Addition ``name``'s export, waited for: its artifacts folder and its script's report."""
+    return addition_exports.finish(name)
+
+
 def manifest(out: Path, artifact: str) -> dict[str, Any]:
     loaded: dict[str, Any] = json.loads((out / f"{artifact}.manifest.json").read_text())
     return loaded
@@ -43,10 +49,10 @@ def names(entries: list[dict[str, Any]]) -> list[str]:
 
 @pytest.mark.parametrize("name", ADDITIONS)
 def test_a_new_field_reaches_every_artifact_from_focal_alone(
-    name: str, addition_exports: AdditionExports
+    name: str, exported_addition: tuple[Path, dict[str, Any]]
 ) -> None:
     addition = ADDITIONS[name]
-    out, report = addition_exports.finish(name)
+    out, report = exported_addition
     added = [addition.statistic] if addition.statistic else []
     statistics = [*Statistics._fields, *added]
     metrics = [*Metrics._fields, addition.metric]
