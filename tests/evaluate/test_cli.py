@@ -410,8 +410,11 @@ def test_sigint_leaves_no_output(tmp_path: Path) -> None:
     data = big_npz(tmp_path / "big.npz", 200_000)
     out, per_sample = tmp_path / "r.json", tmp_path / "p.parquet"
     argv = ["evaluate", str(data), "--out", str(out), "--per-sample-out", str(per_sample)]
+    # SIGINT at its default, as in a terminal: a test run started in the background by a
+    # script (`make test &`) inherits it ignored, and Python keeps an ignored SIGINT ignored
+    interruptible = ["env", "--default-signal=INT"]
     process = subprocess.Popen(
-        [*FOCAL, *argv, "--batch-rows", "16"], stderr=subprocess.PIPE, text=True
+        [*interruptible, *FOCAL, *argv, "--batch-rows", "16"], stderr=subprocess.PIPE, text=True
     )
     deadline = time.monotonic() + 60
     while not any(p.name.startswith(".p.parquet.partial") for p in tmp_path.iterdir()):
