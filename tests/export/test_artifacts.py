@@ -131,8 +131,8 @@ def test_exported_sigmoid_loss_is_finite_and_matches_float64(
     np.testing.assert_allclose(loss, expected, rtol=1e-4, atol=1e-5)
 
 
-def manifest_of(artifact: Path) -> dict[str, object]:
-    manifest: dict[str, object] = json.loads(Path(f"{artifact}.manifest.json").read_text())
+def manifest_of(artifact: Path) -> dict[str, Any]:
+    manifest: dict[str, Any] = json.loads(Path(f"{artifact}.manifest.json").read_text())
     return manifest
 
 
@@ -381,9 +381,7 @@ def test_cli_writes_artifacts_and_prints_the_parity_table(
     assert "FAILED" not in table
 
     def manifest(kind: str) -> dict[str, Any]:
-        path = exported_with_options.out / f"{kind}.onnx.manifest.json"
-        loaded: dict[str, Any] = json.loads(path.read_text())
-        return loaded
+        return manifest_of(exported_with_options.out / f"{kind}.onnx")
 
     assert manifest("evaluation")["defaults"]["gamma"] == 1.5
     assert manifest("multilabel_evaluation")["defaults"] == MULTILABEL_DEFAULTS | {
