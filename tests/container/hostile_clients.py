@@ -87,7 +87,7 @@ def behaviours() -> dict[str, Behaviour]:
     long_response = _npz(
         rng.standard_normal((200_000, 2), dtype=np.float32), rng.integers(0, 2, 200_000)
     )
-    bomb = gzip.compress(bytes(200 * MIB), 9)
+    bomb = gzip.compress(b"PK\x03\x04" + bytes(200 * MIB), 9)  # begins as an archive: inflated
     one_rows = [
         orjson.dumps(
             {"logits": rng.standard_normal((1, 100)).tolist(), "labels": [k], "per_sample": False}
