@@ -24,7 +24,7 @@ import numpy.typing as npt
 import orjson
 
 from focal_eval.service.core.errors import bad_request, cut, show
-from focal_eval.service.http.body import OVERLONG, Body
+from focal_eval.service.http.body import OVERLONG, START_BYTES, Body
 from focal_eval.service.inference.datatypes import (
     DTYPES,
     HEADER_LENGTH,
@@ -33,6 +33,29 @@ from focal_eval.service.inference.datatypes import (
     InferRequest,
     RequestedOutput,
 )
+
+_JSON_WHITESPACE = b" \t\n\r"
+
+
+def check_request_start(body: Body) -> None:
+    """Refuse (400) a decoded body whose first bytes show it is no v2 inference request.
+
+    A v2 request, JSON alone or followed by binary tensor data, begins with a JSON object
+    (after any JSON whitespace). Checked while a compressed body inflates, so that a
+    ``Content-Encoding`` bomb of anything else is refused at its first megabyte, not at
+    the body limit.
+
+    Example:
+        >>> check_request_start(b' {"inputs": []}')
+        >>> try:
+        ...     check_request_start(bytes(8))
+        ... except Exception as error:
+        ...     print(error.status_code, error)
+        400 body: not a v2 inference request (it does not begin with a JSON object)
+    """
+    start = bytes(body[:START_BYTES]).lstrip(_JSON_WHITESPACE)
+    if start and not start.startswith(b"{"):
+        raise bad_request("body: not a v2 inference request (it does not begin with a JSON object)")
 
 
 def _object(value: object, where: str) -> dict[str, Any]:

@@ -23,7 +23,7 @@ from focal_eval.service.http.exchange import Payload, exchange
 from focal_eval.service.http.responses import respond
 from focal_eval.service.inference import dataplane
 from focal_eval.service.inference.datatypes import HEADER_LENGTH
-from focal_eval.service.inference.decode import decode_infer_request
+from focal_eval.service.inference.decode import check_request_start, decode_infer_request
 from focal_eval.service.inference.encode import encode_infer_response
 from focal_eval.service.memory import costs
 from focal_eval.service.memory.budget import Reservation
@@ -170,7 +170,9 @@ def _infer(
 ) -> Response:
     """Decode the HTTP body, score it through the dataplane, encode the outputs."""
     settings = runtime.settings
-    payload.decode(settings.max_body_bytes, reservation)
+    # a JSON body is inflated no further than the JSON limit, past which it is refused anyway
+    limit = settings.max_decoded_json_bytes if header_length is None else settings.max_body_bytes
+    payload.decode(limit, reservation, check_request_start)
     json_length = len(payload.data) if header_length is None else header_length
     refuse_long_json(min(json_length, len(payload.data)), settings.max_json_bytes)
     reservation.grow(costs.json_parse(payload.data, header_length), "body (JSON header)")

@@ -719,7 +719,7 @@ def test_json_over_the_json_limit_is_413_naming_the_setting(client: TestClient) 
 @pytest.mark.parametrize(
     "settings", [pytest.param({"max_json_bytes": 4096}, id="json_limit_4096")], indirect=True
 )
-@pytest.mark.parametrize("route", ["/score", "/compute"])
+@pytest.mark.parametrize("route", ["/score", "/compute", "/v2/models/focal-eval/infer"])
 def test_compressed_json_inflates_no_further_than_the_json_limit(
     client: TestClient, route: str
 ) -> None:

@@ -9,6 +9,7 @@ every output is checked against eager ``focal_eval.focal.update`` / ``focal_eval
 
 from __future__ import annotations
 
+import gzip
 import importlib.metadata
 from typing import Any
 
@@ -18,6 +19,7 @@ import pytest
 from fastapi.testclient import TestClient
 
 from tests.service._inputs import batch
+from tests.service._requests import npz_body
 from tests.service.inference._triton import (
     HEADER,
     INFER,
@@ -113,6 +115,43 @@ def test_header_length_that_is_not_a_number_is_400(client: TestClient) -> None:
     body, _ = infer_body({"logits": LOGITS, "labels": LABELS})
     response = client.post(INFER, content=body, headers={HEADER: "twelve"})
     assert_error(response, 400, f'{HEADER}: expected a non-negative integer, got "twelve"')
+
+
+GZIP = {"content-encoding": "gzip"}
+BODY_LIMIT = 4 * 2**20  # the tests' max_body_bytes (tests/service/conftest.py)
+
+
+@pytest.mark.parametrize(
+    "binary", [pytest.param(False, id="json"), pytest.param(True, id="binary")]
+)
+def test_a_compressed_request_led_by_json_whitespace_is_scored(
+    client: TestClient, binary: bool
+) -> None:
+    logits, labels = batch(40, 4, seed=22, ignore=3)
+    body, headers = infer_body({"logits": logits, "labels": labels}, binary=binary)
+    lead = b" \r\n\t"  # before the header's object: part of the JSON, counted in its length
+    if binary:
+        headers = {HEADER: str(len(lead) + int(headers[HEADER]))}
+    response = client.post(INFER, content=gzip.compress(lead + body), headers={**headers, **GZIP})
+    assert_outputs_equal_eager(parse(response), eager(logits, labels))
+
+
+@pytest.mark.parametrize(
+    ("decoded", "headers"),
+    [
+        pytest.param(bytes(3 * BODY_LIMIT), {}, id="zeros-past-the-body-limit"),
+        pytest.param(bytes(3 * BODY_LIMIT), {HEADER: "64"}, id="zeros-past-the-body-limit-binary"),
+        pytest.param(npz_body(logits=np.asarray(LOGITS), labels=np.asarray(LABELS)), {}, id="an-npz-archive"),
+        pytest.param(b'[{"inputs": []}]', {}, id="a-json-array"),
+    ],
+)  # fmt: skip
+def test_a_compressed_body_that_is_no_request_is_400_at_its_first_bytes(
+    client: TestClient, decoded: bytes, headers: dict[str, str]
+) -> None:
+    response = client.post(INFER, content=gzip.compress(decoded), headers={**headers, **GZIP})
+    assert_error(
+        response, 400, "body: not a v2 inference request (it does not begin with a JSON object)"
+    )
 
 
 def _binary_request(logits_size: int, blob: bytes) -> tuple[bytes, dict[str, str]]:
