@@ -1,8 +1,9 @@
-"""Servers for bench/: the naive baseline; settings for ours (:mod:`focal_eval.service.testing`)."""
+"""Servers for bench/: the naive baseline, a canned reply, settings for ours (service.testing)."""
 
 from __future__ import annotations
 
 import sys
+from pathlib import Path
 
 from focal_eval.service.testing import HOST, Spec, free_port
 
@@ -16,3 +17,11 @@ def naive_spec() -> Spec:
     command = [sys.executable, "-m", "uvicorn", "bench.baselines.naive_service:app"]
     command += ["--host", HOST, "--port", str(port), "--log-level", "warning", "--no-access-log"]
     return Spec(command, port, "/healthz")
+
+
+def canned_spec(reply: Path) -> Spec:
+    """A server answering each POST with ``reply``'s bytes (``bench.baselines.canned_server``)."""
+    port = free_port()
+    return Spec(
+        [sys.executable, "-m", "bench.baselines.canned_server", str(port), str(reply)], port, "/"
+    )

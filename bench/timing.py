@@ -41,6 +41,16 @@ class Rounds:
         """``numerator / denominator``, paired round by round."""
         return paired_ratio(self.seconds[numerator], self.seconds[denominator])
 
+    def excess(self, numerator: str, floor: str, denominator: str) -> Ratio:
+        """``(numerator - floor) / denominator``, paired round by round.
+
+        What ``numerator`` adds to a ``floor`` it includes (a request over a client's own
+        cost), in units of ``denominator``.
+        """
+        seconds = self.seconds
+        added = [a - b for a, b in zip(seconds[numerator], seconds[floor], strict=True)]
+        return paired_ratio(added, seconds[denominator])
+
 
 @dataclass(frozen=True)
 class Ratio:

@@ -9,13 +9,19 @@ client's business and is not timed) and reads the whole response:
 - ours, binary: ``POST /score`` with an ``.npz`` body, and ``/v2/models/.../infer`` with
   Triton's binary tensors through ``tritonclient.http`` (binary outputs); their floor: the
   graph run alone;
+- the v2 client's own floor: the same ``tritonclient`` call against a server that does no work
+  (:mod:`bench.baselines.canned_server`: it reads the body and answers with our reply to it,
+  recorded), so that what our server adds to a v2 request can be told from what the client
+  costs by itself;
 - naive (:mod:`bench.baselines.naive_service`): the same JSON body, and the same ``.npz``.
 """
 
 from __future__ import annotations
 
 import io
+import tempfile
 from contextlib import ExitStack
+from pathlib import Path
 from typing import Any
 
 import httpx
@@ -26,8 +32,9 @@ import tritonclient.http as triton
 from bench.compute import evaluation_session, graph_feeds
 from bench.data import IGNORE_INDEX, Batch, case_name, make_batch
 from bench.report import Section, Target
-from bench.servers import LARGE_JSON, naive_spec
+from bench.servers import LARGE_JSON, canned_spec, naive_spec
 from bench.timing import Candidate, interleave
+from focal_eval.service.inference.datatypes import HEADER_LENGTH
 from focal_eval.service.testing import Server, focal_spec, serve
 
 SHAPES = ((10_000, 100), (100_000, 10))
@@ -42,6 +49,7 @@ NAIVE_JSON = "naive: POST /score JSON"
 GRAPH = "floor: graph alone"
 OURS_NPZ = "ours: POST /score npz"
 OURS_V2 = "ours: v2 binary (tritonclient)"
+CLIENT_FLOOR = "floor: tritonclient, canned reply"
 NAIVE_NPZ = "naive: POST /score-npz"
 
 
@@ -68,6 +76,38 @@ def v2_inputs(batch: Batch) -> list[triton.InferInput]:
     return [logits, labels]
 
 
+def canned_reply(ours: Server, inputs: list[triton.InferInput]) -> bytes:
+    """Our whole HTTP response to tritonclient's request for ``inputs``, as it would come."""
+    body, header_length = triton.InferenceServerClient.generate_request_body(inputs)
+    headers = {} if header_length is None else {HEADER_LENGTH: str(header_length)}
+    url = f"{ours.url}/v2/models/{MODEL}/infer"
+    response = httpx.post(url, content=body, headers=headers, timeout=TIMEOUT_S)
+    if response.status_code != 200:
+        raise RuntimeError(f"{url}: HTTP {response.status_code}: {response.text[:300]}")
+    kept = [name for name in ("content-type", HEADER_LENGTH.lower()) if name in response.headers]
+    head = ["HTTP/1.1 200 OK", *(f"{name}: {response.headers[name]}" for name in kept)]
+    head.append(f"content-length: {len(response.content)}")
+    return ("\r\n".join(head) + "\r\n\r\n").encode() + response.content
+
+
+def canned_server(ours: Server, inputs: list[triton.InferInput], stack: ExitStack) -> Server:
+    """A server answering every POST with our reply to ``inputs``; stopped with ``stack``."""
+    folder = Path(stack.enter_context(tempfile.TemporaryDirectory()))
+    reply = folder / "reply.http"
+    reply.write_bytes(canned_reply(ours, inputs))
+    (server,) = stack.enter_context(serve(canned_spec(reply)))
+    return server
+
+
+def v2_client(server: Server, stack: ExitStack) -> triton.InferenceServerClient:
+    """A tritonclient for ``server``, closed with ``stack``."""
+    client = triton.InferenceServerClient(
+        server.address, connection_timeout=TIMEOUT_S, network_timeout=TIMEOUT_S
+    )
+    stack.callback(client.close)
+    return client
+
+
 def post(client: httpx.Client, url: str, body: bytes, headers: dict[str, str]) -> bytes:
     """POST ``body`` and return the whole response body; anything but 200 is an error."""
     response = client.post(url, content=body, headers=headers)
@@ -82,16 +122,13 @@ def candidates(
     naive: Server,
     stack: ExitStack,
 ) -> dict[str, Candidate]:
-    """The seven candidates for one batch."""
+    """The eight candidates for one batch."""
     session = evaluation_session()
     feeds = graph_feeds(batch)
     as_json, as_npz = json_body(batch), npz_body(batch)
     client = stack.enter_context(httpx.Client(timeout=TIMEOUT_S))
-    v2 = triton.InferenceServerClient(
-        ours.address, connection_timeout=TIMEOUT_S, network_timeout=TIMEOUT_S
-    )
-    stack.callback(v2.close)
     inputs = v2_inputs(batch)
+    v2, canned = v2_client(ours, stack), v2_client(canned_server(ours, inputs, stack), stack)
 
     def json_floor() -> object:
         document: dict[str, Any] = orjson.loads(as_json)
@@ -100,8 +137,10 @@ def candidates(
         return session.run(None, {**feeds, "logits": logits, "labels": labels})
 
     def ours_v2() -> object:
-        result = v2.infer(MODEL, inputs)
-        return result.as_numpy("focal_loss")
+        return v2.infer(MODEL, inputs).as_numpy("focal_loss")
+
+    def client_floor() -> object:
+        return canned.infer(MODEL, inputs).as_numpy("focal_loss")
 
     return {
         JSON_FLOOR: json_floor,
@@ -110,6 +149,7 @@ def candidates(
         GRAPH: lambda: session.run(None, feeds),
         OURS_NPZ: lambda: post(client, f"{ours.url}/score?per_sample=true", as_npz, NPZ),
         OURS_V2: ours_v2,
+        CLIENT_FLOOR: client_floor,
         NAIVE_NPZ: lambda: post(client, f"{naive.url}/score-npz?per_sample=true", as_npz, NPZ),
     }
 
@@ -140,6 +180,14 @@ def run(quick: bool) -> Section:
                     case, f"{label} / graph alone", timed.ratio(name, GRAPH), Target("<=", 1.5)
                 )
             section.compare(
+                case, "tritonclient alone / graph alone", timed.ratio(CLIENT_FLOOR, GRAPH)
+            )
+            section.compare(
+                case,
+                "ours v2 binary less tritonclient alone / graph alone",
+                timed.excess(OURS_V2, CLIENT_FLOOR, GRAPH),
+            )
+            section.compare(
                 case, "naive JSON / ours JSON", timed.ratio(NAIVE_JSON, OURS_JSON), Target(">=", 4)
             )
             for name, label in ((OURS_V2, "ours v2 binary"), (OURS_NPZ, "ours npz")):
@@ -150,6 +198,10 @@ def run(quick: bool) -> Section:
     section.notes.append(
         "servers: focal serve (FOCAL_THREADS=2) and the naive FastAPI service, each its own"
         " uvicorn process on 127.0.0.1; request bodies prepared in advance, responses read whole"
+    )
+    section.notes.append(
+        "tritonclient alone: the same v2 call against a server that reads the body and answers"
+        " with our recorded reply (bench/baselines/canned_server.py)"
     )
     section.notes.append(
         "binary targets compare ours against the naive service's npz route (np.load body);"

@@ -10,12 +10,21 @@ from typing import Any
 
 import httpx
 import orjson
-import tritonclient.http as triton
 
 from bench.data import make_batch
 from bench.profile.pyspy import RATE, parse, record
 from bench.servers import LARGE_JSON
-from bench.transport import JSON, MODEL, NPZ, TIMEOUT_S, json_body, npz_body, post, v2_inputs
+from bench.transport import (
+    JSON,
+    MODEL,
+    NPZ,
+    TIMEOUT_S,
+    json_body,
+    npz_body,
+    post,
+    v2_client,
+    v2_inputs,
+)
 from focal_eval.service.testing import Server, focal_server
 
 # Frames that only say "some thread is running": left out of the inclusive ranking.
@@ -32,10 +41,7 @@ def scenarios(server: Server, stack: ExitStack, quick: bool) -> dict[str, Scenar
         {"logits": small.logits.tolist(), "labels": small.labels.tolist(), "per_sample": True}
     )
     client = stack.enter_context(httpx.Client(timeout=TIMEOUT_S))
-    v2 = triton.InferenceServerClient(
-        server.address, connection_timeout=TIMEOUT_S, network_timeout=TIMEOUT_S
-    )
-    stack.callback(v2.close)
+    v2 = v2_client(server, stack)
     inputs = v2_inputs(big)
     scale = 3 if quick else 1
 

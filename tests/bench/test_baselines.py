@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import io
+from contextlib import ExitStack
 
 import numpy as np
 import pytest
@@ -16,8 +17,10 @@ from bench.baselines.tutorial import tutorial_focal_loss, tutorial_sigmoid_focal
 from bench.compute import evaluation_session, graph_feeds, shipped_session
 from bench.data import make_batch
 from bench.tasks import label_batch, multilabel_feeds
+from bench.transport import MODEL, canned_server, v2_client, v2_inputs
 from focal_eval.focal import sigmoid_focal_loss, softmax_focal_loss
 from focal_eval.service.artifacts import default_artifact_dir, find_artifact
+from focal_eval.service.testing import focal_server
 
 SCALARS = ("accuracy", "balanced_accuracy", "macro_f1", "weighted_f1", "matthews_corrcoef")
 
@@ -98,3 +101,18 @@ def test_sklearn_multilabel_metrics_equal_the_graphs():
         assert reference[name] == pytest.approx(float(outputs[name]), abs=2e-3), name
     for name in ("macro_average_precision", "micro_average_precision"):
         assert reference[name] == pytest.approx(float(outputs[name]), abs=2e-2), name
+
+
+def test_tritonclient_reads_the_canned_reply_as_our_servers_answer():
+    """The v2 client's floor: a server doing no work, whose reply parses as ours did."""
+    inputs = v2_inputs(make_batch(500, 7, seed=5))
+    with focal_server() as ours, ExitStack() as stack:
+        expected = v2_client(ours, stack).infer(MODEL, inputs)
+        canned = v2_client(canned_server(ours, inputs, stack), stack)
+        replies = [canned.infer(MODEL, inputs) for _ in range(2)]  # one kept-alive connection
+    outputs = [output["name"] for output in expected.get_response()["outputs"]]
+    assert "focal_loss" in outputs
+    for reply in replies:
+        assert [output["name"] for output in reply.get_response()["outputs"]] == outputs
+        for name in outputs:
+            np.testing.assert_array_equal(reply.as_numpy(name), expected.as_numpy(name))

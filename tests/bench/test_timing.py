@@ -2,7 +2,7 @@ from __future__ import annotations
 
 import pytest
 
-from bench.timing import interleave, paired_ratio
+from bench.timing import Rounds, interleave, paired_ratio
 
 
 def test_paired_ratio_is_the_median_of_per_round_ratios():
@@ -11,6 +11,14 @@ def test_paired_ratio_is_the_median_of_per_round_ratios():
     assert ratio.low == pytest.approx(1.75)
     assert ratio.high == pytest.approx(3.0)
     assert ratio.pairs == 4
+
+
+def test_excess_is_the_median_of_per_round_differences_over_the_denominator():
+    rounds = Rounds(
+        {"request": [5.0, 9.0, 4.0], "client": [1.0, 3.0, 3.0], "graph": [2.0, 2.0, 0.5]}
+    )  # (5 - 1) / 2 = 2, (9 - 3) / 2 = 3, (4 - 3) / 0.5 = 2
+    excess = rounds.excess("request", "client", "graph")
+    assert (excess.median, excess.low, excess.high, excess.pairs) == (2.0, 2.0, 2.5, 3)
 
 
 @pytest.mark.parametrize(
