@@ -17,6 +17,7 @@ See :mod:`focal_eval.service.inference.datatypes` for the wire format. Decoding 
 from __future__ import annotations
 
 import math
+import re
 from typing import Any
 
 import numpy as np
@@ -24,7 +25,7 @@ import numpy.typing as npt
 import orjson
 
 from focal_eval.service.core.errors import bad_request, cut, show
-from focal_eval.service.http.body import OVERLONG, START_BYTES, Body
+from focal_eval.service.http.body import OVERLONG, Body
 from focal_eval.service.inference.datatypes import (
     DTYPES,
     HEADER_LENGTH,
@@ -34,16 +35,16 @@ from focal_eval.service.inference.datatypes import (
     RequestedOutput,
 )
 
-_JSON_WHITESPACE = b" \t\n\r"
+_NOT_JSON_WHITESPACE = re.compile(rb"[^ \t\n\r]")
 
 
 def check_request_start(body: Body) -> None:
     """Refuse (400) a decoded body whose first bytes show it is no v2 inference request.
 
     A v2 request, JSON alone or followed by binary tensor data, begins with a JSON object
-    (after any JSON whitespace). Checked while a compressed body inflates, so that a
-    ``Content-Encoding`` bomb of anything else is refused at its first megabyte, not at
-    the body limit.
+    (after any JSON whitespace). Checked while a compressed body inflates, on the first
+    piece inflated (up to a megabyte), so that a ``Content-Encoding`` bomb of anything else
+    is refused there, not at the body limit; a piece of whitespace alone passes.
 
     Example:
         >>> check_request_start(b' {"inputs": []}')
@@ -53,8 +54,8 @@ def check_request_start(body: Body) -> None:
         ...     print(error.status_code, error)
         400 body: not a v2 inference request (it does not begin with a JSON object)
     """
-    start = bytes(body[:START_BYTES]).lstrip(_JSON_WHITESPACE)
-    if start and not start.startswith(b"{"):
+    first = _NOT_JSON_WHITESPACE.search(body)
+    if first is not None and first.group() != b"{":
         raise bad_request("body: not a v2 inference request (it does not begin with a JSON object)")
 
 

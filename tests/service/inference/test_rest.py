@@ -20,6 +20,7 @@ from fastapi.testclient import TestClient
 
 from tests.service._inputs import batch
 from tests.service._requests import npz_body
+from tests.service.conftest import TEST_SETTINGS
 from tests.service.inference._triton import (
     HEADER,
     INFER,
@@ -118,7 +119,7 @@ def test_header_length_that_is_not_a_number_is_400(client: TestClient) -> None:
 
 
 GZIP = {"content-encoding": "gzip"}
-BODY_LIMIT = 4 * 2**20  # the tests' max_body_bytes (tests/service/conftest.py)
+BODY_LIMIT = TEST_SETTINGS["max_body_bytes"]
 
 
 @pytest.mark.parametrize(
@@ -143,6 +144,7 @@ def test_a_compressed_request_led_by_json_whitespace_is_scored(
         pytest.param(bytes(3 * BODY_LIMIT), {HEADER: "64"}, id="zeros-past-the-body-limit-binary"),
         pytest.param(npz_body(logits=np.asarray(LOGITS), labels=np.asarray(LABELS)), {}, id="an-npz-archive"),
         pytest.param(b'[{"inputs": []}]', {}, id="a-json-array"),
+        pytest.param(b" " * 8 + bytes(3 * BODY_LIMIT), {}, id="zeros-after-eight-spaces"),
     ],
 )  # fmt: skip
 def test_a_compressed_body_that_is_no_request_is_400_at_its_first_bytes(
