@@ -4,7 +4,9 @@ Timing ``tritonclient`` against it measures what the client and the loopback cos
 themselves (building the request, sending it, reading and parsing the reply), with a server
 that does no work: the body is read into one buffer that every request reuses, and the reply
 is bytes recorded from ``focal serve``'s answer to the same request. Any other method (the
-readiness check) gets an empty 200. Connections are kept alive; each has a thread.
+readiness check) gets an empty 200. Connections are kept alive; each has a thread and a
+buffer as long as its longest body (bench/ sends its own bodies only); a connection that
+goes away or sends a head this cannot read is closed.
 
 Run with ``python -m bench.baselines.canned_server PORT REPLY_FILE``, where ``REPLY_FILE``
 holds a whole HTTP response (status line, headers, body); :mod:`bench.servers` does.
@@ -59,10 +61,13 @@ def handler(reply: bytes) -> type[socketserver.StreamRequestHandler]:
     class Canned(socketserver.StreamRequestHandler):
         def handle(self) -> None:
             body = bytearray()
-            while (head := read_head(self.rfile)) is not None:
-                method, length = head
-                body = read_body(self.rfile, body, length)
-                self.wfile.write(reply if method == "POST" else EMPTY)
+            try:
+                while (head := read_head(self.rfile)) is not None:
+                    method, length = head
+                    body = read_body(self.rfile, body, length)
+                    self.wfile.write(reply if method == "POST" else EMPTY)
+            except (OSError, ValueError):  # a client gone, or a head it cannot parse: close
+                return
 
     return Canned
 
